@@ -1,0 +1,72 @@
+# rackboot — the two commands: `make run` and `make test`. Both install what they need.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+DATA_DIR ?= $(CURDIR)/var/data
+ASSETS_DIR ?= $(CURDIR)/var/assets
+ADMIN_LISTEN ?= 127.0.0.1:8080
+BOOT_HTTP_LISTEN ?= 127.0.0.1:50042
+TFTP_LISTEN ?= 127.0.0.1:6969
+# Debian packages: what `make run` needs, and what the interop/e2e tests drive.
+RUN_PKGS := ca-certificates curl
+TEST_PKGS := $(RUN_PKGS) iproute2 dnsmasq-base tftp-hpa atftp tftpd-hpa tcpdump qemu-system-x86 ipxe ipxe-qemu ovmf busybox-static cpio python3
+# Sans-IO crates: must never depend on tokio (checked by `make check`).
+SANS_IO_CRATES := rackboot-tftp rackboot-dhcp rackboot-config rackboot-store
+
+.PHONY: help deps deps-test build release run check test test-unit bench assets clean
+
+help:
+	@echo "make run    build and serve (standalone, data in var/), admin on http://$(ADMIN_LISTEN)"
+	@echo "make test   install test peers, run the gate (fmt, clippy, no-tokio) and every test"
+	@echo "make check  the gate alone; make deps / deps-test install packages; make clean"
+
+# Idempotent: apt only runs when a package is missing.
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages:$$missing — run as root or: sudo apt-get install$$missing"; exit 1; fi; \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+endef
+
+deps:
+	$(call apt_install,$(RUN_PKGS))
+	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust (rustup) first"; exit 1; }
+
+deps-test: deps
+	$(call apt_install,$(TEST_PKGS))
+
+build: deps
+	$(CARGO) build --workspace
+
+release: deps
+	$(CARGO) build --release -p rackboot
+
+run: release
+	@mkdir -p $(DATA_DIR) $(ASSETS_DIR)/tftp
+	@echo "rackboot: admin http://$(ADMIN_LISTEN)  boot http://$(BOOT_HTTP_LISTEN)  tftp $(TFTP_LISTEN)  data $(DATA_DIR)"
+	@echo "admin token: $(DATA_DIR)/admin-token   (Ctrl-C stops)"
+	RACKBOOT_DATA_DIR=$(DATA_DIR) ./target/release/rackboot serve \
+	  --data-dir $(DATA_DIR) --assets-dir $(ASSETS_DIR) \
+	  --admin-listen $(ADMIN_LISTEN) --boot-http-listen $(BOOT_HTTP_LISTEN) \
+	  --tftp-listen $(TFTP_LISTEN) --dhcp-mode off
+
+check:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@for c in $(SANS_IO_CRATES); do \
+	  if $(CARGO) tree -p $$c -e normal,build --prefix none | grep -qE '^(tokio|mio) '; then \
+	    echo "check: $$c depends on tokio/mio — sans-IO crates must not"; exit 1; fi; \
+	done; echo "check: sans-IO crates are free of tokio ($(SANS_IO_CRATES))"
+
+test: deps-test check
+	$(CARGO) test --workspace
+
+bench:
+	@echo "bench: not available yet (lands with the performance issue)"; exit 2
+
+clean:
+	$(CARGO) clean
+	rm -rf var

@@ -1,0 +1,183 @@
+//! Command-line shape. Every `serve` flag is also a `RACKBOOT_*` variable and a config-file key
+//! (the key is named in each flag's help); precedence: flag > env > file > default.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rackboot",
+    version,
+    about = "Network-boot appliance for one rack segment"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run every service (ProxyDHCP, TFTP, boot HTTP, admin API).
+    Serve(Box<ServeArgs>),
+    /// Check a config file: exit 0, or 1 listing every problem with its key and line.
+    CheckConfig { file: PathBuf },
+    /// Machines in a running server's inventory.
+    Machines {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        action: MachinesCmd,
+    },
+    /// Power a machine through its stored BMC (via the running server).
+    Power {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(value_parser = ["on", "off", "cycle", "reset", "status"])]
+        action: String,
+        machine: String,
+    },
+    /// Talk to one BMC directly, without a server.
+    Bmc {
+        #[arg(long, env = "RACKBOOT_BMC_URL")]
+        url: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        rest: Vec<String>,
+    },
+    /// Print the version.
+    Version,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// TOML config file.
+    #[arg(long, env = "RACKBOOT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// State directory [key: data_dir].
+    #[arg(long, env = "RACKBOOT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Provisioning NIC [key: interface].
+    #[arg(long, env = "RACKBOOT_INTERFACE")]
+    pub interface: Option<String>,
+    /// Address the segment reaches us at [key: advertise_addr].
+    #[arg(long, env = "RACKBOOT_ADVERTISE_ADDR")]
+    pub advertise_addr: Option<String>,
+    /// Boot assets directory [key: assets_dir].
+    #[arg(long, env = "RACKBOOT_ASSETS_DIR")]
+    pub assets_dir: Option<PathBuf>,
+    /// Boot HTTP listen address [key: http.listen].
+    #[arg(long, env = "RACKBOOT_BOOT_HTTP_LISTEN")]
+    pub boot_http_listen: Option<String>,
+    /// Admin listen address [key: admin.listen].
+    #[arg(long, env = "RACKBOOT_ADMIN_LISTEN")]
+    pub admin_listen: Option<String>,
+    /// Admin token file [key: admin.token_file].
+    #[arg(long, env = "RACKBOOT_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// TFTP listen address, or `off` [key: tftp.listen].
+    #[arg(long, env = "RACKBOOT_TFTP_LISTEN")]
+    pub tftp_listen: Option<String>,
+    /// Serve TFTP transfers from the listening port [key: tftp.single_port].
+    #[arg(long, env = "RACKBOOT_TFTP_SINGLE_PORT")]
+    pub tftp_single_port: Option<bool>,
+    /// `proxy` or `off` [key: dhcp.mode].
+    #[arg(long, env = "RACKBOOT_DHCP_MODE")]
+    pub dhcp_mode: Option<String>,
+    /// DHCP port [key: dhcp.port].
+    #[arg(long, env = "RACKBOOT_DHCP_PORT")]
+    pub dhcp_port: Option<u16>,
+    /// PXE (ProxyDHCP phase two) port [key: dhcp.pxe_port].
+    #[arg(long, env = "RACKBOOT_PXE_PORT")]
+    pub pxe_port: Option<u16>,
+    /// `standalone` or `omni` [key: mode].
+    #[arg(long, env = "RACKBOOT_MODE")]
+    pub mode: Option<String>,
+    /// Omni endpoint URL [key: omni.endpoint].
+    #[arg(long, env = "RACKBOOT_OMNI_ENDPOINT")]
+    pub omni_endpoint: Option<String>,
+    /// Omni service account key file [key: omni.key_file].
+    #[arg(long, env = "RACKBOOT_OMNI_KEY_FILE")]
+    pub omni_key_file: Option<PathBuf>,
+    /// Infrastructure provider id [key: omni.provider_id].
+    #[arg(long, env = "RACKBOOT_PROVIDER_ID")]
+    pub provider_id: Option<String>,
+    /// `human` or `json` [key: log.format].
+    #[arg(long, env = "RACKBOOT_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Log filter, e.g. `info` or `rackboot_server=debug` [key: log.level].
+    #[arg(long, env = "RACKBOOT_LOG_LEVEL")]
+    pub log_level: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ClientArgs {
+    /// Admin API of the running server.
+    #[arg(
+        long,
+        env = "RACKBOOT_SERVER",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub server: String,
+    /// Admin token.
+    #[arg(long, env = "RACKBOOT_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
+    /// File holding the admin token (default: <data-dir>/admin-token when readable).
+    #[arg(long, env = "RACKBOOT_TOKEN_FILE", global = true)]
+    pub token_file: Option<PathBuf>,
+    /// Where to look for the default token file.
+    #[arg(long, env = "RACKBOOT_DATA_DIR", global = true, default_value = rackboot_config::DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Table, global = true)]
+    pub output: Output,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MachinesCmd {
+    List,
+    Show {
+        machine: String,
+    },
+    Add {
+        #[arg(long)]
+        name: Option<String>,
+        /// A MAC address (repeat for several NICs).
+        #[arg(long = "mac")]
+        macs: Vec<String>,
+        #[arg(long)]
+        uuid: Option<String>,
+        #[arg(long)]
+        bmc_url: Option<String>,
+        #[arg(long)]
+        bmc_user: Option<String>,
+        /// File holding the BMC password (never pass it on the command line).
+        #[arg(long)]
+        bmc_password_file: Option<PathBuf>,
+        #[arg(long)]
+        bmc_insecure_tls: bool,
+    },
+    Remove {
+        machine: String,
+    },
+    Accept {
+        machine: String,
+    },
+    Reject {
+        machine: String,
+    },
+    Provision {
+        machine: String,
+    },
+    Release {
+        machine: String,
+    },
+    Wipe {
+        machine: String,
+    },
+}

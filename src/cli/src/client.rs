@@ -1,0 +1,189 @@
+//! `rackboot machines …`: a small client of the admin API.
+
+use crate::args::{ClientArgs, MachinesCmd, Output};
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    pub fn new(a: &ClientArgs) -> Result<Self> {
+        let token = match (&a.token, &a.token_file) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(f)) => Some(
+                std::fs::read_to_string(f)
+                    .with_context(|| format!("cannot read token file {}", f.display()))?
+                    .trim()
+                    .to_string(),
+            ),
+            (None, None) => std::fs::read_to_string(a.data_dir.join("admin-token"))
+                .ok()
+                .map(|t| t.trim().to_string()),
+        };
+        let agent = ureq::AgentBuilder::new()
+            .timeout(std::time::Duration::from_secs(30))
+            .build();
+        Ok(Self {
+            base: a.server.trim_end_matches('/').to_string(),
+            token,
+            agent,
+        })
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value> {
+        let url = format!("{}{}", self.base, path);
+        let mut req = self.agent.request(method, &url);
+        if let Some(t) = &self.token {
+            req = req.set("Authorization", &format!("Bearer {t}"));
+        }
+        let resp = match body {
+            Some(b) => req.send_json(b),
+            None => req.call(),
+        };
+        match resp {
+            Ok(r) => Ok(r.into_json().context("server sent invalid JSON")?),
+            Err(ureq::Error::Status(code, r)) => {
+                let msg = r
+                    .into_json::<Value>()
+                    .ok()
+                    .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
+                    .unwrap_or_default();
+                bail!("server refused ({code}): {msg}")
+            }
+            Err(e) => Err(anyhow::anyhow!(e)
+                .context(format!("cannot reach the rackboot server at {}", self.base))),
+        }
+    }
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Run a `machines` subcommand; returns the process exit code.
+pub fn machines(args: &ClientArgs, cmd: MachinesCmd) -> Result<i32> {
+    let c = Client::new(args)?;
+    let out = match cmd {
+        MachinesCmd::List => c.call("GET", "/api/v1/machines", None)?,
+        MachinesCmd::Show { machine } => {
+            c.call("GET", &format!("/api/v1/machines/{}", enc(&machine)), None)?
+        }
+        MachinesCmd::Remove { machine } => c.call(
+            "DELETE",
+            &format!("/api/v1/machines/{}", enc(&machine)),
+            None,
+        )?,
+        MachinesCmd::Add {
+            name,
+            macs,
+            uuid,
+            bmc_url,
+            bmc_user,
+            bmc_password_file,
+            bmc_insecure_tls,
+        } => {
+            let bmc = match bmc_url {
+                Some(url) => {
+                    let password = match bmc_password_file {
+                        Some(f) => Some(
+                            std::fs::read_to_string(&f)
+                                .with_context(|| {
+                                    format!("cannot read BMC password file {}", f.display())
+                                })?
+                                .trim_end_matches(['\n', '\r'])
+                                .to_string(),
+                        ),
+                        None => None,
+                    };
+                    json!({"url": url, "username": bmc_user, "password": password, "insecure_tls": bmc_insecure_tls})
+                }
+                None => Value::Null,
+            };
+            let mut body = json!({"name": name, "macs": macs, "uuid": uuid});
+            if !bmc.is_null() {
+                body["bmc"] = bmc;
+            }
+            c.call("POST", "/api/v1/machines", Some(body))?
+        }
+        MachinesCmd::Accept { .. }
+        | MachinesCmd::Reject { .. }
+        | MachinesCmd::Provision { .. }
+        | MachinesCmd::Release { .. }
+        | MachinesCmd::Wipe { .. } => {
+            return Ok(crate::not_available(
+                "machine lifecycle actions (accept/reject/provision/release/wipe)",
+            ));
+        }
+    };
+    print(args.output, &out);
+    Ok(0)
+}
+
+fn print(output: Output, v: &Value) {
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+        return;
+    }
+    let rows: Vec<&Value> = match v {
+        Value::Array(a) => a.iter().collect(),
+        other => vec![other],
+    };
+    let cols = ["ID", "NAME", "MACS", "STATE", "POWER", "BMC"];
+    let table: Vec<[String; 6]> = rows
+        .iter()
+        .map(|m| {
+            let s = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("-").to_string();
+            let macs = m.get("macs").and_then(Value::as_array).map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            });
+            let bmc = m
+                .get("bmc")
+                .and_then(|b| b.get("url"))
+                .and_then(Value::as_str)
+                .unwrap_or("-")
+                .to_string();
+            [
+                s("id"),
+                s("name"),
+                macs.unwrap_or_default(),
+                s("state"),
+                s("power"),
+                bmc,
+            ]
+        })
+        .collect();
+    let mut widths = cols.map(str::len);
+    for r in &table {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    println!("{}", line(cols.to_vec()));
+    for r in &table {
+        println!("{}", line(r.iter().map(String::as_str).collect()));
+    }
+}

@@ -1,0 +1,37 @@
+//! The `rackboot` command: `serve`, `check-config`, and clients of a running server.
+
+mod args;
+mod client;
+mod serve;
+
+use args::{Cli, Command};
+use clap::Parser;
+use std::process::ExitCode;
+
+/// A capability that has not landed yet says so and exits 2 (never a silent stub).
+pub fn not_available(what: &str) -> i32 {
+    eprintln!("rackboot: {what} is not available yet in this version");
+    2
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Version => {
+            println!("rackboot {}", env!("CARGO_PKG_VERSION"));
+            Ok(0)
+        }
+        Command::CheckConfig { file } => Ok(serve::check_config(&file)),
+        Command::Serve(a) => serve::serve(*a),
+        Command::Machines { client, action } => client::machines(&client, action),
+        Command::Power { .. } => Ok(not_available("power control through the server")),
+        Command::Bmc { .. } => Ok(not_available("direct BMC control (rackboot bmc)")),
+    };
+    match code {
+        Ok(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("rackboot: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

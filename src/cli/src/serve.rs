@@ -1,0 +1,105 @@
+//! `rackboot serve` and `rackboot check-config`: flags → raw config → layered → validated.
+
+use crate::args::ServeArgs;
+use anyhow::{Context, Result};
+use rackboot_config::{Layer, LogFormat, RawConfig};
+use std::path::Path;
+
+pub fn check_config(file: &Path) -> i32 {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{}: cannot read: {e}", file.display());
+            return 1;
+        }
+    };
+    let problems = rackboot_config::check_source(&text);
+    if problems.is_empty() {
+        println!("{}: ok", file.display());
+        return 0;
+    }
+    for p in &problems {
+        match p.line {
+            Some(l) => eprintln!("{}:{l}: {}: {}", file.display(), p.key, p.message),
+            None => eprintln!("{}: {}: {}", file.display(), p.key, p.message),
+        }
+    }
+    eprintln!("{}: {} problem(s)", file.display(), problems.len());
+    1
+}
+
+fn flags(a: &ServeArgs) -> RawConfig {
+    let mut r = RawConfig {
+        mode: a.mode.clone(),
+        data_dir: a.data_dir.clone(),
+        interface: a.interface.clone(),
+        advertise_addr: a.advertise_addr.clone(),
+        assets_dir: a.assets_dir.clone(),
+        ..Default::default()
+    };
+    r.log.format = a.log_format.clone();
+    r.log.level = a.log_level.clone();
+    r.admin.listen = a.admin_listen.clone();
+    r.admin.token_file = a.admin_token_file.clone();
+    r.http.listen = a.boot_http_listen.clone();
+    r.tftp.listen = a.tftp_listen.clone();
+    r.tftp.single_port = a.tftp_single_port;
+    r.dhcp.mode = a.dhcp_mode.clone();
+    r.dhcp.port = a.dhcp_port;
+    r.dhcp.pxe_port = a.pxe_port;
+    r.omni.endpoint = a.omni_endpoint.clone();
+    r.omni.key_file = a.omni_key_file.clone();
+    r.omni.provider_id = a.provider_id.clone();
+    r
+}
+
+pub fn serve(a: ServeArgs) -> Result<i32> {
+    let file = match &a.config {
+        Some(p) => Some((
+            p.clone(),
+            std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read config file {}", p.display()))?,
+        )),
+        None => None,
+    };
+    let file_raw = match &file {
+        Some((p, text)) => rackboot_config::parse_source(text).map_err(|problems| {
+            rackboot_config::ConfigError::Invalid {
+                path: p.clone(),
+                problems,
+            }
+        })?,
+        None => RawConfig::default(),
+    };
+    let raw = flags(&a).over(file_raw);
+    let config =
+        rackboot_config::finish(&raw, file.as_ref().map(|(p, t)| (p.as_path(), t.as_str())))?;
+    init_logging(config.log_format, &config.log_level);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    rt.block_on(rackboot_server::run(config)).map_err(|e| {
+        let mut msg = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            msg.push_str(&format!(": {s}"));
+            src = s.source();
+        }
+        tracing::error!("{msg}");
+        anyhow::anyhow!(msg)
+    })?;
+    Ok(0)
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => builder.init(),
+    }
+}

@@ -1,0 +1,302 @@
+//! The `rackboot` binary end to end on loopback: serve, the machines API through the CLI and
+//! curl-like raw HTTP, restart persistence, secrets at rest, check-config exit codes.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rackboot");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Server(Child);
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(data: &Path, port: u16) -> Server {
+    let server = Server(
+        Command::new(BIN)
+            .args(["serve", "--dhcp-mode", "off", "--tftp-listen", "off"])
+            .arg("--data-dir")
+            .arg(data)
+            .arg("--admin-listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--boot-http-listen")
+            .arg(format!("127.0.0.1:{}", free_port()))
+            .env_remove("RACKBOOT_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if http(port, "GET", "/healthz", None, None).0 == 200 {
+            return server;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("server did not come up");
+}
+
+/// Minimal HTTP/1.1 client (no dependencies), returns (status, body).
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    let body = body.unwrap_or("");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn cli(port: u16, data: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--server")
+        .arg(format!("http://127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(data)
+        .env_remove("RACKBOOT_TOKEN")
+        .output()
+        .unwrap()
+}
+
+fn grep_dir(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            hits.extend(grep_dir(&p, needle));
+        } else if let Ok(b) = std::fs::read(&p) {
+            if b.windows(needle.len()).any(|w| w == needle) {
+                hits.push(p.display().to_string());
+            }
+        }
+    }
+    hits
+}
+
+#[test]
+fn machines_api_auth_persistence_and_sealed_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = free_port();
+    let body = r#"{"name":"r1-u07","macs":["52:54:00:99:00:10"],"bmc":{"url":"ipmi://10.0.0.5:623","username":"admin","password":"Plain-Text-BMC-Secret"}}"#;
+    {
+        let _s = serve(&data, port);
+        assert_eq!(
+            http(port, "POST", "/api/v1/machines", None, Some(body)).0,
+            401
+        );
+        let token = std::fs::read_to_string(data.join("admin-token")).unwrap();
+        let token = token.trim();
+        let (status, resp) = http(port, "POST", "/api/v1/machines", Some(token), Some(body));
+        assert_eq!(status, 201, "{resp}");
+        assert!(!resp.contains("Plain-Text-BMC-Secret"));
+
+        // The CLI finds the token in the data dir and adds a second machine with a password file.
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "Another-Secret\n").unwrap();
+        let out = cli(
+            port,
+            &data,
+            &[
+                "machines",
+                "add",
+                "--name",
+                "r1-u08",
+                "--mac",
+                "52:54:00:99:00:11",
+                "--bmc-url",
+                "redfish+http://127.0.0.1:8000",
+                "--bmc-user",
+                "root",
+                "--bmc-password-file",
+                pw.to_str().unwrap(),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = cli(port, &data, &["machines", "list"]);
+        let table = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            table.contains("r1-u07") && table.contains("r1-u08") && table.contains("registered"),
+            "{table}"
+        );
+        let out = cli(port, &data, &["machines", "show", "r1-u08", "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["bmc"]["password_set"], true);
+    }
+    // Restart: both machines are still there; no secret is readable in the data dir.
+    let _s = serve(&data, port);
+    let (status, resp) = http(port, "GET", "/api/v1/machines/r1-u07", None, None);
+    assert_eq!(status, 200, "{resp}");
+    assert!(!resp.contains("Plain-Text-BMC-Secret"));
+    assert!(resp.contains("\"password_set\":true"));
+    assert_eq!(
+        http(port, "GET", "/api/v1/machines/r1-u08", None, None).0,
+        200
+    );
+    for secret in ["Plain-Text-BMC-Secret", "Another-Secret"] {
+        assert_eq!(
+            grep_dir(&data, secret.as_bytes()),
+            Vec::<String>::new(),
+            "{secret} readable at rest"
+        );
+    }
+    use std::os::unix::fs::PermissionsExt;
+    for f in ["secret.key", "admin-token"] {
+        let mode = std::fs::metadata(data.join(f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{f}");
+    }
+    // Without a token the CLI cannot change state and says why.
+    let out = Command::new(BIN)
+        .args([
+            "machines",
+            "remove",
+            "r1-u07",
+            "--server",
+            &format!("http://127.0.0.1:{port}"),
+            "--data-dir",
+            "/nonexistent",
+        ])
+        .env_remove("RACKBOOT_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+}
+
+#[test]
+fn check_config_names_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("bad.toml");
+    std::fs::write(
+        &f,
+        "mode = \"standalone\"\nbogus = 1\n[admin]\nlisten = \"nope:80\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(":2: bogus:"), "{err}");
+    assert!(err.contains(":4: admin.listen: bad address"), "{err}");
+    let good = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/standalone.toml");
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn unlanded_capabilities_exit_2_and_say_so() {
+    let out = Command::new(BIN)
+        .args(["machines", "provision", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not available yet"));
+}
+
+#[test]
+fn flag_beats_env_beats_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[admin]\nlisten = \"127.0.0.1:1\"\n").unwrap();
+    let (p_env, p_flag) = (free_port(), free_port());
+    let run = |with_flag: bool| {
+        let mut c = Command::new(BIN);
+        c.args([
+            "serve",
+            "--dhcp-mode",
+            "off",
+            "--tftp-listen",
+            "off",
+            "--boot-http-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(dir.path().join("d"))
+        .env("RACKBOOT_ADMIN_LISTEN", format!("127.0.0.1:{p_env}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        if with_flag {
+            c.arg("--admin-listen").arg(format!("127.0.0.1:{p_flag}"));
+        }
+        Server(c.spawn().unwrap())
+    };
+    let wait = |port: u16| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if http(port, "GET", "/healthz", None, None).0 == 200 {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    };
+    {
+        let _s = run(false);
+        assert!(wait(p_env), "env should beat the file");
+    }
+    let _s = run(true);
+    assert!(wait(p_flag), "flag should beat env");
+}

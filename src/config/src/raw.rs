@@ -1,0 +1,131 @@
+//! The raw configuration as it appears in a TOML file (and as flags and env vars fill it in).
+//!
+//! Every field is optional: a missing key takes its default during validation
+//! (see [`crate::Config`]). Unknown keys are refused (`deny_unknown_fields`).
+//! Addresses are kept as strings here so that validation can name the key of a bad one.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Top level of `rackboot.toml`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `standalone` or `omni` (flag `--mode`).
+    pub mode: Option<String>,
+    /// State directory (flag `--data-dir`).
+    pub data_dir: Option<PathBuf>,
+    /// Provisioning NIC (flag `--interface`).
+    pub interface: Option<String>,
+    /// Address the segment reaches us at (flag `--advertise-addr`).
+    pub advertise_addr: Option<String>,
+    /// Boot assets (flag `--assets-dir`), default `<data_dir>/assets`.
+    pub assets_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub log: RawLog,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub http: RawHttp,
+    #[serde(default)]
+    pub tftp: RawTftp,
+    #[serde(default)]
+    pub dhcp: RawDhcp,
+    #[serde(default)]
+    pub omni: RawOmni,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// `human` or `json` (flag `--log-format`).
+    pub format: Option<String>,
+    /// A tracing filter such as `info` or `rackboot=debug` (flag `--log-level`).
+    pub level: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// Flag `--admin-listen`.
+    pub listen: Option<String>,
+    /// Flag `--admin-token-file`.
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    /// Flag `--boot-http-listen`.
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawTftp {
+    /// Flag `--tftp-listen`; `off` disables TFTP.
+    pub listen: Option<String>,
+    /// Flag `--tftp-single-port`: serve transfers from the listening port.
+    pub single_port: Option<bool>,
+    pub max_blksize: Option<u16>,
+    pub max_windowsize: Option<u16>,
+    /// Concurrent transfers, all clients together.
+    pub max_transfers: Option<u32>,
+    /// Concurrent transfers from one client address.
+    pub max_transfers_per_client: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawDhcp {
+    /// `proxy` or `off` (flag `--dhcp-mode`).
+    pub mode: Option<String>,
+    /// Flag `--dhcp-port`.
+    pub port: Option<u16>,
+    /// Flag `--pxe-port`.
+    pub pxe_port: Option<u16>,
+    /// Option 43 discovery control 8 ("boot from file"), default off.
+    pub discovery_control: Option<bool>,
+    /// Per-architecture boot file overrides: option 93 value (decimal, as a string key) → file.
+    pub boot_files: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawOmni {
+    /// Flag `--omni-endpoint`.
+    pub endpoint: Option<String>,
+    /// Flag `--omni-key-file`.
+    pub key_file: Option<PathBuf>,
+    /// Flag `--provider-id`.
+    pub provider_id: Option<String>,
+}
+
+/// `Option::or` for every field: values in `self` win over `lower`.
+pub trait Layer {
+    fn over(self, lower: Self) -> Self;
+}
+
+macro_rules! layer_struct {
+    ($t:ty { $($f:ident),* } nested { $($n:ident),* }) => {
+        impl Layer for $t {
+            fn over(self, lower: Self) -> Self {
+                Self {
+                    $($f: self.$f.or(lower.$f),)*
+                    $($n: self.$n.over(lower.$n),)*
+                }
+            }
+        }
+    };
+}
+
+layer_struct!(RawConfig { mode, data_dir, interface, advertise_addr, assets_dir }
+    nested { log, admin, http, tftp, dhcp, omni });
+layer_struct!(RawLog { format, level } nested {});
+layer_struct!(RawAdmin { listen, token_file } nested {});
+layer_struct!(RawHttp { listen } nested {});
+layer_struct!(RawTftp { listen, single_port, max_blksize, max_windowsize, max_transfers,
+    max_transfers_per_client } nested {});
+layer_struct!(RawDhcp { mode, port, pxe_port, discovery_control, boot_files } nested {});
+layer_struct!(RawOmni { endpoint, key_file, provider_id } nested {});

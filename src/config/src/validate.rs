@@ -1,0 +1,229 @@
+//! Raw → validated configuration. Every problem is collected (not just the first), each
+//! named by its dotted key.
+
+use crate::raw::RawConfig;
+use crate::{AdvertiseAddr, Config, DhcpMode, LogFormat, Mode, Problem};
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/rackboot";
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_HTTP_LISTEN: &str = "0.0.0.0:50042";
+pub const DEFAULT_TFTP_LISTEN: &str = "0.0.0.0:69";
+
+struct Collector(Vec<Problem>);
+
+impl Collector {
+    fn push(&mut self, key: &str, message: impl Into<String>) {
+        self.0.push(Problem {
+            key: key.to_string(),
+            line: None,
+            message: message.into(),
+        });
+    }
+
+    fn socket_addr(&mut self, key: &str, value: Option<&str>, default: &str) -> SocketAddr {
+        let text = value.unwrap_or(default);
+        match text.parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(_) => {
+                self.push(
+                    key,
+                    format!("bad address {text:?}: expected IP:PORT, e.g. {default}"),
+                );
+                default
+                    .parse()
+                    .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)))
+            }
+        }
+    }
+
+    fn existing_file(&mut self, key: &str, path: Option<&PathBuf>) {
+        if let Some(p) = path {
+            if !p.is_file() {
+                self.push(
+                    key,
+                    format!(
+                        "file {} does not exist or is not a regular file",
+                        p.display()
+                    ),
+                );
+            }
+        }
+    }
+
+    fn one_of<T: Copy>(
+        &mut self,
+        key: &str,
+        value: Option<&str>,
+        choices: &[(&str, T)],
+        default: T,
+    ) -> T {
+        let Some(v) = value else { return default };
+        match choices.iter().find(|(name, _)| *name == v) {
+            Some((_, t)) => *t,
+            None => {
+                let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+                self.push(
+                    key,
+                    format!("unknown value {v:?}: expected one of {}", names.join(", ")),
+                );
+                default
+            }
+        }
+    }
+}
+
+pub(crate) fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
+    let mut c = Collector(Vec::new());
+    let mode = c.one_of(
+        "mode",
+        raw.mode.as_deref(),
+        &[("standalone", Mode::Standalone), ("omni", Mode::Omni)],
+        Mode::Standalone,
+    );
+    let data_dir = raw
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let assets_dir = raw
+        .assets_dir
+        .clone()
+        .unwrap_or_else(|| data_dir.join("assets"));
+    if let Some(i) = &raw.interface {
+        if i.is_empty() || i.len() > 15 || i.contains('/') || i.chars().any(char::is_whitespace) {
+            c.push("interface", format!("{i:?} is not a valid interface name"));
+        }
+    }
+    let advertise_addr = match raw.advertise_addr.as_deref() {
+        None => AdvertiseAddr::Auto,
+        Some(s) => match s.parse::<Ipv4Addr>() {
+            Ok(ip) if !ip.is_unspecified() && !ip.is_broadcast() && !ip.is_multicast() => {
+                AdvertiseAddr::Fixed(ip)
+            }
+            _ => {
+                c.push(
+                    "advertise_addr",
+                    format!("bad address {s:?}: expected a unicast IPv4 address"),
+                );
+                AdvertiseAddr::Auto
+            }
+        },
+    };
+    let log_format = c.one_of(
+        "log.format",
+        raw.log.format.as_deref(),
+        &[("human", LogFormat::Human), ("json", LogFormat::Json)],
+        LogFormat::Human,
+    );
+    let admin_listen = c.socket_addr(
+        "admin.listen",
+        raw.admin.listen.as_deref(),
+        DEFAULT_ADMIN_LISTEN,
+    );
+    c.existing_file("admin.token_file", raw.admin.token_file.as_ref());
+    let http_listen = c.socket_addr(
+        "http.listen",
+        raw.http.listen.as_deref(),
+        DEFAULT_HTTP_LISTEN,
+    );
+    let tftp_listen = match raw.tftp.listen.as_deref() {
+        Some("off") => None,
+        other => Some(c.socket_addr("tftp.listen", other, DEFAULT_TFTP_LISTEN)),
+    };
+    let max_blksize = raw.tftp.max_blksize.unwrap_or(65464);
+    if !(8..=65464).contains(&max_blksize) {
+        c.push(
+            "tftp.max_blksize",
+            format!("{max_blksize} is outside 8..=65464 (RFC 2348)"),
+        );
+    }
+    let max_windowsize = raw.tftp.max_windowsize.unwrap_or(64);
+    if max_windowsize == 0 {
+        c.push("tftp.max_windowsize", "must be at least 1 (RFC 7440)");
+    }
+    let dhcp_mode = c.one_of(
+        "dhcp.mode",
+        raw.dhcp.mode.as_deref(),
+        &[("proxy", DhcpMode::Proxy), ("off", DhcpMode::Off)],
+        DhcpMode::Proxy,
+    );
+    let mut boot_files = BTreeMap::new();
+    for (arch, file) in raw.dhcp.boot_files.iter().flatten() {
+        match arch.parse::<u16>() {
+            Ok(a) if !file.is_empty() => {
+                boot_files.insert(a, file.clone());
+            }
+            Ok(_) => c.push(&format!("dhcp.boot_files.{arch}"), "file name is empty"),
+            Err(_) => c.push(
+                &format!("dhcp.boot_files.{arch}"),
+                "key must be a client architecture number (option 93), e.g. \"7\"",
+            ),
+        }
+    }
+    let omni_endpoint = raw.omni.endpoint.clone();
+    if let Some(e) = &omni_endpoint {
+        if !(e.starts_with("https://") || e.starts_with("http://")) {
+            c.push(
+                "omni.endpoint",
+                format!("{e:?} must start with https:// or http://"),
+            );
+        }
+    }
+    c.existing_file("omni.key_file", raw.omni.key_file.as_ref());
+    if let Some(id) = &raw.omni.provider_id {
+        if !is_dns1123_label(id) {
+            c.push(
+                "omni.provider_id",
+                format!("{id:?} is not a DNS-1123 label (a-z, 0-9, '-', ≤ 63)"),
+            );
+        }
+    }
+    if mode == Mode::Omni {
+        if omni_endpoint.is_none() {
+            c.push("omni.endpoint", "required when mode = \"omni\"");
+        }
+        if raw.omni.provider_id.is_none() {
+            c.push("omni.provider_id", "required when mode = \"omni\"");
+        }
+    }
+    if !c.0.is_empty() {
+        return Err(c.0);
+    }
+    Ok(Config {
+        mode,
+        data_dir,
+        assets_dir,
+        interface: raw.interface.clone(),
+        advertise_addr,
+        log_format,
+        log_level: raw.log.level.clone().unwrap_or_else(|| "info".to_string()),
+        admin_listen,
+        admin_token_file: raw.admin.token_file.clone(),
+        http_listen,
+        tftp_listen,
+        tftp_single_port: raw.tftp.single_port.unwrap_or(false),
+        tftp_max_blksize: max_blksize,
+        tftp_max_windowsize: max_windowsize,
+        tftp_max_transfers: raw.tftp.max_transfers.unwrap_or(1024),
+        tftp_max_transfers_per_client: raw.tftp.max_transfers_per_client.unwrap_or(8),
+        dhcp_mode,
+        dhcp_port: raw.dhcp.port.unwrap_or(67),
+        pxe_port: raw.dhcp.pxe_port.unwrap_or(4011),
+        dhcp_discovery_control: raw.dhcp.discovery_control.unwrap_or(false),
+        dhcp_boot_files: boot_files,
+        omni_endpoint,
+        omni_key_file: raw.omni.key_file.clone(),
+        provider_id: raw.omni.provider_id.clone(),
+    })
+}
+
+fn is_dns1123_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}

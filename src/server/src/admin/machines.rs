@@ -1,0 +1,73 @@
+//! `/api/v1/machines` and `/api/v1/events` handlers: translate HTTP into inventory calls.
+
+use super::{error, AdminState};
+use crate::api::{MachineView, NewMachine};
+use crate::inventory::InventoryError;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use rackboot_store::Event;
+use serde::Deserialize;
+
+pub(super) async fn list(
+    State(s): State<AdminState>,
+) -> Result<Json<Vec<MachineView>>, InventoryError> {
+    Ok(Json(s.inventory.list()?))
+}
+
+pub(super) async fn show(
+    State(s): State<AdminState>,
+    Path(id): Path<String>,
+) -> Result<Json<MachineView>, InventoryError> {
+    Ok(Json(MachineView::from(&s.inventory.find(&id)?)))
+}
+
+pub(super) async fn create(
+    State(s): State<AdminState>,
+    body: Result<Json<NewMachine>, JsonRejection>,
+) -> Response {
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(rej) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("invalid machine JSON: {}", rej.body_text()),
+            )
+        }
+    };
+    let inv = s.inventory.clone();
+    match tokio::task::spawn_blocking(move || inv.add(req)).await {
+        Ok(Ok(m)) => (StatusCode::CREATED, Json(m)).into_response(),
+        Ok(Err(e)) => e.into_response(),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "request task failed"),
+    }
+}
+
+pub(super) async fn remove(
+    State(s): State<AdminState>,
+    Path(id): Path<String>,
+) -> Result<Json<MachineView>, InventoryError> {
+    Ok(Json(s.inventory.remove(&id)?))
+}
+
+#[derive(Deserialize)]
+pub(super) struct EventQuery {
+    machine: Option<String>,
+    #[serde(default)]
+    after: u64,
+    limit: Option<usize>,
+}
+
+pub(super) async fn events(
+    State(s): State<AdminState>,
+    Query(q): Query<EventQuery>,
+) -> Result<Json<Vec<Event>>, InventoryError> {
+    let limit = q.limit.unwrap_or(200).min(1000);
+    Ok(Json(s.inventory.store().events(
+        q.machine.as_deref(),
+        q.after,
+        limit,
+    )?))
+}

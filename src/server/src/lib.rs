@@ -1,0 +1,115 @@
+//! rackboot services. [`run`] opens the inventory, starts every enabled service on its listener
+//! and runs until SIGINT/SIGTERM. Protocol decisions live in the sans-IO crates
+//! (`rackboot-dhcp`, `rackboot-tftp`); this crate holds their thin async shells, the admin API
+//! and the inventory commands.
+
+pub mod admin;
+pub mod api;
+pub mod inventory;
+pub mod metrics;
+
+use admin::{AdminState, AdminToken};
+use inventory::Inventory;
+use metrics::Metrics;
+use rackboot_config::Config;
+use rackboot_store::{Sealer, SledStore, Store};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot create data directory {0}")]
+    DataDir(PathBuf, #[source] std::io::Error),
+    #[error("cannot open the inventory store")]
+    Store(#[from] rackboot_store::StoreError),
+    #[error("cannot load the secret key")]
+    Seal(#[from] rackboot_store::SealError),
+    #[error("cannot load the admin token")]
+    Token(#[from] admin::auth_error::TokenError),
+    #[error("cannot listen on {what} {addr}")]
+    Bind {
+        what: &'static str,
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0} server failed")]
+    Service(&'static str, #[source] std::io::Error),
+}
+
+/// Everything the services share.
+#[derive(Clone)]
+pub struct Shared {
+    pub config: Arc<Config>,
+    pub inventory: Inventory,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Open the inventory in the data dir (creating it, mode 0700).
+pub fn open_shared(config: Config) -> Result<(Shared, Arc<AdminToken>), ServeError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = &config.data_dir;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| ServeError::DataDir(dir.clone(), e))?;
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&dir.join("inventory"))?);
+    let sealer = Arc::new(Sealer::open_or_create(&dir.join("secret.key"))?);
+    let token = Arc::new(AdminToken::load(config.admin_token_file.as_deref(), dir)?);
+    let shared = Shared {
+        config: Arc::new(config),
+        inventory: Inventory::new(store, sealer),
+        metrics: Arc::new(Metrics::new()),
+    };
+    Ok((shared, token))
+}
+
+/// Run every service until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> Result<(), ServeError> {
+    let (shared, token) = open_shared(config)?;
+    let cfg = shared.config.clone();
+    let admin_addr = cfg.admin_listen;
+    let listener = tokio::net::TcpListener::bind(admin_addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            what: "admin",
+            addr: admin_addr,
+            source,
+        })?;
+    let state = AdminState {
+        inventory: shared.inventory.clone(),
+        metrics: shared.metrics.clone(),
+        token: token.clone(),
+        loopback: admin_addr.ip().is_loopback(),
+    };
+    tracing::info!(
+        admin = %listener.local_addr().unwrap_or(admin_addr),
+        data_dir = %cfg.data_dir.display(),
+        token_file = %token.path.display(),
+        mode = ?cfg.mode,
+        "rackboot serving"
+    );
+    axum::serve(listener, admin::router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| ServeError::Service("admin", e))?;
+    tracing::info!("rackboot stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+    }
+}

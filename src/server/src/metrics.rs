@@ -1,0 +1,134 @@
+//! Prometheus metrics: one registry for the whole process; services add their families here.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
+use std::time::Instant;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+/// Labels `kind` (what happened) and `detail` (arch, option, reason…).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+    pub detail: String,
+}
+
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    started: Instant,
+    uptime: Gauge<f64, AtomicU64>,
+    store_bytes: Gauge,
+    pub admin_requests: Family<ReasonLabels, Counter>,
+    pub dhcp: Family<KindLabels, Counter>,
+    pub tftp: Family<KindLabels, Counter>,
+    pub tftp_bytes: Counter,
+    pub tftp_active: Gauge,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("rackboot");
+        let build: Family<BuildLabels, Gauge> = Family::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            })
+            .set(1);
+        registry.register("build_info", "rackboot build information", build);
+        let uptime = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "uptime_seconds",
+            "Seconds since the server started",
+            uptime.clone(),
+        );
+        let store_bytes = Gauge::default();
+        registry.register(
+            "store_size_bytes",
+            "Size of the inventory store on disk",
+            store_bytes.clone(),
+        );
+        let admin_requests = Family::default();
+        registry.register(
+            "admin_refused",
+            "Admin API requests refused, by reason",
+            admin_requests.clone(),
+        );
+        let dhcp = Family::default();
+        registry.register(
+            "dhcp_packets",
+            "ProxyDHCP packets by kind (request, reply, ignored, malformed) and detail",
+            dhcp.clone(),
+        );
+        let tftp = Family::default();
+        registry.register(
+            "tftp_transfers",
+            "TFTP events by kind (started, completed, failed, refused, option) and detail",
+            tftp.clone(),
+        );
+        let tftp_bytes = Counter::default();
+        registry.register(
+            "tftp_sent_bytes",
+            "TFTP payload bytes sent",
+            tftp_bytes.clone(),
+        );
+        let tftp_active = Gauge::default();
+        registry.register(
+            "tftp_active_transfers",
+            "TFTP transfers in progress",
+            tftp_active.clone(),
+        );
+        Self {
+            registry: Mutex::new(registry),
+            started: Instant::now(),
+            uptime,
+            store_bytes,
+            admin_requests,
+            dhcp,
+            tftp,
+            tftp_bytes,
+            tftp_active,
+        }
+    }
+
+    /// Count one event of a `kind`/`detail` family.
+    pub fn inc(family: &Family<KindLabels, Counter>, kind: &str, detail: &str) {
+        family
+            .get_or_create(&KindLabels {
+                kind: kind.to_string(),
+                detail: detail.to_string(),
+            })
+            .inc();
+    }
+
+    /// Prometheus text exposition, with the sampled gauges refreshed.
+    pub fn render(&self, store_size: u64) -> String {
+        self.uptime.set(self.started.elapsed().as_secs_f64());
+        self.store_bytes
+            .set(i64::try_from(store_size).unwrap_or(i64::MAX));
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
+            out.push_str("# encoding failed\n");
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

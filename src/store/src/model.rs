@@ -1,0 +1,153 @@
+//! The records the inventory holds. These are also the JSON the admin API speaks, except that
+//! [`BmcRecord::password_sealed`] never leaves the server (see `BmcView`).
+
+use serde::{Deserialize, Serialize};
+
+/// Lifecycle states (product.md "Machine lifecycle"). `Registered` is a machine the operator
+/// added that has not network-booted yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MachineState {
+    Registered,
+    Discovered,
+    Inspecting,
+    Wiping,
+    Available,
+    Provisioning,
+    Provisioned,
+    Releasing,
+    Cordoned,
+    Rejected,
+    Error,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PowerState {
+    #[default]
+    Unknown,
+    On,
+    Off,
+}
+
+/// A BMC endpoint with its credentials. The password is stored sealed (AES-256-GCM, see
+/// [`crate::Sealer`]); nothing outside the store and the BMC drivers ever sees it in clear.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BmcRecord {
+    pub url: String,
+    pub username: String,
+    /// Hex of nonce ‖ ciphertext ‖ tag; empty when no password is set.
+    pub password_sealed: String,
+    #[serde(default)]
+    pub insecure_tls: bool,
+}
+
+/// What a network boot told us about the machine (ProxyDHCP, TFTP and HTTP requests).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootSeen {
+    /// Unix milliseconds.
+    pub first_seen_ms: Option<u64>,
+    pub last_seen_ms: Option<u64>,
+    /// DHCP option 93 client architecture.
+    pub arch: Option<u16>,
+    pub vendor_class: Option<String>,
+    /// Which service saw it last: `dhcp`, `tftp`, `http`.
+    pub via: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Machine {
+    /// SMBIOS UUID when known at creation, else generated from the first MAC.
+    pub id: String,
+    pub name: Option<String>,
+    pub uuid: Option<String>,
+    /// Lower-case, colon-separated.
+    pub macs: Vec<String>,
+    pub bmc: Option<BmcRecord>,
+    pub state: MachineState,
+    #[serde(default)]
+    pub state_reason: Option<String>,
+    #[serde(default)]
+    pub power: PowerState,
+    pub profile: Option<String>,
+    /// Facts the agent reported (free-form JSON until the agent protocol lands).
+    #[serde(default)]
+    pub hardware: Option<serde_json::Value>,
+    #[serde(default)]
+    pub boot: BootSeen,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    /// Bumped on every write; a write carrying an older generation is refused.
+    pub generation: u64,
+}
+
+/// One entry of a machine's append-only event log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Global, strictly increasing.
+    pub seq: u64,
+    pub machine_id: String,
+    pub at_ms: u64,
+    /// Short machine-readable kind: `created`, `discovered`, `state`, `power`, `removed`, …
+    pub kind: String,
+    pub message: String,
+}
+
+/// Normalise a MAC address (`aa:bb:..`, `aa-bb-..`, `aabb..`) to lower-case colon form.
+pub fn normalize_mac(s: &str) -> Option<String> {
+    let hex: String = s
+        .chars()
+        .filter(|c| !matches!(c, ':' | '-' | '.'))
+        .collect();
+    if hex.len() != 12 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let lower = hex.to_ascii_lowercase();
+    let parts: Vec<&str> = (0..6).map(|i| &lower[i * 2..i * 2 + 2]).collect();
+    Some(parts.join(":"))
+}
+
+/// Normalise an SMBIOS UUID to lower-case 8-4-4-4-12 form.
+pub fn normalize_uuid(s: &str) -> Option<String> {
+    let hex: String = s.chars().filter(|c| *c != '-').collect();
+    if hex.len() != 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let h = hex.to_ascii_lowercase();
+    Some(format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    ))
+}
+
+/// The id of a machine first known by its MAC.
+pub fn id_from_mac(mac: &str) -> String {
+    format!("m-{}", mac.replace(':', ""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn macs_and_uuids_normalise() {
+        assert_eq!(
+            normalize_mac("52-54-00-99-00-1A").as_deref(),
+            Some("52:54:00:99:00:1a")
+        );
+        assert_eq!(
+            normalize_mac("525400990010").as_deref(),
+            Some("52:54:00:99:00:10")
+        );
+        assert_eq!(normalize_mac("52:54:00:99:00"), None);
+        assert_eq!(normalize_mac("52:54:00:99:00:zz"), None);
+        assert_eq!(
+            normalize_uuid("11111111222233334444555555555551").as_deref(),
+            Some("11111111-2222-3333-4444-555555555551")
+        );
+        assert_eq!(normalize_uuid("1111-22"), None);
+    }
+}

@@ -1,0 +1,110 @@
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use crate::model::{MachineState, PowerState};
+
+pub(crate) fn machine(id: &str, mac: &str) -> Machine {
+    Machine {
+        id: id.into(),
+        name: Some(format!("name-{id}")),
+        uuid: None,
+        macs: vec![mac.into()],
+        bmc: None,
+        state: MachineState::Registered,
+        state_reason: None,
+        power: PowerState::Unknown,
+        profile: None,
+        hardware: None,
+        boot: Default::default(),
+        created_ms: 0,
+        updated_ms: 0,
+        generation: 0,
+    }
+}
+
+#[test]
+fn create_get_update_remove() {
+    let s = SledStore::temporary().unwrap();
+    let m = s.create_machine(machine("a", "52:54:00:00:00:01")).unwrap();
+    assert_eq!(m.generation, 1);
+    assert_eq!(s.get_machine("a").unwrap().unwrap(), m);
+    assert_eq!(
+        s.machine_by_mac("52:54:00:00:00:01").unwrap().unwrap().id,
+        "a"
+    );
+    assert!(matches!(
+        s.create_machine(machine("a", "52:54:00:00:00:09")),
+        Err(StoreError::AlreadyExists(_))
+    ));
+    assert!(matches!(
+        s.create_machine(machine("b", "52:54:00:00:00:01")),
+        Err(StoreError::MacTaken { .. })
+    ));
+
+    let mut m2 = m.clone();
+    m2.macs = vec!["52:54:00:00:00:02".into()];
+    m2.uuid = Some("11111111-2222-3333-4444-555555555551".into());
+    let m2 = s.update_machine(m2).unwrap();
+    assert_eq!(m2.generation, 2);
+    assert!(
+        s.machine_by_mac("52:54:00:00:00:01").unwrap().is_none(),
+        "old MAC index dropped"
+    );
+    assert_eq!(
+        s.machine_by_uuid("11111111-2222-3333-4444-555555555551")
+            .unwrap()
+            .unwrap()
+            .id,
+        "a"
+    );
+
+    // A write based on generation 1 is now stale.
+    assert!(matches!(
+        s.update_machine(m),
+        Err(StoreError::Stale {
+            expected: 1,
+            stored: 2,
+            ..
+        })
+    ));
+
+    assert_eq!(s.list_machines().unwrap().len(), 1);
+    assert!(s.remove_machine("a").unwrap().is_some());
+    assert!(s.get_machine("a").unwrap().is_none());
+    assert!(s.machine_by_mac("52:54:00:00:00:02").unwrap().is_none());
+    assert!(s.remove_machine("a").unwrap().is_none());
+}
+
+#[test]
+fn events_are_ordered_per_machine_and_global() {
+    let s = SledStore::temporary().unwrap();
+    for i in 0..5 {
+        s.append_event("a", "state", &format!("a{i}")).unwrap();
+        s.append_event("b", "state", &format!("b{i}")).unwrap();
+    }
+    let a = s.events(Some("a"), 0, 100).unwrap();
+    assert_eq!(
+        a.iter().map(|e| e.message.as_str()).collect::<Vec<_>>(),
+        ["a0", "a1", "a2", "a3", "a4"]
+    );
+    let all = s.events(None, 0, 100).unwrap();
+    assert_eq!(all.len(), 10);
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
+    let tail = s.events(None, all[7].seq, 100).unwrap();
+    assert_eq!(tail.len(), 2);
+    assert_eq!(s.events(Some("a"), a[3].seq, 100).unwrap().len(), 1);
+    assert!(s.events(Some("zzz"), 0, 100).unwrap().is_empty());
+}
+
+#[test]
+fn data_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = SledStore::open(dir.path()).unwrap();
+        s.create_machine(machine("a", "52:54:00:00:00:01")).unwrap();
+        s.append_event("a", "created", "hello").unwrap();
+    }
+    let s = SledStore::open(dir.path()).unwrap();
+    assert!(s.get_machine("a").unwrap().is_some());
+    assert_eq!(s.events(Some("a"), 0, 10).unwrap().len(), 1);
+}

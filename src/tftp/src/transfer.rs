@@ -1,0 +1,430 @@
+//! Per-transfer state machine for one read request.
+//!
+//! See the crate documentation for the call order. Block indices are tracked
+//! internally as `u64` starting at 1; the wire block number is the index
+//! modulo 65536, so the block after 65535 is 0 (tftpd-hpa/atftp/curl rollover).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::EngineConfig;
+use crate::initial::ReadRequest;
+use crate::options::{negotiate, Negotiated};
+use crate::wire::{write_data, write_error, ErrorCode, Packet};
+
+/// How a transfer ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The final DATA block was acknowledged.
+    Completed {
+        /// File size in bytes.
+        bytes: u64,
+        /// Number of DATA blocks (including a final empty one).
+        blocks: u64,
+        /// From [`Transfer::new`] to the final ACK.
+        elapsed: Duration,
+    },
+    /// The client answered the OACK with ERROR 8. This is the normal end of a
+    /// `tsize` probe (OVMF does it before every real download): not a failure.
+    AbortedAfterOack {
+        /// Message the client sent.
+        message: String,
+    },
+    /// The transfer failed.
+    Failed(FailReason),
+}
+
+impl Outcome {
+    /// True for [`Outcome::Failed`] only.
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Outcome::Failed(_))
+    }
+}
+
+/// Why a transfer failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailReason {
+    /// The client sent an ERROR packet (other than the OACK abort above).
+    ClientError {
+        /// Error code sent by the client.
+        code: u16,
+        /// Message sent by the client.
+        message: String,
+    },
+    /// No progress after `max_retries` retransmissions.
+    TimedOut,
+}
+
+#[derive(Debug)]
+struct Window {
+    /// First unacknowledged block index.
+    base: u64,
+    /// Next block `poll_transmit` emits.
+    next: u64,
+    /// Exclusive end of the window being (re)sent.
+    end: u64,
+    /// Exclusive end of all blocks emitted so far (monotonic).
+    sent_end: u64,
+    deadline: Instant,
+    retries: u32,
+}
+
+#[derive(Debug)]
+enum State {
+    /// OACK to (re)send / sent; waiting for ACK 0.
+    AwaitOackAck {
+        pending: bool,
+        deadline: Instant,
+        retries: u32,
+    },
+    /// Sending DATA windows.
+    Sending(Window),
+    /// Finished; `pending` is a final packet still to emit (ERROR on timeout).
+    Done {
+        outcome: Outcome,
+        pending: Option<Vec<u8>>,
+    },
+}
+
+/// One read transfer (sans-IO). Create with [`Transfer::new`].
+#[derive(Debug)]
+pub struct Transfer {
+    file: Arc<[u8]>,
+    negotiated: Negotiated,
+    oack: Option<Vec<u8>>,
+    last_block: u64,
+    start: Instant,
+    max_retries: u32,
+    state: State,
+    datagrams_sent: u64,
+    retransmits: u64,
+    ignored: u64,
+}
+
+impl Transfer {
+    /// Start serving `file` for `request`. The first datagram (OACK or DATA 1)
+    /// is ready in [`Transfer::poll_transmit`] right away.
+    pub fn new(
+        request: &ReadRequest,
+        file: Arc<[u8]>,
+        cfg: &EngineConfig,
+        now: Instant,
+    ) -> Transfer {
+        let file_size = file.len() as u64;
+        let negotiated = negotiate(&request.options, file_size, cfg);
+        let blksize = u64::from(negotiated.blksize.max(1));
+        let last_block = file_size / blksize + 1;
+        let deadline = deadline_after(now, negotiated.timeout);
+        let (oack, state) = if negotiated.oack.is_empty() {
+            let state = State::Sending(Window::starting_at(1, 1, &negotiated, last_block, now));
+            (None, state)
+        } else {
+            let pkt = Packet::Oack {
+                options: negotiated.oack.clone(),
+            };
+            let state = State::AwaitOackAck {
+                pending: true,
+                deadline,
+                retries: 0,
+            };
+            (Some(pkt.to_bytes()), state)
+        };
+        Transfer {
+            file,
+            negotiated,
+            oack,
+            last_block,
+            start: now,
+            max_retries: cfg.max_retries,
+            state,
+            datagrams_sent: 0,
+            retransmits: 0,
+            ignored: 0,
+        }
+    }
+
+    /// Write the next datagram to send into `buf` (cleared first) and return
+    /// true, or return false when nothing is due. Call until it returns false
+    /// after every `new`/`handle_*` call.
+    pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> bool {
+        buf.clear();
+        let sent = match &mut self.state {
+            State::AwaitOackAck {
+                pending, retries, ..
+            } => {
+                if !*pending {
+                    return false;
+                }
+                *pending = false;
+                if *retries > 0 {
+                    self.retransmits += 1;
+                }
+                buf.extend_from_slice(self.oack.as_deref().unwrap_or_default());
+                true
+            }
+            State::Sending(w) => {
+                if w.next >= w.end {
+                    return false;
+                }
+                let idx = w.next;
+                w.next += 1;
+                if idx < w.sent_end {
+                    self.retransmits += 1;
+                } else {
+                    w.sent_end = idx + 1;
+                }
+                let bs = u64::from(self.negotiated.blksize);
+                let len = self.file.len() as u64;
+                let start = (idx - 1).saturating_mul(bs).min(len);
+                let end = start.saturating_add(bs).min(len);
+                let payload = match (usize::try_from(start), usize::try_from(end)) {
+                    (Ok(s), Ok(e)) => self.file.get(s..e).unwrap_or_default(),
+                    _ => &[],
+                };
+                write_data(buf, idx as u16, payload);
+                true
+            }
+            State::Done { pending, .. } => match pending.take() {
+                Some(pkt) => {
+                    buf.extend_from_slice(&pkt);
+                    true
+                }
+                None => false,
+            },
+        };
+        if sent {
+            self.datagrams_sent += 1;
+        }
+        sent
+    }
+
+    /// When [`Transfer::handle_timeout`] must be called next; `None` once finished.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match &self.state {
+            State::AwaitOackAck { deadline, .. } => Some(*deadline),
+            State::Sending(w) => Some(w.deadline),
+            State::Done { .. } => None,
+        }
+    }
+
+    /// Advance the clock. Before the deadline this does nothing; at or after it
+    /// the OACK or the whole current window is queued again, or the transfer
+    /// fails with [`FailReason::TimedOut`] after `max_retries` retransmissions
+    /// (an ERROR 0 is then queued for the client).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let timeout = self.negotiated.timeout;
+        let max_retries = self.max_retries;
+        let expired = match &mut self.state {
+            State::AwaitOackAck {
+                pending,
+                deadline,
+                retries,
+            } => {
+                if now < *deadline {
+                    return;
+                }
+                if *retries >= max_retries {
+                    true
+                } else {
+                    *retries += 1;
+                    *pending = true;
+                    *deadline = deadline_after(now, timeout);
+                    false
+                }
+            }
+            State::Sending(w) => {
+                if now < w.deadline {
+                    return;
+                }
+                if w.retries >= max_retries {
+                    true
+                } else {
+                    w.retries += 1;
+                    w.next = w.base;
+                    w.deadline = deadline_after(now, timeout);
+                    false
+                }
+            }
+            State::Done { .. } => false,
+        };
+        if expired {
+            let mut pkt = Vec::new();
+            write_error(&mut pkt, ErrorCode::NotDefined.code(), "transfer timed out");
+            self.state = State::Done {
+                outcome: Outcome::Failed(FailReason::TimedOut),
+                pending: Some(pkt),
+            };
+        }
+    }
+
+    /// Feed a datagram that arrived from the client's transfer ID (the shell
+    /// checks the source address/port). Only ACK and ERROR matter; anything
+    /// else (unparseable bytes, DATA, RRQ, WRQ, OACK) is ignored and counted in
+    /// [`Transfer::ignored_datagrams`]. Stale/duplicate ACKs are ignored too and
+    /// never cause a retransmission.
+    pub fn handle_datagram(&mut self, bytes: &[u8], now: Instant) {
+        let pkt = match Packet::parse(bytes) {
+            Ok(pkt) => pkt,
+            Err(_) => {
+                self.ignored += 1;
+                return;
+            }
+        };
+        match pkt {
+            Packet::Ack { block } => self.on_ack(block, now),
+            Packet::Error { code, message } => self.on_error(code, message),
+            _ => self.ignored += 1,
+        }
+    }
+
+    fn on_error(&mut self, code: u16, message: String) {
+        let outcome = match &self.state {
+            State::Done { .. } => {
+                self.ignored += 1;
+                return;
+            }
+            State::AwaitOackAck { .. } if code == ErrorCode::OptionNegotiationFailed.code() => {
+                Outcome::AbortedAfterOack { message }
+            }
+            _ => Outcome::Failed(FailReason::ClientError { code, message }),
+        };
+        self.state = State::Done {
+            outcome,
+            pending: None,
+        };
+    }
+
+    fn on_ack(&mut self, block: u16, now: Instant) {
+        match &mut self.state {
+            State::AwaitOackAck { .. } => {
+                if block == 0 {
+                    let w = Window::starting_at(1, 1, &self.negotiated, self.last_block, now);
+                    self.state = State::Sending(w);
+                } else {
+                    self.ignored += 1;
+                }
+            }
+            State::Sending(w) => {
+                let prev = w.base - 1;
+                let offset = u64::from(block.wrapping_sub(prev as u16));
+                let acked = prev + offset;
+                if offset == 0 || acked >= w.sent_end {
+                    // Duplicate of the last ACK, stale, or for a block never sent.
+                    self.ignored += 1;
+                    return;
+                }
+                if acked >= self.last_block {
+                    self.state = State::Done {
+                        outcome: Outcome::Completed {
+                            bytes: self.file.len() as u64,
+                            blocks: self.last_block,
+                            elapsed: now.saturating_duration_since(self.start),
+                        },
+                        pending: None,
+                    };
+                } else {
+                    *w = Window::starting_at(
+                        acked + 1,
+                        w.sent_end,
+                        &self.negotiated,
+                        self.last_block,
+                        now,
+                    );
+                }
+            }
+            State::Done { .. } => self.ignored += 1,
+        }
+    }
+
+    /// How the transfer ended, once it has.
+    pub fn outcome(&self) -> Option<&Outcome> {
+        match &self.state {
+            State::Done { outcome, .. } => Some(outcome),
+            _ => None,
+        }
+    }
+
+    /// True once [`Transfer::outcome`] is set and nothing is left to send:
+    /// the shell can drop the transfer and close its socket.
+    pub fn is_finished(&self) -> bool {
+        matches!(&self.state, State::Done { pending: None, .. })
+    }
+
+    /// Negotiated block size (512 without the option).
+    pub fn blksize(&self) -> u16 {
+        self.negotiated.blksize
+    }
+
+    /// Negotiated window size (1 without the option).
+    pub fn windowsize(&self) -> u16 {
+        self.negotiated.windowsize
+    }
+
+    /// Retransmission timeout in effect.
+    pub fn timeout(&self) -> Duration {
+        self.negotiated.timeout
+    }
+
+    /// Whether the OACK carried `tsize`.
+    pub fn tsize_acked(&self) -> bool {
+        self.negotiated.tsize_acked
+    }
+
+    /// Whether an OACK was (or is to be) sent instead of starting with DATA 1.
+    pub fn oack_sent(&self) -> bool {
+        self.oack.is_some()
+    }
+
+    /// Full negotiation result (including the OACK option list).
+    pub fn negotiated(&self) -> &Negotiated {
+        &self.negotiated
+    }
+
+    /// Size of the file being served.
+    pub fn file_size(&self) -> u64 {
+        self.file.len() as u64
+    }
+
+    /// Datagrams handed out by `poll_transmit`, retransmissions included.
+    pub fn datagrams_sent(&self) -> u64 {
+        self.datagrams_sent
+    }
+
+    /// OACK/DATA datagrams sent again after a timeout or a window rewind.
+    pub fn retransmits(&self) -> u64 {
+        self.retransmits
+    }
+
+    /// Datagrams ignored by `handle_datagram` (stale ACKs, junk, wrong opcode).
+    pub fn ignored_datagrams(&self) -> u64 {
+        self.ignored
+    }
+}
+
+impl Window {
+    fn starting_at(
+        base: u64,
+        sent_end: u64,
+        negotiated: &Negotiated,
+        last_block: u64,
+        now: Instant,
+    ) -> Window {
+        let ws = u64::from(negotiated.windowsize.max(1));
+        Window {
+            base,
+            next: base,
+            end: base.saturating_add(ws).min(last_block + 1),
+            sent_end: sent_end.max(base),
+            deadline: deadline_after(now, negotiated.timeout),
+            retries: 0,
+        }
+    }
+}
+
+/// `now + timeout` without the overflow panic of `Instant + Duration` (a
+/// misconfigured huge `default_timeout`): falls back to one hour, then `now`.
+fn deadline_after(now: Instant, timeout: Duration) -> Instant {
+    now.checked_add(timeout)
+        .or_else(|| now.checked_add(Duration::from_secs(3600)))
+        .unwrap_or(now)
+}
