@@ -5,8 +5,11 @@
 
 pub mod admin;
 pub mod api;
+pub mod files;
 pub mod inventory;
 pub mod metrics;
+pub mod net;
+pub mod tftp;
 
 use admin::{AdminState, AdminToken};
 use inventory::Inventory;
@@ -69,6 +72,39 @@ pub fn open_shared(config: Config) -> Result<(Shared, Arc<AdminToken>), ServeErr
 pub async fn run(config: Config) -> Result<(), ServeError> {
     let (shared, token) = open_shared(config)?;
     let cfg = shared.config.clone();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut services = tokio::task::JoinSet::new();
+    let files = Arc::new(files::BootFiles::new(cfg.assets_dir.join("tftp")));
+
+    if let Some(addr) = cfg.tftp_listen {
+        let socket = net::bind_udp(addr, cfg.interface.as_deref(), false).map_err(|source| {
+            ServeError::Bind {
+                what: "tftp",
+                addr,
+                source,
+            }
+        })?;
+        let engine = rackboot_tftp::EngineConfig {
+            max_blksize: cfg.tftp_max_blksize,
+            max_windowsize: cfg.tftp_max_windowsize,
+            ..Default::default()
+        };
+        let limits = tftp::TftpLimits {
+            max_transfers: cfg.tftp_max_transfers,
+            max_per_client: cfg.tftp_max_transfers_per_client,
+        };
+        let svc = tftp::TftpService::new(
+            socket,
+            files.clone(),
+            engine,
+            limits,
+            cfg.tftp_single_port,
+            shared.metrics.clone(),
+        );
+        tracing::info!(listen = %svc.local_addr().unwrap_or(addr), root = %files.root().display(), single_port = cfg.tftp_single_port, "tftp serving");
+        services.spawn(svc.run(stop_rx.clone()));
+    }
+
     let admin_addr = cfg.admin_listen;
     let listener = tokio::net::TcpListener::bind(admin_addr)
         .await
@@ -90,10 +126,20 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         mode = ?cfg.mode,
         "rackboot serving"
     );
-    axum::serve(listener, admin::router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| ServeError::Service("admin", e))?;
+    let mut admin_stop = stop_rx.clone();
+    let admin = axum::serve(listener, admin::router(state)).with_graceful_shutdown(async move {
+        let _ = admin_stop.changed().await;
+    });
+    let admin = tokio::spawn(async move { admin.await });
+
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    while services.join_next().await.is_some() {}
+    match admin.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(ServeError::Service("admin", e)),
+        Err(e) => return Err(ServeError::Service("admin", std::io::Error::other(e))),
+    }
     tracing::info!("rackboot stopped");
     Ok(())
 }

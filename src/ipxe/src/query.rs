@@ -1,0 +1,299 @@
+//! Validation of the boot script query: `GET /ipxe/boot.ipxe?uuid=&mac=&arch=`.
+//!
+//! The values come from an unauthenticated machine on the segment (iPXE fills them from
+//! `${uuid}`, `${netX/mac:hexhyp}` and `${buildarch}`), and end up in scripts, logs and store
+//! lookups, so they are parsed into closed shapes: a lower-case 8-4-4-4-12 UUID, a lower-case
+//! colon MAC and one of five architecture names. Nothing else survives parsing.
+
+use std::fmt;
+
+/// iPXE build architecture, as `${buildarch}` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Arch {
+    I386,
+    X86_64,
+    Arm32,
+    Arm64,
+    Riscv64,
+}
+
+impl Arch {
+    /// Every accepted architecture.
+    pub const ALL: [Arch; 5] = [
+        Arch::I386,
+        Arch::X86_64,
+        Arch::Arm32,
+        Arch::Arm64,
+        Arch::Riscv64,
+    ];
+
+    /// The `${buildarch}` spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arch::I386 => "i386",
+            Arch::X86_64 => "x86_64",
+            Arch::Arm32 => "arm32",
+            Arch::Arm64 => "arm64",
+            Arch::Riscv64 => "riscv64",
+        }
+    }
+
+    /// Parse the exact `${buildarch}` spelling (lower case).
+    pub fn from_buildarch(s: &str) -> Option<Arch> {
+        Arch::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A validated boot query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootQuery {
+    /// SMBIOS UUID, lower case, `8-4-4-4-12`.
+    pub uuid: String,
+    /// The UUID is `00000000-0000-0000-0000-000000000000` (some VMs and boards): accepted, but
+    /// it identifies nothing; match the machine by MAC instead.
+    pub uuid_is_zero: bool,
+    /// MAC of the NIC iPXE booted through, lower case, colon form (`52:54:00:99:00:10`).
+    pub mac: Option<String>,
+    /// iPXE build architecture.
+    pub arch: Option<Arch>,
+}
+
+/// Why a boot query was refused. Every variant maps to HTTP 400.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueryError {
+    /// No `uuid` parameter, or an empty one (iPXE sends `uuid=` when `${uuid}` is unset).
+    MissingUuid,
+    /// `uuid` is not 8-4-4-4-12 or 32 hex digits.
+    InvalidUuid,
+    /// `mac` is not six hex pairs separated by `-` or `:`.
+    InvalidMac,
+    /// `arch` is not one of i386, x86_64, arm32, arm64, riscv64.
+    InvalidArch,
+    /// The parameter's decoded value contains a line break, space, `;`, `$`, `{`, `}`, a quote,
+    /// a backslash or another control character.
+    UnsafeValue { param: &'static str },
+    /// Malformed percent-encoding, or the decoded bytes are not UTF-8.
+    BadEncoding { param: &'static str },
+    /// The parameter appears more than once.
+    Duplicate { param: &'static str },
+}
+
+impl fmt::Display for QueryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            QueryError::MissingUuid => f.write_str("missing uuid"),
+            QueryError::InvalidUuid => f.write_str("invalid uuid: expected 8-4-4-4-12 hex digits"),
+            QueryError::InvalidMac => {
+                f.write_str("invalid mac: expected six hex pairs separated by '-' or ':'")
+            }
+            QueryError::InvalidArch => {
+                f.write_str("invalid arch: expected i386, x86_64, arm32, arm64 or riscv64")
+            }
+            QueryError::UnsafeValue { param } => {
+                write!(f, "parameter {param}: value contains forbidden characters")
+            }
+            QueryError::BadEncoding { param } => {
+                write!(f, "parameter {param}: bad percent-encoding")
+            }
+            QueryError::Duplicate { param } => write!(f, "parameter {param} given more than once"),
+        }
+    }
+}
+
+impl std::error::Error for QueryError {}
+
+const PARAMS: [&str; 3] = ["uuid", "mac", "arch"];
+
+impl BootQuery {
+    /// Parse the raw query string (what follows `?`; a leading `?` is tolerated).
+    ///
+    /// Unknown parameters are ignored entirely (they never reach a script). For `uuid`, `mac`
+    /// and `arch`: percent-decoding (`+` is a space), then refusal of unsafe characters
+    /// ([`QueryError::UnsafeValue`]), then shape validation. Empty `mac=` and `arch=` count as
+    /// absent (iPXE expands an unset setting to nothing); empty `uuid=` is
+    /// [`QueryError::MissingUuid`].
+    pub fn parse(query_string: &str) -> Result<BootQuery, QueryError> {
+        let query_string = query_string.strip_prefix('?').unwrap_or(query_string);
+        let mut values: [Option<String>; 3] = [None, None, None];
+        for pair in query_string.split('&') {
+            if pair.is_empty() {
+                continue;
+            }
+            let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+            let Ok(key) = percent_decode(raw_key) else {
+                continue; // not one of ours
+            };
+            let Some(idx) = PARAMS.iter().position(|p| *p == key) else {
+                continue;
+            };
+            let param = PARAMS[idx];
+            let value = percent_decode(raw_value).map_err(|()| QueryError::BadEncoding { param })?;
+            if value.chars().any(is_unsafe) {
+                return Err(QueryError::UnsafeValue { param });
+            }
+            if values[idx].is_some() {
+                return Err(QueryError::Duplicate { param });
+            }
+            values[idx] = Some(value);
+        }
+        let [uuid, mac, arch] = values;
+
+        let uuid = match uuid {
+            Some(u) if !u.is_empty() => u,
+            _ => return Err(QueryError::MissingUuid),
+        };
+        let uuid = normalize_uuid(&uuid).ok_or(QueryError::InvalidUuid)?;
+        let uuid_is_zero = uuid.bytes().all(|b| b == b'0' || b == b'-');
+        let mac = match mac {
+            Some(m) if !m.is_empty() => Some(normalize_mac(&m).ok_or(QueryError::InvalidMac)?),
+            _ => None,
+        };
+        let arch = match arch {
+            Some(a) if !a.is_empty() => {
+                Some(Arch::from_buildarch(&a).ok_or(QueryError::InvalidArch)?)
+            }
+            _ => None,
+        };
+        Ok(BootQuery {
+            uuid,
+            uuid_is_zero,
+            mac,
+            arch,
+        })
+    }
+}
+
+fn is_unsafe(c: char) -> bool {
+    c.is_control()
+        || c.is_whitespace()
+        || matches!(c, ';' | '$' | '{' | '}' | '"' | '\'' | '`' | '\\')
+}
+
+/// `%XX` and `+` decoding; `Err` on a malformed escape or non-UTF-8 result.
+fn percent_decode(s: &str) -> Result<String, ()> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hi = bytes.get(i + 1).and_then(|b| hex_val(*b)).ok_or(())?;
+                let lo = bytes.get(i + 2).and_then(|b| hex_val(*b)).ok_or(())?;
+                out.push(hi << 4 | lo);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| ())
+}
+
+fn hex_val(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// `8-4-4-4-12` or 32 hex digits, any case → lower-case `8-4-4-4-12`.
+pub fn normalize_uuid(s: &str) -> Option<String> {
+    let hex: String = match s.len() {
+        36 => {
+            let b = s.as_bytes();
+            if [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
+                return None;
+            }
+            s.chars().filter(|c| *c != '-').collect()
+        }
+        32 => s.to_string(),
+        _ => return None,
+    };
+    if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let hex = hex.to_ascii_lowercase();
+    Some(format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    ))
+}
+
+/// `52-54-00-99-00-10` or `52:54:00:99:00:10`, any case → lower-case colon form. The two
+/// separators may not be mixed.
+pub fn normalize_mac(s: &str) -> Option<String> {
+    if s.len() != 17 {
+        return None;
+    }
+    let sep = *s.as_bytes().get(2)?;
+    if sep != b'-' && sep != b':' {
+        return None;
+    }
+    let parts: Vec<&str> = s.split(sep as char).collect();
+    if parts.len() != 6
+        || !parts
+            .iter()
+            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return None;
+    }
+    Some(parts.join(":").to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_forms() {
+        let want = Some("4c4c4544-0035-3010-8052-b4c04f4d4d32".to_string());
+        assert_eq!(normalize_uuid("4C4C4544-0035-3010-8052-B4C04F4D4D32"), want);
+        assert_eq!(normalize_uuid("4c4c454400353010 8052b4c04f4d4d32"), None);
+        assert_eq!(normalize_uuid("4c4c45440035301080 52b4c04f4d4d32"), None);
+        assert_eq!(normalize_uuid("4c4c4544003530108052b4c04f4d4d32"), want);
+        assert_eq!(normalize_uuid("4c4c4544-0035-3010-8052-b4c04f4d4d3"), None);
+        assert_eq!(normalize_uuid("4c4c4544+0035-3010-8052-b4c04f4d4d32"), None);
+        assert_eq!(normalize_uuid("4c4c4544-0035-3010-8052-b4c04f4d4dzz"), None);
+        // multi-byte characters must not panic
+        assert_eq!(normalize_uuid("ééééééééééééééééé-é"), None);
+    }
+
+    #[test]
+    fn mac_forms() {
+        let want = Some("52:54:00:99:00:1a".to_string());
+        assert_eq!(normalize_mac("52-54-00-99-00-1A"), want);
+        assert_eq!(normalize_mac("52:54:00:99:00:1a"), want);
+        assert_eq!(normalize_mac("52-54:00-99-00-1a"), None);
+        assert_eq!(normalize_mac("525400990010"), None);
+        assert_eq!(normalize_mac("52-54-00-99-00-1g"), None);
+        assert_eq!(normalize_mac("é-54-00-99-00-1a"), None);
+    }
+
+    #[test]
+    fn decoding() {
+        assert_eq!(percent_decode("a%20b+c").as_deref(), Ok("a b c"));
+        assert_eq!(percent_decode("%0A"), Ok("\n".to_string()));
+        assert!(percent_decode("%").is_err());
+        assert!(percent_decode("%4").is_err());
+        assert!(percent_decode("%zz").is_err());
+        assert!(percent_decode("%ff").is_err()); // not UTF-8
+    }
+}

@@ -1,0 +1,313 @@
+//! TFTP shell around the sans-IO engine (`rackboot-tftp`).
+//!
+//! One listening socket takes read requests. In the default mode each transfer gets its own
+//! socket on an ephemeral port (RFC 1350's transfer id) and runs as a task; with `single_port`
+//! every transfer is served from the listening socket, demultiplexed by peer address (for
+//! firewalled segments). Files come from [`BootFiles`], one shared copy each. Global and
+//! per-client limits bound the number of transfers; a refused request gets an ERROR.
+
+use crate::files::{BootFiles, FileError};
+use crate::metrics::Metrics;
+use rackboot_tftp::{
+    error_packet, handle_initial, EngineConfig, ErrorCode, Initial, Outcome, Rejection, Transfer,
+};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+
+#[derive(Clone, Debug)]
+pub struct TftpLimits {
+    pub max_transfers: u32,
+    pub max_per_client: u32,
+}
+
+pub struct TftpService {
+    socket: UdpSocket,
+    files: Arc<BootFiles>,
+    engine: EngineConfig,
+    limits: TftpLimits,
+    single_port: bool,
+    metrics: Arc<Metrics>,
+    active: Arc<Mutex<HashMap<IpAddr, u32>>>,
+}
+
+/// Decrements the transfer counts when a transfer ends, however it ends.
+struct Slot {
+    active: Arc<Mutex<HashMap<IpAddr, u32>>>,
+    ip: IpAddr,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut a = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = a.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                a.remove(&self.ip);
+            }
+        }
+        self.metrics.tftp_active.dec();
+    }
+}
+
+impl TftpService {
+    pub fn new(
+        socket: UdpSocket,
+        files: Arc<BootFiles>,
+        engine: EngineConfig,
+        limits: TftpLimits,
+        single_port: bool,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            socket,
+            files,
+            engine,
+            limits,
+            single_port,
+            metrics,
+            active: Arc::default(),
+        }
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    fn count(&self, kind: &str, detail: &str) {
+        Metrics::inc(&self.metrics.tftp, kind, detail);
+    }
+
+    /// Reserve a transfer slot for `ip`, or say why not.
+    fn reserve(&self, ip: IpAddr) -> Result<Slot, &'static str> {
+        let mut a = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        let total: u32 = a.values().sum();
+        if total >= self.limits.max_transfers {
+            return Err("server busy: too many transfers");
+        }
+        let n = a.entry(ip).or_insert(0);
+        if *n >= self.limits.max_per_client {
+            return Err("too many transfers from this client");
+        }
+        *n += 1;
+        self.metrics.tftp_active.inc();
+        Ok(Slot {
+            active: self.active.clone(),
+            ip,
+            metrics: self.metrics.clone(),
+        })
+    }
+
+    /// Classify a datagram from the listen port; `Some` when a transfer should start.
+    async fn accept(&self, bytes: &[u8], peer: SocketAddr) -> Option<(Transfer, Slot)> {
+        let req = match handle_initial(bytes) {
+            Initial::Read(r) => r,
+            Initial::Reply(pkt, why) => {
+                self.count("refused", rejection_label(&why));
+                tracing::debug!(%peer, reason = %why, "tftp request refused");
+                let _ = self.socket.send_to(&pkt, peer).await;
+                return None;
+            }
+            Initial::Drop(why) => {
+                self.count("dropped", rejection_label(&why));
+                return None;
+            }
+        };
+        let slot = match self.reserve(peer.ip()) {
+            Ok(s) => s,
+            Err(msg) => {
+                self.count("refused", "limit");
+                let _ = self
+                    .socket
+                    .send_to(&error_packet(ErrorCode::NotDefined, msg), peer)
+                    .await;
+                return None;
+            }
+        };
+        let file = match self.files.get(&req.path).await {
+            Ok(f) => f,
+            Err(e) => {
+                let (code, label) = match e {
+                    FileError::NotFound | FileError::NotAFile => {
+                        (ErrorCode::FileNotFound, "not_found")
+                    }
+                    FileError::OutsideRoot => (ErrorCode::AccessViolation, "outside_root"),
+                    FileError::TooLarge | FileError::Io(_) => (ErrorCode::NotDefined, "io"),
+                };
+                self.count("refused", label);
+                tracing::debug!(%peer, path = %req.path, error = %e, "tftp file refused");
+                let _ = self
+                    .socket
+                    .send_to(&error_packet(code, &e.to_string()), peer)
+                    .await;
+                return None;
+            }
+        };
+        let t = Transfer::new(&req, file, &self.engine, Instant::now());
+        self.count("started", "");
+        for name in ["blksize", "tsize", "timeout", "windowsize"] {
+            if t.oack_sent() && req.options.iter().any(|(k, _)| k == name) {
+                self.count("option", name);
+            }
+        }
+        tracing::debug!(%peer, path = %req.path, blksize = t.blksize(), windowsize = t.windowsize(), "tftp transfer");
+        Some((t, slot))
+    }
+
+    /// Serve until `shutdown` turns true.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        if self.single_port {
+            self.run_single_port(shutdown).await
+        } else {
+            self.run_ephemeral(shutdown).await
+        }
+    }
+
+    async fn run_ephemeral(self, mut shutdown: watch::Receiver<bool>) {
+        let me = Arc::new(self);
+        let mut buf = vec![0u8; 65536];
+        let local_ip = me.socket.local_addr().map(|a| a.ip()).ok();
+        loop {
+            let (n, peer) = tokio::select! {
+                r = me.socket.recv_from(&mut buf) => match r {
+                    Ok(x) => x,
+                    Err(e) => { tracing::debug!(error = %e, "tftp recv"); continue; }
+                },
+                _ = shutdown.changed() => return,
+            };
+            let Some((t, slot)) = me.accept(&buf[..n], peer).await else {
+                continue;
+            };
+            let bind_ip = local_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+            let sock = match crate::net::bind_udp(SocketAddr::new(bind_ip, 0), None, false) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "tftp: cannot open a transfer socket");
+                    me.count("failed", "socket");
+                    continue;
+                }
+            };
+            if let Err(e) = sock.connect(peer).await {
+                tracing::debug!(error = %e, %peer, "tftp connect");
+                continue;
+            }
+            let svc = me.clone();
+            tokio::spawn(async move {
+                let _slot = slot;
+                svc.drive(sock, t).await;
+            });
+        }
+    }
+
+    /// One transfer on its own connected socket.
+    async fn drive(&self, sock: UdpSocket, mut t: Transfer) {
+        let mut out = Vec::with_capacity(1500);
+        let mut rx = vec![0u8; 65536];
+        loop {
+            while t.poll_transmit(&mut out) {
+                if sock.send(&out).await.is_err() {
+                    // ICMP unreachable from a vanished client: the timeout logic ends it.
+                    break;
+                }
+            }
+            if t.is_finished() {
+                break;
+            }
+            let Some(deadline) = t.poll_timeout() else {
+                break;
+            };
+            tokio::select! {
+                r = sock.recv(&mut rx) => {
+                    if let Ok(n) = r {
+                        t.handle_datagram(&rx[..n], Instant::now());
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline.into()) => t.handle_timeout(Instant::now()),
+            }
+        }
+        self.finish(&t);
+    }
+
+    fn finish(&self, t: &Transfer) {
+        match t.outcome() {
+            Some(Outcome::Completed { bytes, .. }) => {
+                self.metrics.tftp_bytes.inc_by(*bytes);
+                self.count("completed", "");
+            }
+            Some(Outcome::AbortedAfterOack { .. }) => self.count("completed", "aborted_after_oack"),
+            Some(Outcome::Failed(r)) => {
+                let label = match r {
+                    rackboot_tftp::FailReason::TimedOut => "timeout",
+                    rackboot_tftp::FailReason::ClientError { .. } => "client_error",
+                };
+                tracing::info!(reason = ?r, "tftp transfer failed");
+                self.count("failed", label);
+            }
+            None => self.count("failed", "unfinished"),
+        }
+    }
+
+    async fn run_single_port(self, mut shutdown: watch::Receiver<bool>) {
+        let mut transfers: HashMap<SocketAddr, (Transfer, Slot)> = HashMap::new();
+        let mut rx = vec![0u8; 65536];
+        let mut out = Vec::with_capacity(1500);
+        loop {
+            // Flush every transfer's output, retire finished ones.
+            let mut done = Vec::new();
+            for (peer, (t, _)) in transfers.iter_mut() {
+                while t.poll_transmit(&mut out) {
+                    let _ = self.socket.send_to(&out, *peer).await;
+                }
+                if t.is_finished() {
+                    done.push(*peer);
+                }
+            }
+            for p in done {
+                if let Some((t, _slot)) = transfers.remove(&p) {
+                    self.finish(&t);
+                }
+            }
+            let next = transfers
+                .values()
+                .filter_map(|(t, _)| t.poll_timeout())
+                .min();
+            let sleep = async {
+                match next {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = self.socket.recv_from(&mut rx) => {
+                    let Ok((n, peer)) = r else { continue };
+                    if let Some((t, _)) = transfers.get_mut(&peer) {
+                        t.handle_datagram(&rx[..n], Instant::now());
+                    } else if let Some(new) = self.accept(&rx[..n], peer).await {
+                        transfers.insert(peer, new);
+                    }
+                }
+                _ = sleep => {
+                    let now = Instant::now();
+                    for (t, _) in transfers.values_mut() {
+                        t.handle_timeout(now);
+                    }
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+fn rejection_label(r: &Rejection) -> &'static str {
+    match r {
+        Rejection::Malformed(_) => "malformed",
+        Rejection::UnexpectedOpcode(_) => "unexpected_opcode",
+        Rejection::WriteRequest => "write_request",
+        Rejection::MailMode => "mail_mode",
+        Rejection::BadPath(_) => "bad_path",
+    }
+}
