@@ -10,7 +10,7 @@ BOOT_HTTP_LISTEN ?= 127.0.0.1:50042
 TFTP_LISTEN ?= 127.0.0.1:6969
 # Debian packages: what `make run` needs, and what the interop/e2e tests drive.
 RUN_PKGS := ca-certificates curl
-TEST_PKGS := $(RUN_PKGS) iproute2 dnsmasq-base tftp-hpa atftp tftpd-hpa tcpdump qemu-system-x86 ipxe ipxe-qemu ovmf busybox-static cpio python3
+TEST_PKGS := $(RUN_PKGS) iproute2 kea-admin dnsmasq-base tftp-hpa atftp tftpd-hpa tcpdump qemu-system-x86 ipxe ipxe-qemu ovmf busybox-static cpio python3
 # Sans-IO crates: must never depend on tokio (checked by `make check`).
 SANS_IO_CRATES := rackboot-tftp rackboot-dhcp rackboot-config rackboot-store
 
@@ -62,6 +62,7 @@ check:
 	done; echo "check: sans-IO crates are free of tokio ($(SANS_IO_CRATES))"
 
 test: deps-test check
+	$(CARGO) build --workspace
 	$(CARGO) test --workspace
 
 bench:

@@ -22,10 +22,16 @@ pub enum RenderError {
     ScriptSyntax { field: &'static str, token: String },
     /// Not an acceptable URL or asset path (scheme other than http/https, whitespace, `..`,
     /// characters outside the allowed set, empty).
-    InvalidUrl { field: &'static str, reason: &'static str },
+    InvalidUrl {
+        field: &'static str,
+        reason: &'static str,
+    },
     /// A value with a fixed shape (machine id, appliance address, uuid, mac, image name) does
     /// not have it.
-    InvalidValue { field: &'static str, reason: &'static str },
+    InvalidValue {
+        field: &'static str,
+        reason: &'static str,
+    },
     /// Two images (kernel or initrds) would get the same name in iPXE.
     DuplicateImageName { name: String },
 }
@@ -63,7 +69,9 @@ impl fmt::Display for RenderError {
                 f,
                 "{field}: token {token:?} would be read by iPXE as script syntax"
             ),
-            RenderError::InvalidUrl { field, reason } => write!(f, "{field}: invalid URL: {reason}"),
+            RenderError::InvalidUrl { field, reason } => {
+                write!(f, "{field}: invalid URL: {reason}")
+            }
             RenderError::InvalidValue { field, reason } => write!(f, "{field}: {reason}"),
             RenderError::DuplicateImageName { name } => {
                 write!(f, "two boot images would both be named {name:?} in iPXE")
@@ -133,9 +141,10 @@ pub(crate) fn check_url(field: &'static str, url: &str) -> Result<(), RenderErro
             reason: "no host",
         });
     }
-    if let Some(c) = url.chars().find(|c| {
-        c.is_whitespace() || matches!(c, '\\' | '"' | '\'' | '`' | '<' | '>' | '^' | '|')
-    }) {
+    if let Some(c) = url
+        .chars()
+        .find(|c| c.is_whitespace() || matches!(c, '\\' | '"' | '\'' | '`' | '<' | '>' | '^' | '|'))
+    {
         return Err(RenderError::InvalidUrl {
             field,
             reason: if c.is_whitespace() {
@@ -261,7 +270,10 @@ mod tests {
 
     #[test]
     fn asset_paths() {
-        assert_eq!(check_asset_path("kernel", "/agent/vmlinuz"), Ok("agent/vmlinuz"));
+        assert_eq!(
+            check_asset_path("kernel", "/agent/vmlinuz"),
+            Ok("agent/vmlinuz")
+        );
         assert!(check_asset_path("kernel", "../etc/passwd").is_err());
         assert!(check_asset_path("kernel", "a//b").is_err());
         assert!(check_asset_path("kernel", "a/b c").is_err());

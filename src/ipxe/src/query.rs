@@ -133,7 +133,8 @@ impl BootQuery {
                 continue;
             };
             let param = PARAMS[idx];
-            let value = percent_decode(raw_value).map_err(|()| QueryError::BadEncoding { param })?;
+            let value =
+                percent_decode(raw_value).map_err(|()| QueryError::BadEncoding { param })?;
             if value.chars().any(is_unsafe) {
                 return Err(QueryError::UnsafeValue { param });
             }

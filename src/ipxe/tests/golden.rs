@@ -119,7 +119,9 @@ fn agent_empty_cmdline() {
         initrds: vec!["agent/initramfs.img".into()],
         cmdline: "".into(),
     });
-    assert!(s.contains("initrd=initramfs.img rackboot.appliance=10.99.0.1:50042 rackboot.machine=r1-u07 ||"));
+    assert!(s.contains(
+        "initrd=initramfs.img rackboot.appliance=10.99.0.1:50042 rackboot.machine=r1-u07 ||"
+    ));
 }
 
 #[test]
@@ -258,7 +260,10 @@ fn injection_is_refused() {
     );
     assert!(matches!(
         err(agent("quiet ; shell")),
-        RenderError::ScriptSyntax { field: "cmdline", .. }
+        RenderError::ScriptSyntax {
+            field: "cmdline",
+            ..
+        }
     ));
     assert!(matches!(
         err(agent("quiet || shell")),
@@ -286,7 +291,10 @@ fn injection_is_refused() {
             initrds: vec![],
             cmdline: "".into()
         }),
-        RenderError::InvalidUrl { field: "kernel", .. }
+        RenderError::InvalidUrl {
+            field: "kernel",
+            ..
+        }
     ));
     assert!(matches!(
         err(BootMode::Chain {
@@ -312,7 +320,10 @@ fn injection_is_refused() {
             initrds: vec![],
             cmdline: "".into()
         }),
-        RenderError::InvalidUrl { field: "kernel", .. }
+        RenderError::InvalidUrl {
+            field: "kernel",
+            ..
+        }
     ));
     assert!(matches!(
         err(BootMode::Profile {
@@ -320,7 +331,10 @@ fn injection_is_refused() {
             initrds: vec![],
             cmdline: "".into()
         }),
-        RenderError::InvalidValue { field: "kernel", .. }
+        RenderError::InvalidValue {
+            field: "kernel",
+            ..
+        }
     ));
     assert_eq!(
         err(BootMode::Profile {

