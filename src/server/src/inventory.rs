@@ -322,6 +322,9 @@ fn apply(m: &mut Machine, s: &Sighting, now: u64) {
     m.boot.via = Some(s.via.to_string());
 }
 
+/// When a MAC was last written, and with which arch and UUID.
+type LastWrite = (std::time::Instant, Option<u16>, Option<[u8; 16]>);
+
 /// Drains sightings on a blocking thread, writing at most one record per MAC every
 /// `min_interval` unless something new (arch, UUID) was seen.
 pub fn spawn_recorder(
@@ -330,10 +333,8 @@ pub fn spawn_recorder(
 ) -> tokio::sync::mpsc::Sender<Sighting> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Sighting>(4096);
     tokio::task::spawn_blocking(move || {
-        let mut last: std::collections::HashMap<
-            [u8; 6],
-            (std::time::Instant, Option<u16>, Option<[u8; 16]>),
-        > = std::collections::HashMap::new();
+        let mut last: std::collections::HashMap<[u8; 6], LastWrite> =
+            std::collections::HashMap::new();
         while let Some(s) = rx.blocking_recv() {
             let fresh = match last.get(&s.mac) {
                 Some((at, arch, uuid)) => {
