@@ -12,9 +12,9 @@ TFTP_LISTEN ?= 127.0.0.1:6969
 RUN_PKGS := ca-certificates curl
 TEST_PKGS := $(RUN_PKGS) iproute2 kea-admin dnsmasq-base tftp-hpa atftp tftpd-hpa tcpdump qemu-system-x86 ipxe ipxe-qemu ovmf busybox-static cpio python3
 # Sans-IO crates: must never depend on tokio (checked by `make check`).
-SANS_IO_CRATES := rackboot-tftp rackboot-dhcp rackboot-config rackboot-store
+SANS_IO_CRATES := rackboot-tftp rackboot-dhcp rackboot-ipxe rackboot-config rackboot-store
 
-.PHONY: help deps deps-test build release run check test test-unit bench assets clean
+.PHONY: help deps deps-test build release run check test bench assets clean
 
 help:
 	@echo "make run    build and serve (standalone, data in var/), admin on http://$(ADMIN_LISTEN)"
@@ -44,7 +44,7 @@ build: deps
 release: deps
 	$(CARGO) build --release -p rackboot
 
-run: release
+run: release assets
 	@mkdir -p $(DATA_DIR) $(ASSETS_DIR)/tftp
 	@echo "rackboot: admin http://$(ADMIN_LISTEN)  boot http://$(BOOT_HTTP_LISTEN)  tftp $(TFTP_LISTEN)  data $(DATA_DIR)"
 	@echo "admin token: $(DATA_DIR)/admin-token   (Ctrl-C stops)"
@@ -65,8 +65,16 @@ test: deps-test check
 	$(CARGO) build --workspace
 	$(CARGO) test --workspace
 
+# iPXE binaries from Debian's ipxe package (pinned, sha256-checked) into $(ASSETS_DIR)/tftp.
+assets:
+	boot-assets/fetch-ipxe.sh $(ASSETS_DIR)
+
 bench:
-	@echo "bench: not available yet (lands with the performance issue)"; exit 2
+	@echo "# iPXE binaries from Debian's ipxe package (pinned, sha256-checked) into $(ASSETS_DIR)/tftp.
+assets:
+	boot-assets/fetch-ipxe.sh $(ASSETS_DIR)
+
+bench: not available yet (lands with the performance issue)"; exit 2
 
 clean:
 	$(CARGO) clean

@@ -77,6 +77,10 @@ pub struct Config {
     pub omni_endpoint: Option<String>,
     pub omni_key_file: Option<PathBuf>,
     pub provider_id: Option<String>,
+    pub agent_kernel: String,
+    pub agent_initrds: Vec<String>,
+    pub agent_cmdline: String,
+    pub init_rounds: u32,
 }
 
 impl TryFrom<&RawConfig> for Config {

@@ -34,6 +34,19 @@ pub struct RawConfig {
     pub dhcp: RawDhcp,
     #[serde(default)]
     pub omni: RawOmni,
+    #[serde(default)]
+    pub boot: RawBoot,
+}
+
+/// What `boot.ipxe` serves in agent mode (paths under the assets dir).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawBoot {
+    pub agent_kernel: Option<String>,
+    pub agent_initrds: Option<Vec<String>>,
+    pub agent_cmdline: Option<String>,
+    /// Rounds over all NICs the init script makes before rebooting.
+    pub init_rounds: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -121,7 +134,7 @@ macro_rules! layer_struct {
 }
 
 layer_struct!(RawConfig { mode, data_dir, interface, advertise_addr, assets_dir }
-    nested { log, admin, http, tftp, dhcp, omni });
+    nested { log, admin, http, tftp, dhcp, omni, boot });
 layer_struct!(RawLog { format, level } nested {});
 layer_struct!(RawAdmin { listen, token_file } nested {});
 layer_struct!(RawHttp { listen } nested {});
@@ -129,3 +142,4 @@ layer_struct!(RawTftp { listen, single_port, max_blksize, max_windowsize, max_tr
     max_transfers_per_client } nested {});
 layer_struct!(RawDhcp { mode, port, pxe_port, discovery_control, boot_files } nested {});
 layer_struct!(RawOmni { endpoint, key_file, provider_id } nested {});
+layer_struct!(RawBoot { agent_kernel, agent_initrds, agent_cmdline, init_rounds } nested {});

@@ -188,6 +188,48 @@ pub(crate) fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
             c.push("omni.provider_id", "required when mode = \"omni\"");
         }
     }
+    let agent_kernel = raw
+        .boot
+        .agent_kernel
+        .clone()
+        .unwrap_or_else(|| "agent/vmlinuz".to_string());
+    let agent_initrds = raw
+        .boot
+        .agent_initrds
+        .clone()
+        .unwrap_or_else(|| vec!["agent/initramfs.cpio.gz".to_string()]);
+    for (key, path) in std::iter::once(("boot.agent_kernel", &agent_kernel))
+        .chain(agent_initrds.iter().map(|p| ("boot.agent_initrds", p)))
+    {
+        if path.is_empty()
+            || path.starts_with('/')
+            || path.split('/').any(|c| c == "..")
+            || path.chars().any(|ch| ch.is_control() || ch.is_whitespace())
+        {
+            c.push(
+                key,
+                format!("{path:?} must be a relative path under the assets dir"),
+            );
+        }
+    }
+    let agent_cmdline = raw
+        .boot
+        .agent_cmdline
+        .clone()
+        .unwrap_or_else(|| "console=ttyS0 console=tty0".to_string());
+    if agent_cmdline.chars().any(char::is_control) {
+        c.push(
+            "boot.agent_cmdline",
+            "must be one line without control characters",
+        );
+    }
+    let init_rounds = raw.boot.init_rounds.unwrap_or(3);
+    if !(1..=100).contains(&init_rounds) {
+        c.push(
+            "boot.init_rounds",
+            format!("{init_rounds} is outside 1..=100"),
+        );
+    }
     if !c.0.is_empty() {
         return Err(c.0);
     }
@@ -216,6 +258,10 @@ pub(crate) fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
         omni_endpoint,
         omni_key_file: raw.omni.key_file.clone(),
         provider_id: raw.omni.provider_id.clone(),
+        agent_kernel,
+        agent_initrds,
+        agent_cmdline,
+        init_rounds,
     })
 }
 

@@ -85,7 +85,10 @@ pub enum Rendered {
 /// `<base_url>/ipxe/boot.ipxe?uuid=${uuid}&mac=${netX/mac:hexhyp}&arch=${buildarch}`. When the
 /// chained script returns successfully (e.g. `exit` for boot-from-disk) the init script exits
 /// too; when it fails the NIC is closed and the next one is tried. After all NICs it starts
-/// another round; after `max_rounds` rounds (at least 1) it prints why and reboots. Only
+/// another round only if no NIC got an address; if one did but its boot script failed or was
+/// refused (HTTP 404 for boot-from-disk or a cordoned machine) it exits to the firmware, which
+/// moves on to the next boot device. After `max_rounds` rounds (at least 1) it prints why and
+/// reboots. Only
 /// commands of iPXE 1.0.0+git-20190125 are used (no `inc`, no arithmetic): the rounds are
 /// driven by a `goto ${rackboot-next}` setting, the NIC blocks are generated here.
 ///
@@ -138,12 +141,26 @@ pub fn init_script(base_url: &str, max_rounds: u32) -> Result<String, RenderErro
         let _ = writeln!(s, ":rackboot_{n}_up");
         let _ = writeln!(
             s,
-            "chain --autofree {base}/ipxe/boot.ipxe?uuid=${{uuid}}&mac=${{{n}/mac:hexhyp}}&arch=${{buildarch}} && exit 0 || echo rackboot: {n}: boot script failed"
+            "chain --autofree {base}/ipxe/boot.ipxe?uuid=${{uuid}}&mac=${{{n}/mac:hexhyp}}&arch=${{buildarch}} && exit 0 || echo rackboot: {n}: boot script failed or declined"
         );
+        let _ = writeln!(s, "set rackboot-reached 1");
         let _ = writeln!(s, "ifclose {n} ||");
     }
     let _ = writeln!(s, ":rackboot_nics_done");
+    // A NIC got an address but its boot script failed or was refused (404: boot from disk,
+    // cordoned): hand back to the firmware, which moves on to the next boot device, as iPXE's
+    // own autoboot does. Only when no NIC got an address at all are more rounds worth it.
+    let _ = writeln!(
+        s,
+        "isset ${{rackboot-reached}} && goto rackboot_declined ||"
+    );
     let _ = writeln!(s, "goto ${{rackboot-next}}");
+    let _ = writeln!(s, ":rackboot_declined");
+    let _ = writeln!(
+        s,
+        "echo rackboot: init: the boot script was refused or failed; returning to the firmware"
+    );
+    let _ = writeln!(s, "exit 1");
     Ok(s)
 }
 

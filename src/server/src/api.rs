@@ -1,7 +1,7 @@
 //! JSON shapes of the admin API (requests and replies). Secrets are write-only: a reply carries
 //! `password_set`, never the password.
 
-use rackboot_store::{BootSeen, Machine, MachineState, PowerState};
+use rackboot_store::{BootModeSetting, BootSeen, Machine, MachineState, PowerState};
 use serde::{Deserialize, Serialize};
 
 /// `POST /api/v1/machines`.
@@ -13,7 +13,7 @@ pub struct NewMachine {
     pub macs: Vec<String>,
     pub uuid: Option<String>,
     pub bmc: Option<NewBmc>,
-    pub profile: Option<String>,
+    pub boot_mode: Option<BootModeSetting>,
 }
 
 #[derive(Clone, Deserialize, Serialize, Default)]
@@ -54,7 +54,7 @@ pub struct MachineView {
     pub state: MachineState,
     pub state_reason: Option<String>,
     pub power: PowerState,
-    pub profile: Option<String>,
+    pub boot_mode: Option<BootModeSetting>,
     pub bmc: Option<BmcView>,
     pub hardware: Option<serde_json::Value>,
     pub boot: BootSeen,
@@ -73,7 +73,7 @@ impl From<&Machine> for MachineView {
             state: m.state,
             state_reason: m.state_reason.clone(),
             power: m.power,
-            profile: m.profile.clone(),
+            boot_mode: m.boot_mode.clone(),
             bmc: m.bmc.as_ref().map(|b| BmcView {
                 url: b.url.clone(),
                 username: b.username.clone(),

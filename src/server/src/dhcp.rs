@@ -87,6 +87,7 @@ impl DhcpService {
                 arch: seen.arch,
                 vendor_class: Some(seen.vendor_class),
                 via: "dhcp",
+                note: None,
             };
             if self.sightings.try_send(s).is_err() {
                 Metrics::inc(&self.metrics.dhcp, "sighting_dropped", "queue_full");

@@ -87,18 +87,26 @@ impl BootFiles {
 
     /// The file's bytes, shared. Blocking file reads run on the blocking pool.
     pub async fn get(&self, name: &str) -> Result<Arc<[u8]>, FileError> {
+        self.get_with_mtime(name).await.map(|(d, _)| d)
+    }
+
+    /// The file's bytes and modification time (for HTTP validators).
+    pub async fn get_with_mtime(
+        &self,
+        name: &str,
+    ) -> Result<(Arc<[u8]>, Option<SystemTime>), FileError> {
         let path = self.resolve(name)?;
         let meta = std::fs::metadata(&path).map_err(FileError::Io)?;
         let (len, mtime) = (meta.len(), meta.modified().ok());
         if let Some(d) = self.cached(&path, len, mtime) {
-            return Ok(d);
+            return Ok((d, mtime));
         }
         if len > MAX_CACHED_FILE {
             return Err(FileError::TooLarge);
         }
         let _guard = self.loading.lock().await;
         if let Some(d) = self.cached(&path, len, mtime) {
-            return Ok(d);
+            return Ok((d, mtime));
         }
         let p = path.clone();
         let bytes = tokio::task::spawn_blocking(move || std::fs::read(p))
@@ -115,7 +123,7 @@ impl BootFiles {
                 mtime,
             },
         );
-        Ok(data)
+        Ok((data, mtime))
     }
 
     /// Number of distinct files held in memory (for tests and metrics).

@@ -133,7 +133,7 @@ impl Inventory {
             state: MachineState::Registered,
             state_reason: None,
             power: Default::default(),
-            profile: req.profile,
+            boot_mode: req.boot_mode,
             hardware: None,
             boot: Default::default(),
             created_ms: 0,
@@ -212,6 +212,8 @@ pub struct Sighting {
     pub arch: Option<u16>,
     pub vendor_class: Option<String>,
     pub via: &'static str,
+    /// Also record this as an event (e.g. which boot script was served).
+    pub note: Option<String>,
 }
 
 fn fmt_mac(m: &[u8; 6]) -> String {
@@ -259,7 +261,7 @@ impl Inventory {
                         state: MachineState::Discovered,
                         state_reason: None,
                         power: Default::default(),
-                        profile: None,
+                        boot_mode: None,
                         hardware: None,
                         boot: Default::default(),
                         created_ms: 0,
@@ -336,6 +338,16 @@ pub fn spawn_recorder(
         let mut last: std::collections::HashMap<[u8; 6], LastWrite> =
             std::collections::HashMap::new();
         while let Some(s) = rx.blocking_recv() {
+            if let Some(note) = &s.note {
+                match inv.record_sighting(&s) {
+                    Ok(m) => inv.event(&m.id, "boot", note),
+                    Err(e) => {
+                        tracing::warn!(error = %e, mac = %fmt_mac(&s.mac), "could not record a boot")
+                    }
+                }
+                last.insert(s.mac, (std::time::Instant::now(), s.arch, s.uuid));
+                continue;
+            }
             let fresh = match last.get(&s.mac) {
                 Some((at, arch, uuid)) => {
                     at.elapsed() >= min_interval || *arch != s.arch || *uuid != s.uuid

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod boot_http;
 pub mod dhcp;
 pub mod files;
 pub mod inventory;
@@ -123,6 +124,44 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             }
         }
     }
+
+    let http_addr = cfg.http_listen;
+    let http_listener = tokio::net::TcpListener::bind(http_addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            what: "boot http",
+            addr: http_addr,
+            source,
+        })?;
+    let http_local = http_listener.local_addr().unwrap_or(http_addr);
+    let appliance_ip = advertise
+        .map(std::net::IpAddr::V4)
+        .unwrap_or(http_local.ip());
+    let boot = boot_http::BootHttp {
+        inventory: shared.inventory.clone(),
+        metrics: shared.metrics.clone(),
+        tftp_files: files.clone(),
+        assets: Arc::new(files::BootFiles::new(cfg.assets_dir.clone())),
+        sightings: sightings.clone(),
+        appliance: std::net::SocketAddr::new(appliance_ip, http_local.port()).to_string(),
+        agent: rackboot_ipxe::BootMode::Agent {
+            kernel: cfg.agent_kernel.clone(),
+            initrds: cfg.agent_initrds.clone(),
+            cmdline: cfg.agent_cmdline.clone(),
+        },
+        init_rounds: cfg.init_rounds,
+    };
+    tracing::info!(listen = %http_local, appliance = %boot.appliance, assets = %cfg.assets_dir.display(), "boot http serving");
+    let mut http_stop = stop_rx.clone();
+    let http =
+        axum::serve(http_listener, boot_http::router(boot)).with_graceful_shutdown(async move {
+            let _ = http_stop.changed().await;
+        });
+    services.spawn(async move {
+        if let Err(e) = http.await {
+            tracing::error!(error = %e, "boot http server failed");
+        }
+    });
 
     let admin_addr = cfg.admin_listen;
     let listener = tokio::net::TcpListener::bind(admin_addr)

@@ -34,6 +34,7 @@ pub struct Metrics {
     pub admin_requests: Family<ReasonLabels, Counter>,
     pub dhcp: Family<KindLabels, Counter>,
     pub tftp: Family<KindLabels, Counter>,
+    pub http: Family<KindLabels, Counter>,
     pub tftp_bytes: Counter,
     pub tftp_active: Gauge,
 }
@@ -78,6 +79,12 @@ impl Metrics {
             "TFTP events by kind (started, completed, failed, refused, option) and detail",
             tftp.clone(),
         );
+        let http = Family::default();
+        registry.register(
+            "boot_http_requests",
+            "Boot HTTP requests by kind (init, boot, tftp_file, asset, config) and detail",
+            http.clone(),
+        );
         let tftp_bytes = Counter::default();
         registry.register(
             "tftp_sent_bytes",
@@ -98,6 +105,7 @@ impl Metrics {
             admin_requests,
             dhcp,
             tftp,
+            http,
             tftp_bytes,
             tftp_active,
         }

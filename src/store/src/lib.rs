@@ -10,7 +10,10 @@ pub mod model;
 mod seal;
 mod sled_store;
 
-pub use model::{BmcRecord, BootSeen, Event, Machine, MachineState, PowerState};
+pub use model::{
+    BmcRecord, BootModeSetting, BootSeen, DiskMethod, Event, Machine, MachineState, PowerState,
+    Profile,
+};
 pub use seal::{SealError, Sealer};
 pub use sled_store::SledStore;
 
@@ -73,6 +76,10 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Event>, StoreError>;
     fn size_on_disk(&self) -> u64;
+    fn put_profile(&self, p: &Profile) -> Result<(), StoreError>;
+    fn get_profile(&self, name: &str) -> Result<Option<Profile>, StoreError>;
+    fn list_profiles(&self) -> Result<Vec<Profile>, StoreError>;
+    fn remove_profile(&self, name: &str) -> Result<bool, StoreError>;
 }
 
 /// Unix time in milliseconds.

@@ -69,7 +69,9 @@ pub struct Machine {
     pub state_reason: Option<String>,
     #[serde(default)]
     pub power: PowerState,
-    pub profile: Option<String>,
+    /// What `boot.ipxe` serves this machine (until the lifecycle decides it); `None` = agent.
+    #[serde(default)]
+    pub boot_mode: Option<BootModeSetting>,
     /// Facts the agent reported (free-form JSON until the agent protocol lands).
     #[serde(default)]
     pub hardware: Option<serde_json::Value>,
@@ -79,6 +81,58 @@ pub struct Machine {
     pub updated_ms: u64,
     /// Bumped on every write; a write carrying an older generation is refused.
     pub generation: u64,
+}
+
+/// How a machine boots from disk once provisioned (iPXE `exit` does not work everywhere).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DiskMethod {
+    #[default]
+    Exit,
+    /// Answer `boot.ipxe` with HTTP 404 so the firmware moves on to the next boot device.
+    Http404,
+    /// `sanboot --no-describe --drive 0x80`.
+    Sanboot,
+}
+
+/// The boot mode an operator (or later the lifecycle) set for a machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BootModeSetting {
+    /// The agent image (inventory, wipe).
+    Agent,
+    /// A named boot profile from the store.
+    Profile { profile: String },
+    /// Chain to another iPXE URL (e.g. an Image Factory PXE URL).
+    Chain { url: String },
+    /// Boot from the local disk.
+    Disk {
+        #[serde(default)]
+        method: DiskMethod,
+    },
+    /// Do not boot anything: `boot.ipxe` answers 404 with the reason.
+    Cordoned {
+        #[serde(default)]
+        reason: String,
+    },
+}
+
+/// A boot profile: kernel + initrds + command line, or a raw iPXE script.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub name: String,
+    /// An `http(s)://` URL or a path under the assets dir.
+    #[serde(default)]
+    pub kernel: Option<String>,
+    #[serde(default)]
+    pub initrds: Vec<String>,
+    /// May use `${uuid}`, `${mac}`, `${appliance}`, `${machine}`.
+    #[serde(default)]
+    pub cmdline: String,
+    /// A raw iPXE script instead of kernel/initrds.
+    #[serde(default)]
+    pub script: Option<String>,
 }
 
 /// One entry of a machine's append-only event log.

@@ -1,7 +1,8 @@
 //! [`Store`] on sled. Trees: `machines` (id → JSON), `macs` (mac → id), `uuids` (uuid → id),
-//! `events` (seq → JSON), `machine_events` (id ‖ 0 ‖ seq → ∅), `meta` (schema version).
+//! `events` (seq → JSON), `machine_events` (id ‖ 0 ‖ seq → ∅), `profiles` (name → JSON),
+//! `meta` (schema version).
 
-use crate::model::Machine;
+use crate::model::{Machine, Profile};
 use crate::{now_ms, Event, Store, StoreError, SCHEMA_VERSION};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
@@ -14,6 +15,7 @@ pub struct SledStore {
     uuids: sled::Tree,
     events: sled::Tree,
     machine_events: sled::Tree,
+    profiles: sled::Tree,
 }
 
 type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
@@ -75,6 +77,7 @@ impl SledStore {
             uuids: db.open_tree("uuids")?,
             events: db.open_tree("events")?,
             machine_events: db.open_tree("machine_events")?,
+            profiles: db.open_tree("profiles")?,
             db,
         })
     }
@@ -291,6 +294,34 @@ impl Store for SledStore {
 
     fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
+    }
+
+    fn put_profile(&self, p: &Profile) -> Result<(), StoreError> {
+        self.profiles.insert(p.name.as_str(), encode(&p.name, p)?)?;
+        self.flush()
+    }
+
+    fn get_profile(&self, name: &str) -> Result<Option<Profile>, StoreError> {
+        match self.profiles.get(name)? {
+            Some(v) => Ok(Some(decode(name, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn list_profiles(&self) -> Result<Vec<Profile>, StoreError> {
+        self.profiles
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode(&String::from_utf8_lossy(&k), &v)
+            })
+            .collect()
+    }
+
+    fn remove_profile(&self, name: &str) -> Result<bool, StoreError> {
+        let removed = self.profiles.remove(name)?.is_some();
+        self.flush()?;
+        Ok(removed)
     }
 }
 

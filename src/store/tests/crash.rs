@@ -27,7 +27,7 @@ fn machine(id: &str, n: u64) -> Machine {
         state: MachineState::Registered,
         state_reason: None,
         power: Default::default(),
-        profile: None,
+        boot_mode: None,
         hardware: None,
         boot: Default::default(),
         created_ms: 0,

@@ -13,7 +13,7 @@ pub(crate) fn machine(id: &str, mac: &str) -> Machine {
         state: MachineState::Registered,
         state_reason: None,
         power: PowerState::Unknown,
-        profile: None,
+        boot_mode: None,
         hardware: None,
         boot: Default::default(),
         created_ms: 0,

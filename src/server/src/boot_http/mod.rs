@@ -1,0 +1,256 @@
+//! The segment-facing boot HTTP server (unauthenticated, read-only): iPXE scripts, the boot files
+//! TFTP also serves, boot assets, and per-machine config documents.
+//!
+//! Handlers never wait on internal queues: a sighting (and the boot event) goes to the recorder
+//! with `try_send`, and the script is answered at once with a Content-Length.
+
+mod ranged;
+
+use crate::files::{BootFiles, FileError};
+use crate::inventory::{Inventory, Sighting};
+use crate::metrics::Metrics;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use rackboot_ipxe::{BootMode, BootQuery, RenderCtx, Rendered};
+use rackboot_store::{BootModeSetting, DiskMethod, Machine};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+pub use ranged::{parse_range, RangeAnswer};
+
+#[derive(Clone)]
+pub struct BootHttp {
+    pub inventory: Inventory,
+    pub metrics: Arc<Metrics>,
+    pub tftp_files: Arc<BootFiles>,
+    pub assets: Arc<BootFiles>,
+    pub sightings: mpsc::Sender<Sighting>,
+    /// `host:port` machines reach this server at.
+    pub appliance: String,
+    pub agent: BootMode,
+    pub init_rounds: u32,
+}
+
+pub fn router(state: BootHttp) -> Router {
+    Router::new()
+        .route("/ipxe/init.ipxe", get(init_ipxe))
+        .route("/ipxe/boot.ipxe", get(boot_ipxe))
+        .route("/tftp/{*path}", get(tftp_file))
+        .route("/assets/{*path}", get(asset_file))
+        .route("/config", get(config_doc))
+        .fallback(|| async { text(StatusCode::NOT_FOUND, "not found\n".into()) })
+        .with_state(state)
+}
+
+fn text(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+fn count(s: &BootHttp, kind: &str, detail: &str) {
+    Metrics::inc(&s.metrics.http, kind, detail);
+}
+
+async fn init_ipxe(State(s): State<BootHttp>) -> Response {
+    count(&s, "init", "");
+    match rackboot_ipxe::init_script(&format!("http://{}", s.appliance), s.init_rounds) {
+        Ok(script) => text(StatusCode::OK, script),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+    }
+}
+
+fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    let hex: String = s.chars().filter(char::is_ascii_hexdigit).collect();
+    let v = hex::decode(hex).ok()?;
+    v.try_into().ok()
+}
+
+async fn boot_ipxe(State(s): State<BootHttp>, RawQuery(q): RawQuery) -> Response {
+    let query = match BootQuery::parse(q.as_deref().unwrap_or("")) {
+        Ok(q) => q,
+        Err(e) => {
+            count(&s, "boot_refused", "bad_query");
+            return text(StatusCode::BAD_REQUEST, format!("bad boot query: {e}\n"));
+        }
+    };
+    let uuid = (!query.uuid_is_zero).then(|| query.uuid.clone());
+    let machine = lookup(&s.inventory, uuid.as_deref(), query.mac.as_deref());
+    let machine_id = match &machine {
+        Some(m) => m.id.clone(),
+        None => uuid.clone().unwrap_or_else(|| {
+            query
+                .mac
+                .as_deref()
+                .map(rackboot_store::model::id_from_mac)
+                .unwrap_or_else(|| query.uuid.clone())
+        }),
+    };
+    let (mode, label) = match mode_for(&s, machine.as_ref()) {
+        Ok(m) => m,
+        Err(msg) => {
+            count(&s, "boot_refused", "profile");
+            return text(StatusCode::INTERNAL_SERVER_ERROR, format!("{msg}\n"));
+        }
+    };
+    let ctx = RenderCtx {
+        appliance: s.appliance.clone(),
+        machine_id: machine_id.clone(),
+        uuid: query.uuid.clone(),
+        mac: query.mac.clone(),
+        arch: query.arch,
+    };
+    let rendered = rackboot_ipxe::render(&mode, &ctx);
+    // Record the boot without waiting (discovery for unknown machines).
+    if let Some(mac) = query.mac.as_deref().and_then(parse_hex::<6>) {
+        let sighting = Sighting {
+            mac,
+            uuid: uuid.as_deref().and_then(parse_hex::<16>),
+            arch: None,
+            vendor_class: None,
+            via: "http",
+            note: Some(format!("boot.ipxe served: {label}")),
+        };
+        if s.sightings.try_send(sighting).is_err() {
+            count(&s, "sighting_dropped", "queue_full");
+        }
+    }
+    count(&s, "boot", label);
+    match rendered {
+        Ok(Rendered::Script(script)) => text(StatusCode::OK, script),
+        Ok(Rendered::NotFound { reason }) => text(StatusCode::NOT_FOUND, format!("{reason}\n")),
+        Err(e) => text(
+            StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            format!("{e}\n"),
+        ),
+    }
+}
+
+fn lookup(inv: &Inventory, uuid: Option<&str>, mac: Option<&str>) -> Option<Machine> {
+    let store = inv.store();
+    if let Some(u) = uuid {
+        if let Ok(Some(m)) = store.machine_by_uuid(u) {
+            return Some(m);
+        }
+        if let Ok(Some(m)) = store.get_machine(u) {
+            return Some(m);
+        }
+    }
+    mac.and_then(|m| store.machine_by_mac(m).ok().flatten())
+}
+
+/// The boot mode for a machine: unknown machines and machines without a setting get the agent.
+fn mode_for(s: &BootHttp, m: Option<&Machine>) -> Result<(BootMode, &'static str), String> {
+    let Some(setting) = m.and_then(|m| m.boot_mode.clone()) else {
+        return Ok((s.agent.clone(), "agent"));
+    };
+    Ok(match setting {
+        BootModeSetting::Agent => (s.agent.clone(), "agent"),
+        BootModeSetting::Chain { url } => (BootMode::Chain { url }, "chain"),
+        BootModeSetting::Cordoned { reason } => {
+            let reason = if reason.is_empty() {
+                "machine is cordoned".to_string()
+            } else {
+                reason
+            };
+            (BootMode::Cordoned { reason }, "cordoned")
+        }
+        BootModeSetting::Disk { method } => {
+            let method = match method {
+                DiskMethod::Exit => rackboot_ipxe::DiskMethod::Exit,
+                DiskMethod::Http404 => rackboot_ipxe::DiskMethod::NotFound,
+                DiskMethod::Sanboot => rackboot_ipxe::DiskMethod::Sanboot,
+            };
+            (BootMode::Disk { method }, "disk")
+        }
+        BootModeSetting::Profile { profile } => {
+            let p = s
+                .inventory
+                .store()
+                .get_profile(&profile)
+                .map_err(|e| format!("cannot read profile {profile:?}: {e}"))?
+                .ok_or_else(|| format!("boot profile {profile:?} does not exist"))?;
+            match (p.script, p.kernel) {
+                (Some(script), _) => (BootMode::Script(script), "profile"),
+                (None, Some(kernel)) => (
+                    BootMode::Profile {
+                        kernel,
+                        initrds: p.initrds,
+                        cmdline: p.cmdline,
+                    },
+                    "profile",
+                ),
+                (None, None) => {
+                    return Err(format!(
+                        "boot profile {profile:?} has neither a kernel nor a script"
+                    ))
+                }
+            }
+        }
+    })
+}
+
+async fn serve_file(
+    files: &BootFiles,
+    name: &str,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Response, Response> {
+    let clean = rackboot_tftp::sanitize(name)
+        .map_err(|e| text(StatusCode::FORBIDDEN, format!("refused: {e}\n")))?;
+    match files.get_with_mtime(&clean).await {
+        Ok((data, mtime)) => Ok(ranged::respond(
+            method,
+            headers,
+            data,
+            mtime,
+            "application/octet-stream",
+        )),
+        Err(e @ (FileError::NotFound | FileError::NotAFile)) => {
+            Err(text(StatusCode::NOT_FOUND, format!("{e}\n")))
+        }
+        Err(e @ FileError::OutsideRoot) => Err(text(StatusCode::FORBIDDEN, format!("{e}\n"))),
+        Err(e) => {
+            tracing::warn!(error = %e, file = %clean, "boot file not served");
+            Err(text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")))
+        }
+    }
+}
+
+async fn tftp_file(
+    State(s): State<BootHttp>,
+    Path(path): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    let r = serve_file(&s.tftp_files, &path, &method, &headers).await;
+    count(&s, "tftp_file", if r.is_ok() { "ok" } else { "refused" });
+    r.unwrap_or_else(|e| e)
+}
+
+async fn asset_file(
+    State(s): State<BootHttp>,
+    Path(path): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    let r = serve_file(&s.assets, &path, &method, &headers).await;
+    count(&s, "asset", if r.is_ok() { "ok" } else { "refused" });
+    r.unwrap_or_else(|e| e)
+}
+
+/// `GET /config?u=<uuid>`: the machine's config document (the Omni join config in Omni mode;
+/// empty in standalone mode).
+async fn config_doc(State(s): State<BootHttp>) -> Response {
+    count(&s, "config", "");
+    text(StatusCode::OK, String::new())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,247 @@
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use axum::body::Body;
+use axum::http::Request;
+use http_body_util::BodyExt;
+use rackboot_store::{Profile, Sealer, SledStore, Store};
+use tower::ServiceExt;
+
+struct Env {
+    _dir: tempfile::TempDir,
+    state: BootHttp,
+    rx: mpsc::Receiver<Sighting>,
+}
+
+fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let tftp = dir.path().join("assets/tftp");
+    std::fs::create_dir_all(&tftp).unwrap();
+    std::fs::write(
+        tftp.join("ipxe.efi"),
+        (0..=255u8).cycle().take(10_000).collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("assets/agent")).unwrap();
+    std::fs::write(dir.path().join("assets/agent/vmlinuz"), b"kernel").unwrap();
+    let store: Arc<dyn Store> = Arc::new(SledStore::temporary().unwrap());
+    let sealer = Arc::new(Sealer::open_or_create(&dir.path().join("secret.key")).unwrap());
+    let (tx, rx) = mpsc::channel(16);
+    let state = BootHttp {
+        inventory: Inventory::new(store, sealer),
+        metrics: Arc::new(Metrics::new()),
+        tftp_files: Arc::new(BootFiles::new(tftp)),
+        assets: Arc::new(BootFiles::new(dir.path().join("assets"))),
+        sightings: tx,
+        appliance: "10.99.0.2:50042".into(),
+        agent: BootMode::Agent {
+            kernel: "agent/vmlinuz".into(),
+            initrds: vec!["agent/initrd.gz".into()],
+            cmdline: "console=ttyS0".into(),
+        },
+        init_rounds: 3,
+    };
+    Env {
+        _dir: dir,
+        state,
+        rx,
+    }
+}
+
+async fn get(
+    e: &Env,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, HeaderMap, Vec<u8>) {
+    let mut b = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let resp = router(e.state.clone())
+        .oneshot(b.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = resp.into_parts();
+    (
+        parts.status,
+        parts.headers,
+        body.collect().await.unwrap().to_bytes().to_vec(),
+    )
+}
+
+const Q: &str = "uuid=11111111-2222-3333-4444-555555555551&mac=52-54-00-99-00-10&arch=x86_64";
+
+#[tokio::test]
+async fn unknown_machine_gets_the_agent_and_is_recorded() {
+    let mut e = env();
+    let (status, _, body) = get(&e, "GET", &format!("/ipxe/boot.ipxe?{Q}"), &[]).await;
+    let body = String::from_utf8(body).unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.starts_with("#!ipxe"));
+    assert!(
+        body.contains("http://10.99.0.2:50042/assets/agent/vmlinuz"),
+        "{body}"
+    );
+    assert!(
+        body.contains("rackboot.machine=11111111-2222-3333-4444-555555555551"),
+        "{body}"
+    );
+    let s = e.rx.try_recv().unwrap();
+    assert_eq!(s.mac, [0x52, 0x54, 0, 0x99, 0, 0x10]);
+    assert!(s.note.unwrap().contains("agent"));
+}
+
+#[tokio::test]
+async fn stored_modes_are_rendered() {
+    let e = env();
+    let inv = &e.state.inventory;
+    let m = inv
+        .add(crate::api::NewMachine {
+            macs: vec!["52:54:00:99:00:10".into()],
+            boot_mode: Some(BootModeSetting::Disk {
+                method: DiskMethod::Sanboot,
+            }),
+            ..Default::default()
+        })
+        .unwrap();
+    let (status, _, body) = get(&e, "GET", &format!("/ipxe/boot.ipxe?{Q}"), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&body).contains("sanboot --no-describe --drive 0x80"));
+
+    let mut stored = inv.store().get_machine(&m.id).unwrap().unwrap();
+    stored.boot_mode = Some(BootModeSetting::Disk {
+        method: DiskMethod::Http404,
+    });
+    let stored = inv.store().update_machine(stored).unwrap();
+    assert_eq!(
+        get(&e, "GET", &format!("/ipxe/boot.ipxe?{Q}"), &[]).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    let mut stored = stored;
+    stored.boot_mode = Some(BootModeSetting::Cordoned {
+        reason: "rack maintenance".into(),
+    });
+    let stored = inv.store().update_machine(stored).unwrap();
+    let (status, _, body) = get(&e, "GET", &format!("/ipxe/boot.ipxe?{Q}"), &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(String::from_utf8_lossy(&body).contains("rack maintenance"));
+
+    inv.store()
+        .put_profile(&Profile {
+            name: "demo".into(),
+            kernel: Some("demo/vmlinuz".into()),
+            initrds: vec!["demo/initrd.gz".into()],
+            cmdline: "console=ttyS0 id=${machine} at=${appliance}".into(),
+            script: None,
+        })
+        .unwrap();
+    let mut stored = stored;
+    stored.boot_mode = Some(BootModeSetting::Profile {
+        profile: "demo".into(),
+    });
+    let stored = inv.store().update_machine(stored).unwrap();
+    let (status, _, body) = get(&e, "GET", &format!("/ipxe/boot.ipxe?{Q}"), &[]).await;
+    let body = String::from_utf8_lossy(&body).to_string();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body.contains("http://10.99.0.2:50042/assets/demo/vmlinuz"),
+        "{body}"
+    );
+    assert!(body.contains(&format!("id={}", stored.id)), "{body}");
+
+    let mut stored = stored;
+    stored.boot_mode = Some(BootModeSetting::Profile {
+        profile: "missing".into(),
+    });
+    inv.store().update_machine(stored).unwrap();
+    assert_eq!(
+        get(&e, "GET", &format!("/ipxe/boot.ipxe?{Q}"), &[]).await.0,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+}
+
+#[tokio::test]
+async fn bad_queries_are_400_and_never_reach_the_script() {
+    let e = env();
+    for q in [
+        "",
+        "mac=52-54-00-99-00-10",
+        "uuid=nope",
+        "uuid=11111111-2222-3333-4444-555555555551%0Ashell",
+        &format!("{Q}%0Ashell"),
+    ] {
+        let (status, _, body) = get(&e, "GET", &format!("/ipxe/boot.ipxe?{q}"), &[]).await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "{q}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+}
+
+#[tokio::test]
+async fn init_script_chains_boot_ipxe() {
+    let e = env();
+    let (status, headers, body) = get(&e, "GET", "/ipxe/init.ipxe", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers.contains_key(header::CONTENT_LENGTH));
+    assert!(String::from_utf8_lossy(&body)
+        .contains("http://10.99.0.2:50042/ipxe/boot.ipxe?uuid=${uuid}"));
+}
+
+#[tokio::test]
+async fn files_support_range_head_etag_and_refuse_traversal() {
+    let e = env();
+    let (status, h, body) = get(&e, "GET", "/tftp/ipxe.efi", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body.len(), 10_000);
+    assert_eq!(h[header::CONTENT_LENGTH], "10000");
+    let tag = h[header::ETAG].to_str().unwrap().to_string();
+    let (status, h, body) = get(
+        &e,
+        "GET",
+        "/tftp/x86_64/ipxe.efi",
+        &[("range", "bytes=256-511")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(h[header::CONTENT_RANGE], "bytes 256-511/10000");
+    assert_eq!(body, (0..=255u8).collect::<Vec<u8>>());
+    let (status, h, body) = get(&e, "HEAD", "/tftp/ipxe.efi", &[]).await;
+    assert_eq!((status, body.len()), (StatusCode::OK, 0));
+    assert_eq!(h[header::CONTENT_LENGTH], "10000");
+    assert_eq!(
+        get(&e, "GET", "/tftp/ipxe.efi", &[("if-none-match", &tag)])
+            .await
+            .0,
+        StatusCode::NOT_MODIFIED
+    );
+    assert_eq!(
+        get(&e, "GET", "/tftp/ipxe.efi", &[("range", "bytes=20000-")])
+            .await
+            .0,
+        StatusCode::RANGE_NOT_SATISFIABLE
+    );
+    assert_eq!(
+        get(&e, "GET", "/assets/agent/vmlinuz", &[]).await.2,
+        b"kernel"
+    );
+    for bad in [
+        "/assets/../secret.key",
+        "/assets/agent/..%2F..%2Fsecret.key",
+        "/tftp/..%2Fagent%2Fvmlinuz",
+    ] {
+        let status = get(&e, "GET", bad, &[]).await.0;
+        assert!(
+            status == StatusCode::FORBIDDEN || status == StatusCode::NOT_FOUND,
+            "{bad}: {status}"
+        );
+    }
+    assert_eq!(
+        get(&e, "GET", "/tftp/nothere.efi", &[]).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
