@@ -14,7 +14,7 @@ TEST_PKGS := $(RUN_PKGS) iproute2 kea-admin dnsmasq-base tftp-hpa atftp tftpd-hp
 # Sans-IO crates: must never depend on tokio (checked by `make check`).
 SANS_IO_CRATES := rackboot-tftp rackboot-dhcp rackboot-ipxe rackboot-config rackboot-store
 
-.PHONY: help deps deps-test build release run check test bench assets clean
+.PHONY: help deps deps-test build release run check test test-assets bench assets clean
 
 help:
 	@echo "make run    build and serve (standalone, data in var/), admin on http://$(ADMIN_LISTEN)"
@@ -61,7 +61,11 @@ check:
 	    echo "check: $$c depends on tokio/mio — sans-IO crates must not"; exit 1; fi; \
 	done; echo "check: sans-IO crates are free of tokio ($(SANS_IO_CRATES))"
 
-test: deps-test check
+# Kernel, marker initramfs and iPXE binaries for the QEMU tests (cached in target/e2e-assets).
+test-assets: deps-test
+	tests/assets/prepare.sh
+
+test: deps-test check test-assets
 	$(CARGO) build --workspace
 	$(CARGO) test --workspace
 

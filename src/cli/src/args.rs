@@ -28,6 +28,13 @@ pub enum Command {
         #[command(subcommand)]
         action: MachinesCmd,
     },
+    /// Boot profiles (kernel + initrds + cmdline, or an iPXE script).
+    Profiles {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        action: ProfilesCmd,
+    },
     /// Power a machine through its stored BMC (via the running server).
     Power {
         #[command(flatten)]
@@ -179,5 +186,38 @@ pub enum MachinesCmd {
     },
     Wipe {
         machine: String,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootModeArg {
+    Agent,
+    Profile,
+    Chain,
+    Disk,
+    Cordon,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProfilesCmd {
+    List,
+    /// Create or replace a profile.
+    Set {
+        name: String,
+        /// Kernel: an http(s) URL or a path under the assets dir.
+        #[arg(long)]
+        kernel: Option<String>,
+        /// An initrd (repeat for several).
+        #[arg(long = "initrd")]
+        initrds: Vec<String>,
+        /// Kernel command line; may use ${uuid}, ${mac}, ${appliance}, ${machine}.
+        #[arg(long, default_value = "")]
+        cmdline: String,
+        /// A file holding a raw iPXE script (instead of --kernel).
+        #[arg(long)]
+        script_file: Option<PathBuf>,
+    },
+    Remove {
+        name: String,
     },
 }

@@ -1,7 +1,7 @@
 //! `rackboot machines …`: a small client of the admin API.
 
-use crate::args::{ClientArgs, MachinesCmd, Output};
-use anyhow::{bail, Context, Result};
+use crate::args::{BootModeArg, ClientArgs, MachinesCmd, Output, ProfilesCmd};
+use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
 pub struct Client {
@@ -32,6 +32,34 @@ impl Client {
             token,
             agent,
         })
+    }
+
+    /// A call whose success reply has no body (204).
+    fn call_empty(&self, method: &str, path: &str) -> Result<()> {
+        let url = format!("{}{}", self.base, path);
+        let mut req = self.agent.request(method, &url);
+        if let Some(t) = &self.token {
+            req = req.set("Authorization", &format!("Bearer {t}"));
+        }
+        match req.call() {
+            Ok(_) => Ok(()),
+            Err(e) => Err(Self::refusal(e, &self.base)),
+        }
+    }
+
+    fn refusal(e: ureq::Error, base: &str) -> anyhow::Error {
+        match e {
+            ureq::Error::Status(code, r) => {
+                let msg = r
+                    .into_json::<Value>()
+                    .ok()
+                    .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
+                    .unwrap_or_default();
+                anyhow::anyhow!("server refused ({code}): {msg}")
+            }
+            other => anyhow::anyhow!(other)
+                .context(format!("cannot reach the rackboot server at {base}")),
+        }
     }
 
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value> {
@@ -116,6 +144,31 @@ pub fn machines(args: &ClientArgs, cmd: MachinesCmd) -> Result<i32> {
             }
             c.call("POST", "/api/v1/machines", Some(body))?
         }
+        MachinesCmd::Boot {
+            machine,
+            mode,
+            profile,
+            url,
+            disk_method,
+            reason,
+        } => {
+            let body = match mode {
+                BootModeArg::Agent => json!({"mode": "agent"}),
+                BootModeArg::Profile => {
+                    json!({"mode": "profile", "profile": profile.context("--profile is required with `profile`")?})
+                }
+                BootModeArg::Chain => {
+                    json!({"mode": "chain", "url": url.context("--url is required with `chain`")?})
+                }
+                BootModeArg::Disk => json!({"mode": "disk", "method": disk_method}),
+                BootModeArg::Cordon => json!({"mode": "cordoned", "reason": reason}),
+            };
+            c.call(
+                "PUT",
+                &format!("/api/v1/machines/{}/boot", enc(&machine)),
+                Some(body),
+            )?
+        }
         MachinesCmd::Accept { .. }
         | MachinesCmd::Reject { .. }
         | MachinesCmd::Provision { .. }
@@ -127,6 +180,54 @@ pub fn machines(args: &ClientArgs, cmd: MachinesCmd) -> Result<i32> {
         }
     };
     print(args.output, &out);
+    Ok(0)
+}
+
+/// Run a `profiles` subcommand; returns the process exit code.
+pub fn profiles(args: &ClientArgs, cmd: ProfilesCmd) -> Result<i32> {
+    let c = Client::new(args)?;
+    let out = match cmd {
+        ProfilesCmd::List => c.call("GET", "/api/v1/profiles", None)?,
+        ProfilesCmd::Remove { name } => {
+            c.call_empty("DELETE", &format!("/api/v1/profiles/{}", enc(&name)))?;
+            println!("removed profile {name}");
+            return Ok(0);
+        }
+        ProfilesCmd::Set {
+            name,
+            kernel,
+            initrds,
+            cmdline,
+            script_file,
+        } => {
+            let script = match script_file {
+                Some(f) => Some(
+                    std::fs::read_to_string(&f)
+                        .with_context(|| format!("cannot read {}", f.display()))?,
+                ),
+                None => None,
+            };
+            let body = json!({"name": name, "kernel": kernel, "initrds": initrds, "cmdline": cmdline, "script": script});
+            c.call(
+                "PUT",
+                &format!("/api/v1/profiles/{}", enc(&name)),
+                Some(body),
+            )?
+        }
+    };
+    if args.output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    } else {
+        for p in out.as_array().cloned().unwrap_or_else(|| vec![out.clone()]) {
+            let s = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("-").to_string();
+            let what = if p.get("script").is_some_and(|v| !v.is_null()) {
+                "script".to_string()
+            } else {
+                s("kernel")
+            };
+            println!("{:<20} {what}  {}", s("name"), s("cmdline"));
+        }
+    }
     Ok(0)
 }
 

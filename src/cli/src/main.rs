@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => Ok(serve::check_config(&file)),
         Command::Serve(a) => serve::serve(*a),
         Command::Machines { client, action } => client::machines(&client, action),
+        Command::Profiles { client, action } => client::profiles(&client, action),
         Command::Power { .. } => Ok(not_available("power control through the server")),
         Command::Bmc { .. } => Ok(not_available("direct BMC control (rackboot bmc)")),
     };

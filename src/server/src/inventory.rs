@@ -3,7 +3,9 @@
 
 use crate::api::{MachineView, NewBmc, NewMachine};
 use rackboot_store::model::{id_from_mac, normalize_mac, normalize_uuid};
-use rackboot_store::{BmcRecord, Machine, MachineState, Sealer, Store, StoreError};
+use rackboot_store::{
+    BmcRecord, BootModeSetting, Machine, MachineState, Profile, Sealer, Store, StoreError,
+};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -367,4 +369,105 @@ pub fn spawn_recorder(
         }
     });
     tx
+}
+
+impl Inventory {
+    /// Set what `boot.ipxe` serves a machine.
+    pub fn set_boot_mode(
+        &self,
+        key: &str,
+        mode: BootModeSetting,
+    ) -> Result<MachineView, InventoryError> {
+        match &mode {
+            BootModeSetting::Profile { profile } => {
+                if self.store.get_profile(profile)?.is_none() {
+                    return Err(InventoryError::Invalid(format!(
+                        "profile: {profile:?} does not exist"
+                    )));
+                }
+            }
+            BootModeSetting::Chain { url } => {
+                if !(url.starts_with("http://") || url.starts_with("https://"))
+                    || url.chars().any(|c| c.is_whitespace() || c.is_control())
+                {
+                    return Err(InventoryError::Invalid(
+                        "url: must be an http:// or https:// URL without spaces".into(),
+                    ));
+                }
+            }
+            BootModeSetting::Cordoned { reason } if reason.chars().any(char::is_control) => {
+                return Err(InventoryError::Invalid("reason: must be one line".into()));
+            }
+            _ => {}
+        }
+        for _ in 0..3 {
+            let mut m = self.find(key)?;
+            let label = serde_json::to_string(&mode).unwrap_or_default();
+            m.boot_mode = Some(mode.clone());
+            match self.store.update_machine(m) {
+                Ok(m) => {
+                    self.event(&m.id, "boot_mode", &format!("boot mode set to {label}"));
+                    return Ok(MachineView::from(&m));
+                }
+                Err(StoreError::Stale { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(InventoryError::Conflict(format!(
+            "machine {key} kept changing"
+        )))
+    }
+
+    pub fn profiles(&self) -> Result<Vec<Profile>, InventoryError> {
+        Ok(self.store.list_profiles()?)
+    }
+
+    pub fn put_profile(&self, p: Profile) -> Result<Profile, InventoryError> {
+        let name_ok = !p.name.is_empty()
+            && p.name.len() <= 63
+            && p.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !name_ok {
+            return Err(InventoryError::Invalid(
+                "name: 1-63 characters of [A-Za-z0-9._-]".into(),
+            ));
+        }
+        if p.cmdline.chars().any(char::is_control) {
+            return Err(InventoryError::Invalid("cmdline: must be one line".into()));
+        }
+        // Check that it renders, with placeholder values, before storing it.
+        let mode = match (&p.script, &p.kernel) {
+            (Some(s), _) => rackboot_ipxe::BootMode::Script(s.clone()),
+            (None, Some(k)) => rackboot_ipxe::BootMode::Profile {
+                kernel: k.clone(),
+                initrds: p.initrds.clone(),
+                cmdline: p.cmdline.clone(),
+            },
+            (None, None) => {
+                return Err(InventoryError::Invalid(
+                    "a profile needs a kernel or a script".into(),
+                ))
+            }
+        };
+        let ctx = rackboot_ipxe::RenderCtx {
+            appliance: "192.0.2.1:50042".into(),
+            machine_id: "m-000000000000".into(),
+            uuid: "00000000-0000-0000-0000-000000000000".into(),
+            mac: Some("00:00:00:00:00:00".into()),
+            arch: None,
+        };
+        rackboot_ipxe::render(&mode, &ctx)
+            .map_err(|e| InventoryError::Invalid(format!("profile does not render: {e}")))?;
+        self.store.put_profile(&p)?;
+        Ok(p)
+    }
+
+    pub fn remove_profile(&self, name: &str) -> Result<(), InventoryError> {
+        if self.store.remove_profile(name)? {
+            Ok(())
+        } else {
+            Err(InventoryError::NotFound(format!("profile {name}")))
+        }
+    }
 }

@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use rackboot_store::Event;
+use rackboot_store::{BootModeSetting, Event, Profile};
 use serde::Deserialize;
 
 pub(super) async fn list(
@@ -70,4 +70,59 @@ pub(super) async fn events(
         q.after,
         limit,
     )?))
+}
+
+fn bad_json(rej: JsonRejection) -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        format!("invalid JSON: {}", rej.body_text()),
+    )
+}
+
+pub(super) async fn set_boot(
+    State(s): State<AdminState>,
+    Path(id): Path<String>,
+    body: Result<Json<BootModeSetting>, JsonRejection>,
+) -> Response {
+    match body {
+        Ok(Json(mode)) => match s.inventory.set_boot_mode(&id, mode) {
+            Ok(m) => Json(m).into_response(),
+            Err(e) => e.into_response(),
+        },
+        Err(rej) => bad_json(rej),
+    }
+}
+
+pub(super) async fn profiles(
+    State(s): State<AdminState>,
+) -> Result<Json<Vec<Profile>>, InventoryError> {
+    Ok(Json(s.inventory.profiles()?))
+}
+
+pub(super) async fn put_profile(
+    State(s): State<AdminState>,
+    Path(name): Path<String>,
+    body: Result<Json<Profile>, JsonRejection>,
+) -> Response {
+    match body {
+        Ok(Json(p)) if p.name != name => error(
+            StatusCode::BAD_REQUEST,
+            "name in the body must match the URL",
+        ),
+        Ok(Json(p)) => match s.inventory.put_profile(p) {
+            Ok(p) => Json(p).into_response(),
+            Err(e) => e.into_response(),
+        },
+        Err(rej) => bad_json(rej),
+    }
+}
+
+pub(super) async fn remove_profile(
+    State(s): State<AdminState>,
+    Path(name): Path<String>,
+) -> Response {
+    match s.inventory.remove_profile(&name) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
 }

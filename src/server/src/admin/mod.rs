@@ -38,6 +38,15 @@ pub fn router(state: AdminState) -> Router {
             "/api/v1/machines/{id}",
             get(machines::show).delete(machines::remove),
         )
+        .route(
+            "/api/v1/machines/{id}/boot",
+            axum::routing::put(machines::set_boot),
+        )
+        .route("/api/v1/profiles", get(machines::profiles))
+        .route(
+            "/api/v1/profiles/{name}",
+            axum::routing::put(machines::put_profile).delete(machines::remove_profile),
+        )
         .route("/api/v1/events", get(machines::events))
         .route("/metrics", get(metrics))
         .fallback(not_found)
