@@ -378,27 +378,23 @@ impl Inventory {
         key: &str,
         mode: BootModeSetting,
     ) -> Result<MachineView, InventoryError> {
-        match &mode {
-            BootModeSetting::Profile { profile } => {
-                if self.store.get_profile(profile)?.is_none() {
-                    return Err(InventoryError::Invalid(format!(
-                        "profile: {profile:?} does not exist"
-                    )));
-                }
+        let problem = match &mode {
+            BootModeSetting::Profile { profile } if self.store.get_profile(profile)?.is_none() => {
+                Some(format!("profile: {profile:?} does not exist"))
             }
-            BootModeSetting::Chain { url } => {
+            BootModeSetting::Chain { url }
                 if !(url.starts_with("http://") || url.starts_with("https://"))
-                    || url.chars().any(|c| c.is_whitespace() || c.is_control())
-                {
-                    return Err(InventoryError::Invalid(
-                        "url: must be an http:// or https:// URL without spaces".into(),
-                    ));
-                }
+                    || url.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+            {
+                Some("url: must be an http:// or https:// URL without spaces".to_string())
             }
             BootModeSetting::Cordoned { reason } if reason.chars().any(char::is_control) => {
-                return Err(InventoryError::Invalid("reason: must be one line".into()));
+                Some("reason: must be one line".to_string())
             }
-            _ => {}
+            _ => None,
+        };
+        if let Some(p) = problem {
+            return Err(InventoryError::Invalid(p));
         }
         for _ in 0..3 {
             let mut m = self.find(key)?;
