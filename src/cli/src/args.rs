@@ -172,6 +172,24 @@ pub enum MachinesCmd {
     Remove {
         machine: String,
     },
+    /// Set what the machine's boot script serves.
+    Boot {
+        machine: String,
+        #[arg(value_enum)]
+        mode: BootModeArg,
+        /// With `profile`: the profile name.
+        #[arg(long)]
+        profile: Option<String>,
+        /// With `chain`: the iPXE URL to chain to.
+        #[arg(long)]
+        url: Option<String>,
+        /// With `disk`: exit | http404 | sanboot.
+        #[arg(long, default_value = "exit")]
+        disk_method: String,
+        /// With `cordon`: why.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
     Accept {
         machine: String,
     },

@@ -74,16 +74,7 @@ impl Client {
         };
         match resp {
             Ok(r) => Ok(r.into_json().context("server sent invalid JSON")?),
-            Err(ureq::Error::Status(code, r)) => {
-                let msg = r
-                    .into_json::<Value>()
-                    .ok()
-                    .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
-                    .unwrap_or_default();
-                bail!("server refused ({code}): {msg}")
-            }
-            Err(e) => Err(anyhow::anyhow!(e)
-                .context(format!("cannot reach the rackboot server at {}", self.base))),
+            Err(e) => Err(Self::refusal(e, &self.base)),
         }
     }
 }

@@ -300,3 +300,94 @@ fn flag_beats_env_beats_file() {
     let _s = run(true);
     assert!(wait(p_flag), "flag should beat env");
 }
+
+#[test]
+fn boot_modes_and_profiles_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = free_port();
+    let _s = serve(&data, port);
+    let ok = |args: &[&str]| {
+        let out = cli(port, &data, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    ok(&[
+        "machines",
+        "add",
+        "--name",
+        "r1-u09",
+        "--mac",
+        "52:54:00:99:00:19",
+    ]);
+    ok(&[
+        "profiles",
+        "set",
+        "demo",
+        "--kernel",
+        "demo/vmlinuz",
+        "--initrd",
+        "demo/initrd.gz",
+        "--cmdline",
+        "console=ttyS0 id=${machine}",
+    ]);
+    assert!(ok(&["profiles", "list"]).contains("demo"));
+    let v: serde_json::Value = serde_json::from_str(&ok(&[
+        "machines",
+        "boot",
+        "r1-u09",
+        "profile",
+        "--profile",
+        "demo",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(v["boot_mode"]["mode"], "profile");
+    assert_eq!(v["boot_mode"]["profile"], "demo");
+    let v: serde_json::Value = serde_json::from_str(&ok(&[
+        "machines",
+        "boot",
+        "r1-u09",
+        "disk",
+        "--disk-method",
+        "sanboot",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(v["boot_mode"]["method"], "sanboot");
+    // Refusals say why and exit 1.
+    let out = cli(
+        port,
+        &data,
+        &["machines", "boot", "r1-u09", "profile", "--profile", "nope"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+    let out = cli(
+        port,
+        &data,
+        &[
+            "profiles",
+            "set",
+            "bad",
+            "--kernel",
+            "k",
+            "--cmdline",
+            "a ; shell",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ok(&["profiles", "remove", "demo"]);
+    assert!(!ok(&["profiles", "list"]).contains("demo"));
+}
