@@ -10,7 +10,7 @@ BOOT_HTTP_LISTEN ?= 127.0.0.1:50042
 TFTP_LISTEN ?= 127.0.0.1:6969
 # Debian packages: what `make run` needs, and what the interop/e2e tests drive.
 RUN_PKGS := ca-certificates curl
-TEST_PKGS := $(RUN_PKGS) iproute2 kea-admin dnsmasq-base tftp-hpa atftp tftpd-hpa tcpdump qemu-system-x86 ipxe ipxe-qemu ovmf busybox-static cpio python3
+TEST_PKGS := $(RUN_PKGS) iproute2 openipmi ipmitool kea-admin dnsmasq-base tftp-hpa atftp tftpd-hpa tcpdump qemu-system-x86 ipxe ipxe-qemu ovmf busybox-static cpio python3
 # Sans-IO crates: must never depend on tokio (checked by `make check`).
 SANS_IO_CRATES := rackboot-tftp rackboot-dhcp rackboot-ipxe rackboot-config rackboot-store
 
@@ -35,8 +35,14 @@ deps:
 	$(call apt_install,$(RUN_PKGS))
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust (rustup) first"; exit 1; }
 
+# Python peers (sushy-emulator for Redfish, pyghmi for an RMCP+ cipher-17 BMC) in var/venv.
+VENV := $(CURDIR)/var/venv
+PY_PEERS := sushy-tools==2.2.0 pyghmi==1.6.19
+
 deps-test: deps
 	$(call apt_install,$(TEST_PKGS))
+	@[ -x $(VENV)/bin/sushy-emulator ] && [ -x $(VENV)/bin/fakebmc ] || { \
+	  echo "creating $(VENV) with $(PY_PEERS)"; python3 -m venv $(VENV) && $(VENV)/bin/pip install -q $(PY_PEERS); }
 
 build: deps
 	$(CARGO) build --workspace

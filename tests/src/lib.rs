@@ -387,3 +387,86 @@ pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'sta
     .join()
     .unwrap()
 }
+
+/// A tool from the test venv (`make deps-test` creates `var/venv` with sushy-tools and pyghmi).
+pub fn venv_tool(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../var/venv/bin")
+        .join(name);
+    assert!(p.is_file(), "{} missing: run `make deps-test`", p.display());
+    p
+}
+
+/// Run the `rackboot` CLI; returns (exit code, stdout, stderr).
+pub fn rackboot_cli(args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(workspace_bin("rackboot"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// A free UDP/TCP port on loopback (racy by nature; fine for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Processes started outside a lab (loopback peers), killed by PID on drop.
+#[derive(Default)]
+pub struct Procs {
+    children: Vec<Child>,
+    pub dir: PathBuf,
+}
+
+impl Procs {
+    pub fn new(tag: &str) -> Self {
+        Self {
+            children: vec![],
+            dir: scratch(tag),
+        }
+    }
+
+    pub fn spawn(&mut self, name: &str, cmd: &mut Command) {
+        let log = fs::File::create(self.dir.join(format!("{name}.log"))).unwrap();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        self.children.push(child);
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
+    }
+}
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in self.children.iter_mut().rev() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Wait until a TCP port on loopback accepts connections.
+pub fn wait_tcp(port: u16, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}

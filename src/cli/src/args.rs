@@ -43,13 +43,8 @@ pub enum Command {
         action: String,
         machine: String,
     },
-    /// Talk to one BMC directly, without a server.
-    Bmc {
-        #[arg(long, env = "RACKBOOT_BMC_URL")]
-        url: String,
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        rest: Vec<String>,
-    },
+    /// Talk to one BMC directly, without a server (an ipmitool/redfishtool replacement).
+    Bmc(Box<BmcArgs>),
     /// Print the version.
     Version,
 }
@@ -237,5 +232,51 @@ pub enum ProfilesCmd {
     },
     Remove {
         name: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct BmcArgs {
+    /// ipmi://[USER[:PASS]@]HOST[:PORT], redfish://… (HTTPS) or redfish+http://…
+    #[arg(long, env = "RACKBOOT_BMC_URL", hide_env_values = true)]
+    pub url: String,
+    /// Username (instead of the one in the URL).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// File holding the password (instead of the one in the URL).
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+    /// Redfish over HTTPS: do not verify the BMC's certificate (self-signed BMCs).
+    #[arg(long)]
+    pub insecure_tls: bool,
+    /// Redfish over HTTPS: PEM file of CA certificates to trust.
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// Redfish: leave BootSourceOverrideMode out of the PXE override.
+    #[arg(long)]
+    pub no_boot_mode: bool,
+    /// How long power on/off may take to show (seconds).
+    #[arg(long, default_value_t = 60)]
+    pub verify_timeout: u64,
+    #[command(subcommand)]
+    pub action: BmcCmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BmcCmd {
+    /// Power: status, on, off, cycle, reset or soft.
+    Power {
+        #[arg(value_parser = ["status", "on", "off", "cycle", "reset", "soft"])]
+        action: String,
+    },
+    /// Boot device override for the next boot (or every boot with --persistent).
+    Bootdev {
+        #[arg(value_parser = ["pxe"])]
+        device: String,
+        /// UEFI boot (EFI bit / BootSourceOverrideMode UEFI).
+        #[arg(long)]
+        efi: bool,
+        #[arg(long)]
+        persistent: bool,
     },
 }

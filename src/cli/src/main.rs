@@ -1,6 +1,7 @@
 //! The `rackboot` command: `serve`, `check-config`, and clients of a running server.
 
 mod args;
+mod bmc;
 mod client;
 mod serve;
 
@@ -26,7 +27,7 @@ fn main() -> ExitCode {
         Command::Machines { client, action } => client::machines(&client, action),
         Command::Profiles { client, action } => client::profiles(&client, action),
         Command::Power { .. } => Ok(not_available("power control through the server")),
-        Command::Bmc { .. } => Ok(not_available("direct BMC control (rackboot bmc)")),
+        Command::Bmc(a) => bmc::run(*a),
     };
     match code {
         Ok(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),

@@ -1,0 +1,241 @@
+//! Pacing and verification around any [`Bmc`]: one command in flight per BMC, a minimum interval
+//! between commands, a timeout per command, and power on/off verified by polling the state.
+
+use crate::{Bmc, BmcError, PowerAction, PowerState, PxeBoot};
+use std::time::Duration;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+#[derive(Clone, Debug)]
+pub struct PacingConfig {
+    /// Least time between two commands to the same BMC.
+    pub min_interval: Duration,
+    /// Bound on one command (the drivers also retry inside it).
+    pub command_timeout: Duration,
+    /// How long power on/off may take to show in the power state.
+    pub verify_timeout: Duration,
+    /// Interval between power-state reads while verifying.
+    pub verify_poll: Duration,
+}
+
+impl Default for PacingConfig {
+    fn default() -> Self {
+        Self {
+            min_interval: Duration::from_millis(500),
+            command_timeout: Duration::from_secs(30),
+            verify_timeout: Duration::from_secs(60),
+            verify_poll: Duration::from_secs(2),
+        }
+    }
+}
+
+pub struct Paced {
+    inner: Box<dyn Bmc>,
+    /// When the last command finished; the lock is what keeps one command in flight.
+    last: Mutex<Option<Instant>>,
+    cfg: PacingConfig,
+}
+
+impl Paced {
+    pub fn new(inner: Box<dyn Bmc>, cfg: PacingConfig) -> Self {
+        Self {
+            inner,
+            last: Mutex::new(None),
+            cfg,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    async fn paced<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, BmcError>>,
+    ) -> Result<T, BmcError> {
+        let mut last = self.last.lock().await;
+        if let Some(t) = *last {
+            tokio::time::sleep_until(t + self.cfg.min_interval).await;
+        }
+        let r = tokio::time::timeout(self.cfg.command_timeout, f).await;
+        *last = Some(Instant::now());
+        r.unwrap_or(Err(BmcError::Timeout(self.cfg.command_timeout)))
+    }
+
+    pub async fn power_state(&self) -> Result<PowerState, BmcError> {
+        self.paced(self.inner.power_state()).await
+    }
+
+    pub async fn set_pxe_boot(&self, how: PxeBoot) -> Result<(), BmcError> {
+        self.paced(self.inner.set_pxe_boot(how)).await
+    }
+
+    /// Send a power action; for on/off, wait until the BMC reports the new state. Returns the
+    /// state seen last.
+    pub async fn power(&self, action: PowerAction) -> Result<PowerState, BmcError> {
+        self.paced(self.inner.power(action)).await?;
+        let want = match action {
+            PowerAction::On => PowerState::On,
+            PowerAction::Off => PowerState::Off,
+            // Cycle/reset/soft: the state is reported, not awaited.
+            _ => return self.power_state().await,
+        };
+        let started = Instant::now();
+        loop {
+            let state = self.power_state().await?;
+            if state == want {
+                return Ok(state);
+            }
+            if started.elapsed() >= self.cfg.verify_timeout {
+                return Err(BmcError::NotApplied {
+                    action,
+                    state,
+                    waited: started.elapsed(),
+                });
+            }
+            tokio::time::sleep(self.cfg.verify_poll).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::BmcFuture;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::{Arc, Mutex as StdMutex};
+
+    /// A BMC that takes 100 ms per command, applies power changes after `apply_after` state
+    /// reads (or never), and records concurrency and command times.
+    struct FakeBmc {
+        state: StdMutex<PowerState>,
+        pending: StdMutex<Option<(PowerState, u32)>>,
+        apply_after: Option<u32>,
+        in_flight: AtomicU32,
+        max_in_flight: AtomicU32,
+        starts: StdMutex<Vec<Instant>>,
+    }
+
+    impl FakeBmc {
+        fn new(apply_after: Option<u32>) -> Arc<Self> {
+            Arc::new(Self {
+                state: StdMutex::new(PowerState::Off),
+                pending: StdMutex::new(None),
+                apply_after,
+                in_flight: AtomicU32::new(0),
+                max_in_flight: AtomicU32::new(0),
+                starts: StdMutex::new(Vec::new()),
+            })
+        }
+        async fn enter(&self) {
+            self.starts.lock().unwrap().push(Instant::now());
+            let n = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.max_in_flight.fetch_max(n, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    impl Bmc for Arc<FakeBmc> {
+        fn power_state(&self) -> BmcFuture<'_, PowerState> {
+            Box::pin(async move {
+                self.enter().await;
+                let mut p = self.pending.lock().unwrap();
+                if let Some((s, n)) = *p {
+                    if n == 0 {
+                        *self.state.lock().unwrap() = s;
+                        *p = None;
+                    } else {
+                        *p = Some((s, n - 1));
+                    }
+                }
+                Ok(*self.state.lock().unwrap())
+            })
+        }
+        fn power(&self, action: PowerAction) -> BmcFuture<'_, ()> {
+            Box::pin(async move {
+                self.enter().await;
+                let target = if action == PowerAction::On {
+                    PowerState::On
+                } else {
+                    PowerState::Off
+                };
+                if let Some(n) = self.apply_after {
+                    *self.pending.lock().unwrap() = Some((target, n));
+                }
+                Ok(())
+            })
+        }
+        fn set_pxe_boot(&self, _: PxeBoot) -> BmcFuture<'_, ()> {
+            Box::pin(async move {
+                self.enter().await;
+                Ok(())
+            })
+        }
+        fn describe(&self) -> String {
+            "fake".into()
+        }
+    }
+
+    fn cfg() -> PacingConfig {
+        PacingConfig {
+            min_interval: Duration::from_millis(300),
+            command_timeout: Duration::from_secs(5),
+            verify_timeout: Duration::from_secs(10),
+            verify_poll: Duration::from_secs(1),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_command_in_flight_with_the_minimum_interval() {
+        let fake = FakeBmc::new(Some(0));
+        let paced = Arc::new(Paced::new(Box::new(fake.clone()), cfg()));
+        let tasks: Vec<_> = (0..6)
+            .map(|i| {
+                let p = paced.clone();
+                tokio::spawn(async move {
+                    if i % 2 == 0 {
+                        p.power_state().await.map(|_| ())
+                    } else {
+                        p.set_pxe_boot(PxeBoot::default()).await
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(fake.max_in_flight.load(Ordering::SeqCst), 1);
+        let starts = fake.starts.lock().unwrap().clone();
+        for w in starts.windows(2) {
+            // 100 ms command + 300 ms interval.
+            assert!(
+                w[1] - w[0] >= Duration::from_millis(400),
+                "{:?}",
+                w[1] - w[0]
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn power_on_is_verified_even_when_slow() {
+        let fake = FakeBmc::new(Some(3));
+        let paced = Paced::new(Box::new(fake.clone()), cfg());
+        assert_eq!(paced.power(PowerAction::On).await.unwrap(), PowerState::On);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bmc_that_accepts_and_does_nothing_is_reported() {
+        let fake = FakeBmc::new(None);
+        let paced = Paced::new(Box::new(fake.clone()), cfg());
+        match paced.power(PowerAction::On).await {
+            Err(BmcError::NotApplied {
+                action: PowerAction::On,
+                state: PowerState::Off,
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+}

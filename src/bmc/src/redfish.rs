@@ -1,0 +1,409 @@
+//! Redfish driver: a small typed client (about five calls) over ureq with rustls.
+//!
+//! Discovery: `/redfish/v1/Systems` → first member. Power: POST
+//! `Actions/ComputerSystem.Reset` with a ResetType, choosing among the values the BMC lists as
+//! allowable. PXE: PATCH `Boot` with BootSourceOverrideTarget Pxe, Enabled Once/Continuous and
+//! (unless disabled, or the BMC rejects it) BootSourceOverrideMode UEFI/Legacy, sending
+//! `If-Match` with the system's ETag when the BMC asks for one (412/428).
+//! Blocking HTTP runs on tokio's blocking pool.
+
+use crate::{
+    Bmc, BmcError, BmcFuture, BmcUrl, Credentials, PowerAction, PowerState, PxeBoot, Scheme,
+};
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct RedfishOptions {
+    /// Verify the BMC's TLS certificate (BMCs usually ship self-signed ones).
+    pub verify_tls: bool,
+    /// PEM file with extra trusted CA certificates.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Send BootSourceOverrideMode with the PXE override (some BMCs reject the field).
+    pub send_boot_mode: bool,
+    pub timeout: Duration,
+}
+
+impl Default for RedfishOptions {
+    fn default() -> Self {
+        Self {
+            verify_tls: true,
+            ca_file: None,
+            send_boot_mode: true,
+            timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+pub struct Redfish {
+    base: String,
+    creds: Credentials,
+    agent: ureq::Agent,
+    opts: RedfishOptions,
+    /// `@odata.id` of the system, discovered once.
+    system: Mutex<Option<String>>,
+}
+
+fn transport(e: ureq::Error) -> BmcError {
+    match e {
+        ureq::Error::Status(401 | 403, _) => BmcError::Auth,
+        ureq::Error::Status(code, r) => {
+            let body = r.into_string().unwrap_or_default();
+            let msg = serde_json::from_str::<Value>(&body)
+                .ok()
+                .and_then(|v| {
+                    v.pointer("/error/@Message.ExtendedInfo/0/Message")
+                        .or(v.pointer("/error/message"))
+                        .cloned()
+                })
+                .and_then(|m| m.as_str().map(str::to_string))
+                .unwrap_or_else(|| body.chars().take(200).collect());
+            BmcError::Refused(format!("HTTP {code}: {msg}"))
+        }
+        ureq::Error::Transport(t) => {
+            let s = t.to_string();
+            if s.contains("timed out") || s.contains("Timeout") {
+                BmcError::Timeout(Duration::from_secs(20))
+            } else {
+                BmcError::Transport(s)
+            }
+        }
+    }
+}
+
+mod insecure {
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{DigitallySignedStruct, Error, SignatureScheme};
+
+    /// Accepts any certificate: only for BMCs configured with TLS verification off.
+    #[derive(Debug)]
+    pub struct AcceptAny(pub rustls::crypto::WebPkiSupportedAlgorithms);
+
+    impl ServerCertVerifier for AcceptAny {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, Error> {
+            rustls::crypto::verify_tls12_signature(m, c, d, &self.0)
+        }
+        fn verify_tls13_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, Error> {
+            rustls::crypto::verify_tls13_signature(m, c, d, &self.0)
+        }
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.supported_schemes()
+        }
+    }
+}
+
+fn tls_config(opts: &RedfishOptions) -> Result<Arc<rustls::ClientConfig>, BmcError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| BmcError::Transport(format!("TLS set-up: {e}")))?;
+    let cfg = if opts.verify_tls {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if let Some(ca) = &opts.ca_file {
+            let pem = std::fs::read(ca).map_err(|e| {
+                BmcError::Transport(format!("cannot read CA file {}: {e}", ca.display()))
+            })?;
+            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                let cert = cert
+                    .map_err(|e| BmcError::Transport(format!("CA file {}: {e}", ca.display())))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| BmcError::Transport(format!("CA file {}: {e}", ca.display())))?;
+            }
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    } else {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(insecure::AcceptAny(
+                provider.signature_verification_algorithms,
+            )))
+            .with_no_client_auth()
+    };
+    Ok(Arc::new(cfg))
+}
+
+impl Redfish {
+    pub fn new(url: &BmcUrl, creds: Credentials, opts: RedfishOptions) -> Result<Self, BmcError> {
+        let scheme = if url.scheme == Scheme::RedfishHttp {
+            "http"
+        } else {
+            "https"
+        };
+        let mut b = ureq::AgentBuilder::new().timeout(opts.timeout).redirects(0);
+        if url.scheme == Scheme::Redfish {
+            b = b.tls_config(tls_config(&opts)?);
+        }
+        Ok(Self {
+            base: format!("{scheme}://{}", url.authority()),
+            creds,
+            agent: b.build(),
+            opts,
+            system: Mutex::new(None),
+        })
+    }
+
+    fn auth(&self, r: ureq::Request) -> ureq::Request {
+        use std::io::Write;
+        let mut raw = Vec::new();
+        let _ = write!(raw, "{}:{}", self.creds.username, self.creds.password);
+        r.set("Authorization", &format!("Basic {}", base64(&raw)))
+            .set("Accept", "application/json")
+    }
+
+    fn get(&self, path: &str) -> Result<(Value, Option<String>), BmcError> {
+        let r = self
+            .auth(self.agent.get(&format!("{}{path}", self.base)))
+            .call()
+            .map_err(transport)?;
+        let etag = r.header("ETag").map(str::to_string);
+        let v = r
+            .into_json::<Value>()
+            .map_err(|e| BmcError::Protocol(format!("{path}: invalid JSON: {e}")))?;
+        Ok((v, etag))
+    }
+
+    fn system_path(&self) -> Result<String, BmcError> {
+        if let Some(p) = self
+            .system
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return Ok(p);
+        }
+        let (v, _) = self.get("/redfish/v1/Systems")?;
+        let path = v
+            .pointer("/Members/0/@odata.id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| BmcError::Protocol("/redfish/v1/Systems lists no system".into()))?
+            .to_string();
+        if !path.starts_with('/') {
+            return Err(BmcError::Protocol(format!(
+                "system id {path:?} is not a path"
+            )));
+        }
+        *self.system.lock().unwrap_or_else(|p| p.into_inner()) = Some(path.clone());
+        Ok(path)
+    }
+
+    fn blocking_state(&self) -> Result<PowerState, BmcError> {
+        let (v, _) = self.get(&self.system_path()?)?;
+        match v.get("PowerState").and_then(Value::as_str) {
+            Some("On") | Some("PoweringOff") => Ok(PowerState::On),
+            Some("Off") | Some("PoweringOn") => Ok(PowerState::Off),
+            other => Err(BmcError::Protocol(format!(
+                "unexpected PowerState {other:?}"
+            ))),
+        }
+    }
+
+    fn blocking_power(&self, action: PowerAction) -> Result<(), BmcError> {
+        let sys = self.system_path()?;
+        let (v, _) = self.get(&sys)?;
+        let reset = v.pointer("/Actions/#ComputerSystem.Reset");
+        let target = reset
+            .and_then(|r| r.get("target"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{sys}/Actions/ComputerSystem.Reset"));
+        let allowed: Vec<String> = reset
+            .and_then(|r| r.get("ResetType@Redfish.AllowableValues"))
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let reset_type = choose_reset_type(action, &allowed).ok_or_else(|| {
+            BmcError::Unsupported(format!(
+                "power {action:?} (allowable: {})",
+                allowed.join(", ")
+            ))
+        })?;
+        let r = self
+            .auth(self.agent.post(&format!("{}{target}", self.base)))
+            .send_json(json!({ "ResetType": reset_type }));
+        r.map(|_| ()).map_err(transport)
+    }
+
+    fn blocking_pxe(&self, how: PxeBoot) -> Result<(), BmcError> {
+        let sys = self.system_path()?;
+        let enabled = if how.persistent { "Continuous" } else { "Once" };
+        let with_mode = json!({"Boot": {"BootSourceOverrideTarget": "Pxe", "BootSourceOverrideEnabled": enabled,
+            "BootSourceOverrideMode": if how.efi { "UEFI" } else { "Legacy" }}});
+        let without_mode = json!({"Boot": {"BootSourceOverrideTarget": "Pxe", "BootSourceOverrideEnabled": enabled}});
+        let url = format!("{}{sys}", self.base);
+        let patch = |body: &Value, etag: Option<&str>| {
+            let mut req = self.auth(self.agent.request("PATCH", &url));
+            if let Some(t) = etag {
+                req = req.set("If-Match", t);
+            }
+            req.send_json(body.clone())
+        };
+        let body = if self.opts.send_boot_mode {
+            &with_mode
+        } else {
+            &without_mode
+        };
+        match patch(body, None) {
+            Ok(_) => Ok(()),
+            // The BMC wants the ETag (some AMI BMCs): read it and try again.
+            Err(ureq::Error::Status(412 | 428, _)) => {
+                let (_, etag) = self.get(&sys)?;
+                patch(body, etag.as_deref()).map(|_| ()).map_err(transport)
+            }
+            // Some BMCs reject BootSourceOverrideMode: retry without it.
+            Err(ureq::Error::Status(400, _)) if self.opts.send_boot_mode => {
+                patch(&without_mode, None).map(|_| ()).map_err(transport)
+            }
+            Err(e) => Err(transport(e)),
+        }
+    }
+}
+
+/// Preference order of Redfish ResetType values for each action, limited to what the BMC
+/// allows (when it lists nothing, the first preference is used).
+pub fn choose_reset_type(action: PowerAction, allowed: &[String]) -> Option<&'static str> {
+    let prefs: &[&'static str] = match action {
+        PowerAction::On => &["On", "ForceOn"],
+        PowerAction::Off => &["ForceOff", "GracefulShutdown", "PushPowerButton"],
+        PowerAction::Cycle => &["PowerCycle", "ForceRestart", "GracefulRestart"],
+        PowerAction::Reset => &["ForceRestart", "GracefulRestart", "PowerCycle"],
+        PowerAction::Soft => &["GracefulShutdown", "PushPowerButton"],
+    };
+    if allowed.is_empty() {
+        return prefs.first().copied();
+    }
+    prefs
+        .iter()
+        .copied()
+        .find(|p| allowed.iter().any(|a| a == p))
+}
+
+fn base64(input: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18, 12, 6, 0].iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(T[((n >> shift) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, BmcError> + Send + 'static,
+) -> BmcFuture<'static, T> {
+    Box::pin(async move {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| BmcError::Transport(format!("worker failed: {e}")))?
+    })
+}
+
+/// Shares one client between the blocking calls.
+impl Bmc for Arc<Redfish> {
+    fn power_state(&self) -> BmcFuture<'_, PowerState> {
+        let me = self.clone();
+        blocking(move || me.blocking_state())
+    }
+    fn power(&self, action: PowerAction) -> BmcFuture<'_, ()> {
+        let me = self.clone();
+        blocking(move || me.blocking_power(action))
+    }
+    fn set_pxe_boot(&self, how: PxeBoot) -> BmcFuture<'_, ()> {
+        let me = self.clone();
+        blocking(move || me.blocking_pxe(how))
+    }
+    fn describe(&self) -> String {
+        format!("redfish {}", self.base)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_types_follow_what_the_bmc_allows() {
+        let sushy: Vec<String> = [
+            "On",
+            "ForceOff",
+            "GracefulShutdown",
+            "GracefulRestart",
+            "ForceRestart",
+            "Nmi",
+            "ForceOn",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(choose_reset_type(PowerAction::On, &sushy), Some("On"));
+        assert_eq!(
+            choose_reset_type(PowerAction::Off, &sushy),
+            Some("ForceOff")
+        );
+        assert_eq!(
+            choose_reset_type(PowerAction::Cycle, &sushy),
+            Some("ForceRestart")
+        );
+        assert_eq!(
+            choose_reset_type(PowerAction::Soft, &sushy),
+            Some("GracefulShutdown")
+        );
+        let only_on = vec!["ForceOn".to_string()];
+        assert_eq!(
+            choose_reset_type(PowerAction::On, &only_on),
+            Some("ForceOn")
+        );
+        assert_eq!(choose_reset_type(PowerAction::Off, &only_on), None);
+        assert_eq!(
+            choose_reset_type(PowerAction::Reset, &[]),
+            Some("ForceRestart")
+        );
+    }
+
+    #[test]
+    fn basic_auth_encoding() {
+        assert_eq!(base64(b"admin:password"), "YWRtaW46cGFzc3dvcmQ=");
+        assert_eq!(base64(b"ab"), "YWI=");
+        assert_eq!(base64(b"abc"), "YWJj");
+        assert_eq!(base64(b""), "");
+    }
+}
