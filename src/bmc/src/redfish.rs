@@ -264,23 +264,23 @@ impl Redfish {
             if let Some(t) = etag {
                 req = req.set("If-Match", t);
             }
-            req.send_json(body.clone())
+            req.send_json(body.clone()).map(|_| ()).map_err(Box::new)
         };
         let body = if self.opts.send_boot_mode {
             &with_mode
         } else {
             &without_mode
         };
-        match patch(body, None) {
-            Ok(_) => Ok(()),
+        match patch(body, None).map_err(|e| *e) {
+            Ok(()) => Ok(()),
             // The BMC wants the ETag (some AMI BMCs): read it and try again.
             Err(ureq::Error::Status(412 | 428, _)) => {
                 let (_, etag) = self.get(&sys)?;
-                patch(body, etag.as_deref()).map(|_| ()).map_err(transport)
+                patch(body, etag.as_deref()).map_err(|e| transport(*e))
             }
             // Some BMCs reject BootSourceOverrideMode: retry without it.
             Err(ureq::Error::Status(400, _)) if self.opts.send_boot_mode => {
-                patch(&without_mode, None).map(|_| ()).map_err(transport)
+                patch(&without_mode, None).map_err(|e| transport(*e))
             }
             Err(e) => Err(transport(e)),
         }
