@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod dhcp_client;
+pub mod image;
 pub mod qemu;
 
 use std::fs;

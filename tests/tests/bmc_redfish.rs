@@ -91,3 +91,101 @@ fn power_and_pxe_once_through_sushy_emulator() {
     assert_eq!(code, 1);
     assert!(err.contains("scheme"), "{err}");
 }
+
+/// The server path: a machine registered with a Redfish BMC, powered through the admin API and
+/// `rackboot power`, each action an event, the state polled.
+#[test]
+fn server_powers_a_registered_machine_through_its_bmc() {
+    let mut p = Procs::new("redfish-server");
+    let port = sushy(&mut p);
+    let data = p.dir.join("data");
+    let admin = free_port();
+    let server = format!("http://127.0.0.1:{admin}");
+    p.spawn(
+        "rackboot",
+        Command::new(rackboot_e2e::workspace_bin("rackboot"))
+            .args([
+                "serve",
+                "--dhcp-mode",
+                "off",
+                "--tftp-listen",
+                "off",
+                "--boot-http-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+            .env("RACKBOOT_LOG_LEVEL", "debug"),
+    );
+    assert!(
+        wait_tcp(admin, Duration::from_secs(30)),
+        "{}",
+        p.log("rackboot")
+    );
+    let pw = p.dir.join("bmc-pw");
+    std::fs::write(&pw, "password\n").unwrap();
+    let d = data.to_str().unwrap();
+    let cli = |args: &[&str]| {
+        let mut full = args.to_vec();
+        full.extend_from_slice(&["--server", &server, "--data-dir", d]);
+        rackboot_cli(&full)
+    };
+    let bmc_url = format!("redfish+http://127.0.0.1:{port}");
+    let (code, _, err) = cli(&[
+        "machines",
+        "add",
+        "--name",
+        "rf1",
+        "--mac",
+        "52:54:00:99:00:10",
+        "--bmc-url",
+        &bmc_url,
+        "--bmc-user",
+        "admin",
+        "--bmc-password-file",
+        pw.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = cli(&["power", "status", "rf1"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("power is off"), "{out}");
+    let (code, out, err) = cli(&["power", "on", "rf1", "--pxe", "--efi"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("power is on"), "{out}");
+    assert_eq!(system(port)["Boot"]["BootSourceOverrideTarget"], "Pxe");
+    let (code, out, _) = cli(&["machines", "show", "rf1", "-o", "json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["power"], "on");
+    let (code, out, err) = cli(&["power", "off", "rf1"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("power is off"), "{out}");
+    // A machine without a BMC: refused with the reason.
+    cli(&[
+        "machines",
+        "add",
+        "--name",
+        "nobmc",
+        "--mac",
+        "52:54:00:99:00:11",
+    ]);
+    let (code, _, err) = cli(&["power", "on", "nobmc"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no BMC"), "{err}");
+    let events = Command::new("curl")
+        .args([
+            "-s",
+            &format!("{server}/api/v1/events?machine=m-525400990010"),
+        ])
+        .output()
+        .unwrap();
+    let events = String::from_utf8_lossy(&events.stdout);
+    assert!(
+        events.contains("power on: done")
+            && events.contains("next boot: PXE (UEFI)")
+            && events.contains("power off: done"),
+        "{events}"
+    );
+    assert!(!p.log("rackboot").contains("password\n"));
+}

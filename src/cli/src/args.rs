@@ -39,9 +39,15 @@ pub enum Command {
     Power {
         #[command(flatten)]
         client: ClientArgs,
-        #[arg(value_parser = ["on", "off", "cycle", "reset", "status"])]
+        #[arg(value_parser = ["on", "off", "cycle", "reset", "soft", "status"])]
         action: String,
         machine: String,
+        /// Set PXE as the next boot device first (with on/cycle/reset).
+        #[arg(long)]
+        pxe: bool,
+        /// With --pxe: UEFI PXE.
+        #[arg(long)]
+        efi: bool,
     },
     /// Talk to one BMC directly, without a server (an ipmitool/redfishtool replacement).
     Bmc(Box<BmcArgs>),

@@ -174,6 +174,25 @@ pub fn machines(args: &ClientArgs, cmd: MachinesCmd) -> Result<i32> {
     Ok(0)
 }
 
+/// `rackboot power ACTION MACHINE`: through the server and the machine's stored BMC.
+pub fn power(args: &ClientArgs, action: &str, machine: &str, pxe: bool, efi: bool) -> Result<i32> {
+    let c = Client::new(args)?;
+    let body = json!({"action": action, "pxe": pxe, "efi": efi});
+    let v = c.call(
+        "POST",
+        &format!("/api/v1/machines/{}/power", enc(machine)),
+        Some(body),
+    )?;
+    if args.output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        let power = v.get("power").and_then(Value::as_str).unwrap_or("unknown");
+        let id = v.get("machine").and_then(Value::as_str).unwrap_or(machine);
+        println!("{id}: power {action}: power is {power}");
+    }
+    Ok(0)
+}
+
 /// Run a `profiles` subcommand; returns the process exit code.
 pub fn profiles(args: &ClientArgs, cmd: ProfilesCmd) -> Result<i32> {
     let c = Client::new(args)?;

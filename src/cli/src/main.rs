@@ -26,7 +26,13 @@ fn main() -> ExitCode {
         Command::Serve(a) => serve::serve(*a),
         Command::Machines { client, action } => client::machines(&client, action),
         Command::Profiles { client, action } => client::profiles(&client, action),
-        Command::Power { .. } => Ok(not_available("power control through the server")),
+        Command::Power {
+            client,
+            action,
+            machine,
+            pxe,
+            efi,
+        } => client::power(&client, &action, &machine, pxe, efi),
         Command::Bmc(a) => bmc::run(*a),
     };
     match code {

@@ -81,6 +81,10 @@ pub struct Config {
     pub agent_initrds: Vec<String>,
     pub agent_cmdline: String,
     pub init_rounds: u32,
+    pub bmc_poll_interval_secs: u64,
+    pub bmc_max_parallel: u32,
+    pub bmc_min_interval_ms: u64,
+    pub bmc_verify_timeout_secs: u64,
 }
 
 impl TryFrom<&RawConfig> for Config {

@@ -36,6 +36,22 @@ pub struct RawConfig {
     pub omni: RawOmni,
     #[serde(default)]
     pub boot: RawBoot,
+    #[serde(default)]
+    pub bmc: RawBmc,
+}
+
+/// BMC pacing and polling.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawBmc {
+    /// Seconds between power-state polls of each BMC (0 disables polling).
+    pub poll_interval_secs: Option<u64>,
+    /// BMCs talked to at once.
+    pub max_parallel: Option<u32>,
+    /// Least milliseconds between two commands to one BMC.
+    pub min_interval_ms: Option<u64>,
+    /// Seconds power on/off may take to show before it is reported as not applied.
+    pub verify_timeout_secs: Option<u64>,
 }
 
 /// What `boot.ipxe` serves in agent mode (paths under the assets dir).
@@ -134,7 +150,7 @@ macro_rules! layer_struct {
 }
 
 layer_struct!(RawConfig { mode, data_dir, interface, advertise_addr, assets_dir }
-    nested { log, admin, http, tftp, dhcp, omni, boot });
+    nested { log, admin, http, tftp, dhcp, omni, boot, bmc });
 layer_struct!(RawLog { format, level } nested {});
 layer_struct!(RawAdmin { listen, token_file } nested {});
 layer_struct!(RawHttp { listen } nested {});
@@ -142,4 +158,5 @@ layer_struct!(RawTftp { listen, single_port, max_blksize, max_windowsize, max_tr
     max_transfers_per_client } nested {});
 layer_struct!(RawDhcp { mode, port, pxe_port, discovery_control, boot_files } nested {});
 layer_struct!(RawOmni { endpoint, key_file, provider_id } nested {});
+layer_struct!(RawBmc { poll_interval_secs, max_parallel, min_interval_ms, verify_timeout_secs } nested {});
 layer_struct!(RawBoot { agent_kernel, agent_initrds, agent_cmdline, init_rounds } nested {});

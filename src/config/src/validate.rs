@@ -230,6 +230,10 @@ pub(crate) fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
             format!("{init_rounds} is outside 1..=100"),
         );
     }
+    let bmc_max_parallel = raw.bmc.max_parallel.unwrap_or(8);
+    if bmc_max_parallel == 0 {
+        c.push("bmc.max_parallel", "must be at least 1");
+    }
     if !c.0.is_empty() {
         return Err(c.0);
     }
@@ -262,6 +266,10 @@ pub(crate) fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
         agent_initrds,
         agent_cmdline,
         init_rounds,
+        bmc_poll_interval_secs: raw.bmc.poll_interval_secs.unwrap_or(60),
+        bmc_max_parallel,
+        bmc_min_interval_ms: raw.bmc.min_interval_ms.unwrap_or(500),
+        bmc_verify_timeout_secs: raw.bmc.verify_timeout_secs.unwrap_or(60),
     })
 }
 

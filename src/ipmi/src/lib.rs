@@ -51,6 +51,9 @@ pub mod rakp;
 mod session;
 pub mod wire;
 
+#[cfg(test)]
+mod kat_tests;
+
 pub use client::{Client, ClientConfig, Privilege, RandomSource, Stats};
 pub use commands::{
     BootDevice, BootFlags, ChassisControl, ChassisStatus, Command, DeviceId, IpmiRequest, Response,

@@ -32,21 +32,28 @@ pub struct OpenSessionResponse {
     pub algorithms: Option<(u8, u8, u8)>,
 }
 
-/// Parse an Open Session Response payload. Error responses may be as short as 8 bytes.
+/// Tag, status and (when present) the session id at offset 4 of an error reply. Error replies
+/// may stop after the status byte: ipmi_sim refuses suite 17 with the 2-byte payload `00 04`.
+fn error_head(p: &[u8]) -> Result<(u8, u8, u32), ParseError> {
+    let head = take(p, 0, 2)?;
+    Ok((head[0], head[1], u32_le(p, 4).unwrap_or(0)))
+}
+
+/// Parse an Open Session Response payload (error replies may be as short as 2 bytes).
 pub fn parse_open_session_response(p: &[u8]) -> Result<OpenSessionResponse, ParseError> {
-    let head = take(p, 0, 8)?;
-    let (tag, status, max_priv) = (head[0], head[1], head[2]);
-    let sidm = u32_le(p, 4)?;
+    let (tag, status, sidm) = error_head(p)?;
     if status != 0 {
         return Ok(OpenSessionResponse {
             tag,
             status,
-            max_priv,
+            max_priv: p.get(2).copied().unwrap_or(0),
             sidm,
             sidc: 0,
             algorithms: None,
         });
     }
+    let max_priv = take(p, 2, 1)?[0];
+    let sidm = u32_le(p, 4)?;
     let sidc = u32_le(p, 8)?;
     let algs = take(p, 12, 24)?;
     for (i, want_type) in [0u8, 1, 2].iter().enumerate() {
@@ -86,19 +93,19 @@ pub struct Rakp2 {
     pub auth_code: Vec<u8>,
 }
 
-/// Parse RAKP message 2. Error responses may be as short as 8 bytes.
+/// Parse RAKP message 2 (error replies may be as short as 2 bytes).
 pub fn parse_rakp2(p: &[u8]) -> Result<Rakp2, ParseError> {
-    let head = take(p, 0, 8)?;
-    let sidm = u32_le(p, 4)?;
+    let (tag, status, sidm) = error_head(p)?;
     let mut r = Rakp2 {
-        tag: head[0],
-        status: head[1],
+        tag,
+        status,
         sidm,
         rc: [0; 16],
         guid: [0; 16],
         auth_code: Vec::new(),
     };
     if r.status == 0 {
+        r.sidm = u32_le(p, 4)?;
         r.rc.copy_from_slice(take(p, 8, 16)?);
         r.guid.copy_from_slice(take(p, 24, 16)?);
         r.auth_code = p[40..].to_vec();
@@ -123,13 +130,21 @@ pub struct Rakp4 {
     pub icv: Vec<u8>,
 }
 
-/// Parse RAKP message 4.
+/// Parse RAKP message 4 (error replies may be as short as 2 bytes).
 pub fn parse_rakp4(p: &[u8]) -> Result<Rakp4, ParseError> {
-    let head = take(p, 0, 8)?;
+    let (tag, status, sidm) = error_head(p)?;
+    if status != 0 {
+        return Ok(Rakp4 {
+            tag,
+            status,
+            sidm,
+            icv: Vec::new(),
+        });
+    }
     Ok(Rakp4 {
-        tag: head[0],
-        status: head[1],
+        tag,
+        status,
         sidm: u32_le(p, 4)?,
-        icv: p[8..].to_vec(),
+        icv: take(p, 8, p.len().saturating_sub(8))?.to_vec(),
     })
 }

@@ -222,15 +222,21 @@ impl Handshake {
                 if r.tag != *tag || (r.sidm != *sidm && !(r.status != 0 && r.sidm == 0)) {
                     return Err(DropReason::Unexpected);
                 }
-                let suite = *ctx.suites.get(*suite_idx).ok_or(DropReason::Unexpected)?;
-                let want = (
-                    suite.auth_algorithm(),
-                    suite.integrity_algorithm(),
-                    suite.confidentiality_algorithm(),
-                );
+                let proposed = *ctx.suites.get(*suite_idx).ok_or(DropReason::Unexpected)?;
+                // A BMC must select the proposed algorithms, but pyghmi's BMC always answers
+                // with suite 3's. Adopt the selection if it is another configured suite.
+                let selected = ctx.suites.iter().find(|s| {
+                    r.algorithms
+                        == Some((
+                            s.auth_algorithm(),
+                            s.integrity_algorithm(),
+                            s.confidentiality_algorithm(),
+                        ))
+                });
+                let suite = selected.copied().unwrap_or(proposed);
                 let refusal = if r.status != 0 {
                     Some(rmcpp_status_meaning(r.status).to_string())
-                } else if r.algorithms != Some(want) {
+                } else if selected.is_none() {
                     Some(format!("BMC selected other algorithms {:?}", r.algorithms))
                 } else if r.sidc == 0 {
                     Some("BMC session id 0".to_string())
@@ -239,7 +245,7 @@ impl Handshake {
                 };
                 if let Some(why) = refusal {
                     let mut refusals = std::mem::take(refusals);
-                    refusals.push(format!("suite {}: {why}", suite.id));
+                    refusals.push(format!("suite {}: {why}", proposed.id));
                     let (next, tag) = (*suite_idx + 1, tag.wrapping_add(1));
                     return Ok(self.try_suite(next, refusals, tag, ctx, rng));
                 }
@@ -474,9 +480,16 @@ impl Active {
         Ok(crypto::aes_cbc_decrypt(&self.k2, p.payload)?)
     }
 
-    /// K1 and K2 (for tests and diagnostics).
+    /// K1 and K2 (known-answer tests).
+    #[cfg(test)]
     pub fn keys(&self) -> (&[u8], &[u8]) {
         (&self.k1, &self.k2)
+    }
+
+    /// Make the next `seal` use `seq + 1` (known-answer tests).
+    #[cfg(test)]
+    pub fn set_out_seq_for_test(&mut self, seq: u32) {
+        self.out_seq = seq;
     }
 }
 

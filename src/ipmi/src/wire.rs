@@ -241,7 +241,7 @@ mod tests {
     #[test]
     fn get_channel_auth_caps_matches_ipmitool() {
         // ipmitool's request, captured (testdata/ipmitool-c3-ipmi_sim.txt, auth_caps_req).
-        let msg = encode_request(netfn::APP, 0x38, 0x32, &[0x8e, 0x04]);
+        let msg = encode_request(netfn::APP, 0x38, 0, &[0x8e, 0x04]);
         let pkt = encode_v15_unauthenticated(&msg);
         let want = "0600ff07000000000000000000092018c88100388e04b5";
         let got: String = pkt.iter().map(|b| format!("{b:02x}")).collect();
@@ -264,7 +264,7 @@ mod tests {
 
     #[test]
     fn checksum_errors_are_typed() {
-        let mut m = encode_request(netfn::APP, 0x01, 1, &[]);
+        let mut m = encode_request(netfn::APP, 0x01, 1, &[0]);
         m[6] ^= 1;
         assert_eq!(parse_response(&m), Err(ParseError::Checksum(2)));
         m[1] ^= 4;

@@ -51,6 +51,43 @@ impl Inventory {
         &self.store
     }
 
+    /// The clear-text BMC password of a machine (for the BMC drivers only; never logged).
+    pub fn bmc_password(&self, m: &Machine) -> Result<Option<String>, InventoryError> {
+        match &m.bmc {
+            Some(b) => Ok(Some(
+                self.sealer
+                    .open(&b.password_sealed)
+                    .map_err(|e| InventoryError::Store(StoreError::Seal(e)))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Record an observed power state (no event: callers record what they did).
+    pub fn set_power(
+        &self,
+        id: &str,
+        power: rackboot_store::PowerState,
+    ) -> Result<(), InventoryError> {
+        for _ in 0..3 {
+            let Some(mut m) = self.store.get_machine(id)? else {
+                return Err(InventoryError::NotFound(id.to_string()));
+            };
+            if m.power == power {
+                return Ok(());
+            }
+            m.power = power;
+            match self.store.update_machine(m) {
+                Ok(_) => return Ok(()),
+                Err(StoreError::Stale { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(InventoryError::Conflict(format!(
+            "machine {id} kept changing"
+        )))
+    }
+
     pub fn list(&self) -> Result<Vec<MachineView>, InventoryError> {
         let mut ms = self.store.list_machines()?;
         ms.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));

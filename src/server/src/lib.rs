@@ -11,6 +11,7 @@ pub mod files;
 pub mod inventory;
 pub mod metrics;
 pub mod net;
+pub mod power;
 pub mod tftp;
 
 use admin::{AdminState, AdminToken};
@@ -171,7 +172,23 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             addr: admin_addr,
             source,
         })?;
+    let power = Arc::new(power::PowerService::new(
+        shared.inventory.clone(),
+        power::PowerConfig {
+            pacing: rackboot_bmc::PacingConfig {
+                min_interval: std::time::Duration::from_millis(cfg.bmc_min_interval_ms),
+                verify_timeout: std::time::Duration::from_secs(cfg.bmc_verify_timeout_secs),
+                ..Default::default()
+            },
+            poll_interval: std::time::Duration::from_secs(cfg.bmc_poll_interval_secs.max(1)),
+            max_parallel: cfg.bmc_max_parallel as usize,
+        },
+    ));
+    if cfg.bmc_poll_interval_secs > 0 {
+        services.spawn(power.clone().poll_loop(stop_rx.clone()));
+    }
     let state = AdminState {
+        power: power.clone(),
         inventory: shared.inventory.clone(),
         metrics: shared.metrics.clone(),
         token: token.clone(),

@@ -126,3 +126,51 @@ pub(super) async fn remove_profile(
         Err(e) => e.into_response(),
     }
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PowerRequest {
+    /// on, off, cycle, reset, soft or status.
+    action: String,
+    /// With `on`/`cycle`/`reset`: set PXE as the next boot device first.
+    #[serde(default)]
+    pxe: bool,
+    /// With `pxe`: UEFI PXE.
+    #[serde(default)]
+    efi: bool,
+}
+
+pub(super) async fn power_status(State(s): State<AdminState>, Path(id): Path<String>) -> Response {
+    match s.power.act(&id, None).await {
+        Ok(r) => Json(r).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+pub(super) async fn power(
+    State(s): State<AdminState>,
+    Path(id): Path<String>,
+    body: Result<Json<PowerRequest>, JsonRejection>,
+) -> Response {
+    let req = match body {
+        Ok(Json(r)) => r,
+        Err(rej) => return bad_json(rej),
+    };
+    let action = if req.action == "status" {
+        None
+    } else {
+        match req.action.parse::<rackboot_bmc::PowerAction>() {
+            Ok(a) => Some(a),
+            Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+        }
+    };
+    if req.pxe {
+        if let Err(e) = s.power.pxe_once(&id, req.efi).await {
+            return e.into_response();
+        }
+    }
+    match s.power.act(&id, action).await {
+        Ok(r) => Json(r).into_response(),
+        Err(e) => e.into_response(),
+    }
+}

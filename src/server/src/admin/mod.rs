@@ -24,6 +24,7 @@ pub struct AdminState {
     pub inventory: Inventory,
     pub metrics: Arc<Metrics>,
     pub token: Arc<AdminToken>,
+    pub power: Arc<crate::power::PowerService>,
     /// Listening on loopback only: read-only calls need no token.
     pub loopback: bool,
 }
@@ -41,6 +42,10 @@ pub fn router(state: AdminState) -> Router {
         .route(
             "/api/v1/machines/{id}/boot",
             axum::routing::put(machines::set_boot),
+        )
+        .route(
+            "/api/v1/machines/{id}/power",
+            get(machines::power_status).post(machines::power),
         )
         .route("/api/v1/profiles", get(machines::profiles))
         .route(
@@ -89,6 +94,17 @@ pub(crate) fn error(status: StatusCode, msg: impl Into<String>) -> Response {
         }),
     )
         .into_response()
+}
+
+impl IntoResponse for crate::power::PowerError {
+    fn into_response(self) -> Response {
+        use crate::power::PowerError;
+        match self {
+            PowerError::Inventory(e) => e.into_response(),
+            e @ PowerError::NoBmc(_) => error(StatusCode::CONFLICT, e.to_string()),
+            e @ PowerError::Bmc { .. } => error(StatusCode::BAD_GATEWAY, e.to_string()),
+        }
+    }
 }
 
 impl IntoResponse for InventoryError {

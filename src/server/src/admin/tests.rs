@@ -16,8 +16,18 @@ fn env(loopback: bool) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn rackboot_store::Store> = Arc::new(SledStore::temporary().unwrap());
     let sealer = Arc::new(Sealer::open_or_create(&dir.path().join("secret.key")).unwrap());
+    let inventory = Inventory::new(store, sealer);
+    let power = Arc::new(crate::power::PowerService::new(
+        inventory.clone(),
+        crate::power::PowerConfig {
+            pacing: Default::default(),
+            poll_interval: std::time::Duration::from_secs(60),
+            max_parallel: 4,
+        },
+    ));
     let state = AdminState {
-        inventory: Inventory::new(store, sealer),
+        inventory,
+        power,
         metrics: Arc::new(Metrics::new()),
         token: Arc::new(AdminToken::fixed("s3cret-token")),
         loopback,

@@ -1,0 +1,202 @@
+//! Power through each machine's stored BMC: on-demand actions (API, CLI) and a background poll
+//! of every BMC's power state at a configurable interval with jitter, never more than
+//! `max_parallel` BMCs at once. Each BMC gets one [`Paced`] (one command in flight, minimum
+//! interval, verification), rebuilt when its record changes. Every action is an event.
+
+use crate::inventory::{Inventory, InventoryError};
+use rackboot_bmc::{
+    BmcError, BmcUrl, Credentials, Paced, PacingConfig, PowerAction, PowerState, PxeBoot,
+    RedfishOptions,
+};
+use rackboot_store::Machine;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{watch, Semaphore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PowerError {
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+    #[error("machine {0} has no BMC configured")]
+    NoBmc(String),
+    #[error("BMC of machine {id}: {source}")]
+    Bmc {
+        id: String,
+        #[source]
+        source: BmcError,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct PowerConfig {
+    pub pacing: PacingConfig,
+    pub poll_interval: Duration,
+    pub max_parallel: usize,
+}
+
+pub struct PowerService {
+    inventory: Inventory,
+    cfg: PowerConfig,
+    bmcs: Mutex<HashMap<String, (String, Arc<Paced>)>>,
+    parallel: Semaphore,
+}
+
+/// What the API answers.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PowerReply {
+    pub machine: String,
+    pub action: String,
+    pub power: PowerState,
+}
+
+fn to_store(s: PowerState) -> rackboot_store::PowerState {
+    match s {
+        PowerState::On => rackboot_store::PowerState::On,
+        PowerState::Off => rackboot_store::PowerState::Off,
+    }
+}
+
+impl PowerService {
+    pub fn new(inventory: Inventory, cfg: PowerConfig) -> Self {
+        let parallel = Semaphore::new(cfg.max_parallel.max(1));
+        Self {
+            inventory,
+            cfg,
+            bmcs: Mutex::new(HashMap::new()),
+            parallel,
+        }
+    }
+
+    fn bmc_for(&self, m: &Machine) -> Result<Arc<Paced>, PowerError> {
+        let rec = m
+            .bmc
+            .as_ref()
+            .ok_or_else(|| PowerError::NoBmc(m.id.clone()))?;
+        // The record (incl. the sealed password) identifies the driver to reuse.
+        let fingerprint = format!(
+            "{}|{}|{}|{}",
+            rec.url, rec.username, rec.password_sealed, rec.insecure_tls
+        );
+        let mut map = self.bmcs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((fp, b)) = map.get(&m.id) {
+            if *fp == fingerprint {
+                return Ok(b.clone());
+            }
+        }
+        let bmc_err = |source| PowerError::Bmc {
+            id: m.id.clone(),
+            source,
+        };
+        let url = BmcUrl::parse(&rec.url).map_err(|e| bmc_err(BmcError::Url(e)))?;
+        let password = self.inventory.bmc_password(m)?.unwrap_or_default();
+        let creds = Credentials {
+            username: rec.username.clone(),
+            password,
+        };
+        let opts = RedfishOptions {
+            verify_tls: !rec.insecure_tls,
+            ..Default::default()
+        };
+        let driver = rackboot_bmc::connect(&url, Some(creds), opts).map_err(bmc_err)?;
+        let paced = Arc::new(Paced::new(driver, self.cfg.pacing.clone()));
+        map.insert(m.id.clone(), (fingerprint, paced.clone()));
+        Ok(paced)
+    }
+
+    /// `None` = read the power state.
+    pub async fn act(
+        &self,
+        key: &str,
+        action: Option<PowerAction>,
+    ) -> Result<PowerReply, PowerError> {
+        let m = self.inventory.find(key)?;
+        let bmc = self.bmc_for(&m)?;
+        let label = action.map_or("status".to_string(), |a| format!("{a:?}").to_lowercase());
+        let _permit = self.parallel.acquire().await.ok();
+        let result = match action {
+            None => bmc.power_state().await,
+            Some(a) => bmc.power(a).await,
+        };
+        match result {
+            Ok(state) => {
+                if let Err(e) = self.inventory.set_power(&m.id, to_store(state)) {
+                    tracing::warn!(error = %e, machine = %m.id, "could not record the power state");
+                }
+                if action.is_some() {
+                    self.inventory.event(
+                        &m.id,
+                        "power",
+                        &format!("power {label}: done, power is {state:?}"),
+                    );
+                }
+                Ok(PowerReply {
+                    machine: m.id,
+                    action: label,
+                    power: state,
+                })
+            }
+            Err(e) => {
+                self.inventory
+                    .event(&m.id, "power_error", &format!("power {label} failed: {e}"));
+                Err(PowerError::Bmc {
+                    id: m.id,
+                    source: e,
+                })
+            }
+        }
+    }
+
+    /// Set PXE as the next boot device (right before power-on: some BMCs forget it).
+    pub async fn pxe_once(&self, key: &str, efi: bool) -> Result<(), PowerError> {
+        let m = self.inventory.find(key)?;
+        let bmc = self.bmc_for(&m)?;
+        let _permit = self.parallel.acquire().await.ok();
+        bmc.set_pxe_boot(PxeBoot {
+            efi,
+            persistent: false,
+        })
+        .await
+        .map_err(|source| PowerError::Bmc {
+            id: m.id.clone(),
+            source,
+        })?;
+        self.inventory.event(
+            &m.id,
+            "bootdev",
+            &format!("next boot: PXE{}", if efi { " (UEFI)" } else { "" }),
+        );
+        Ok(())
+    }
+
+    /// Poll every BMC's power state until `shutdown`.
+    pub async fn poll_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let machines = self.inventory.store().list_machines().unwrap_or_default();
+            let mut tasks = tokio::task::JoinSet::new();
+            for m in machines.into_iter().filter(|m| m.bmc.is_some()) {
+                let me = self.clone();
+                tasks.spawn(async move {
+                    if let Err(e) = me.act(&m.id, None).await {
+                        tracing::debug!(error = %e, machine = %m.id, "power poll failed");
+                    }
+                });
+            }
+            while tasks.join_next().await.is_some() {}
+            // ±10 % jitter so a rack's BMCs are not polled in lockstep.
+            let jitter = (rand_fraction() - 0.5) * 0.2;
+            let wait = self.cfg.poll_interval.mul_f64(1.0 + jitter);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+fn rand_fraction() -> f64 {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 4];
+    let _ = ring::rand::SystemRandom::new().fill(&mut b);
+    f64::from(u32::from_le_bytes(b)) / f64::from(u32::MAX)
+}
