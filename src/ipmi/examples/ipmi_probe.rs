@@ -34,7 +34,9 @@ fn run(client: &mut Client, sock: &UdpSocket, cmd: Command) -> Result<Response, 
             return r;
         }
         let Some(deadline) = client.poll_timeout() else {
-            return Err(IpmiError::BadReply("client has neither a deadline nor a result"));
+            return Err(IpmiError::BadReply(
+                "client has neither a deadline nor a result",
+            ));
         };
         let now = Instant::now();
         if deadline <= now {

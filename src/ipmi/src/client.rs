@@ -60,7 +60,10 @@ impl fmt::Debug for ClientConfig {
         f.debug_struct("ClientConfig")
             .field("username", &self.username)
             .field("password", &"<redacted>")
-            .field("suites", &self.suites.iter().map(|s| s.id).collect::<Vec<_>>())
+            .field(
+                "suites",
+                &self.suites.iter().map(|s| s.id).collect::<Vec<_>>(),
+            )
             .field("timeout", &self.timeout)
             .field("retries", &self.retries)
             .field("privilege", &self.privilege)

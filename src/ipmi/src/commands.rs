@@ -91,7 +91,8 @@ impl BootFlags {
     }
     /// The 5 data bytes of parameter 5.
     pub fn to_bytes(self) -> [u8; 5] {
-        let d1 = u8::from(self.valid) << 7 | u8::from(self.persistent) << 6 | u8::from(self.efi) << 5;
+        let d1 =
+            u8::from(self.valid) << 7 | u8::from(self.persistent) << 6 | u8::from(self.efi) << 5;
         [d1, self.device.selector() << 2, 0, 0, 0]
     }
     /// Parse the data bytes of parameter 5 (at least 2 bytes).
@@ -131,7 +132,9 @@ pub struct DeviceId {
 impl DeviceId {
     pub fn parse(d: &[u8]) -> Result<DeviceId, IpmiError> {
         if d.len() < 11 {
-            return Err(IpmiError::BadReply("Get Device ID reply shorter than 11 bytes"));
+            return Err(IpmiError::BadReply(
+                "Get Device ID reply shorter than 11 bytes",
+            ));
         }
         Ok(DeviceId {
             device_id: d[0],
@@ -170,7 +173,9 @@ pub struct ChassisStatus {
 impl ChassisStatus {
     pub fn parse(d: &[u8]) -> Result<ChassisStatus, IpmiError> {
         if d.len() < 3 {
-            return Err(IpmiError::BadReply("Get Chassis Status reply shorter than 3 bytes"));
+            return Err(IpmiError::BadReply(
+                "Get Chassis Status reply shorter than 3 bytes",
+            ));
         }
         Ok(ChassisStatus {
             power_on: d[0] & 0x01 != 0,
@@ -306,7 +311,9 @@ impl Command {
                     [_, sel, rest @ ..] if sel & 0x7f == 5 => {
                         BootFlags::from_bytes(rest).map(Response::BootFlags)
                     }
-                    _ => Err(IpmiError::BadReply("Get System Boot Options: not parameter 5")),
+                    _ => Err(IpmiError::BadReply(
+                        "Get System Boot Options: not parameter 5",
+                    )),
                 }
             }
             Command::Raw(_) => Ok(Response::Raw(data.to_vec())),
@@ -347,8 +354,10 @@ mod tests {
         let s = ChassisStatus::parse(&[0x21, 0x10, 0x00]).expect("parse");
         assert!(s.power_on && s.restore_policy == 1 && !s.intrusion);
         assert!(ChassisStatus::parse(&[1]).is_err());
-        let d = DeviceId::parse(&[0x23, 0x89, 0x08, 0x09, 0x02, 0x9f, 0x91, 0x12, 0x00, 0x02, 0x0f])
-            .expect("parse");
+        let d = DeviceId::parse(&[
+            0x23, 0x89, 0x08, 0x09, 0x02, 0x9f, 0x91, 0x12, 0x00, 0x02, 0x0f,
+        ])
+        .expect("parse");
         assert_eq!(d.manufacturer_id, 0x1291);
         assert_eq!(d.product_id, 0x0f02);
         assert_eq!(d.ipmi_version, (2, 0));

@@ -89,8 +89,14 @@ fn check_formulas(hash: Hash, h: fn(&[u8], &[u8]) -> Vec<u8>, trunc: usize) {
     let mut m4 = vec![0x11; 16];
     m4.extend([0x04, 0x02, 0, 0]);
     m4.extend([0x33; 16]);
-    assert_eq!(crypto::rakp4_icv(hash, &sik, &p), h(&sik, &m4)[..trunc].to_vec());
-    assert_eq!(crypto::integrity_code(hash, &k1, b"xyz"), h(&k1, b"xyz")[..trunc].to_vec());
+    assert_eq!(
+        crypto::rakp4_icv(hash, &sik, &p),
+        h(&sik, &m4)[..trunc].to_vec()
+    );
+    assert_eq!(
+        crypto::integrity_code(hash, &k1, b"xyz"),
+        h(&k1, b"xyz")[..trunc].to_vec()
+    );
 
     let suite = if hash == Hash::Sha1 {
         CipherSuite::SUITE_3
@@ -135,10 +141,22 @@ fn ipmitool_ipmi_sim_capture_suite3() {
     assert_eq!(p.username, b"admin");
     assert_eq!(p.role, 0x14);
     let h = Hash::Sha1;
-    assert_eq!(crypto::rakp2_auth_code(h, &kuid, &p), r2[40..].to_vec(), "ipmi_sim RAKP2");
-    assert_eq!(crypto::rakp3_auth_code(h, &kuid, &p), r3[8..].to_vec(), "ipmitool RAKP3");
+    assert_eq!(
+        crypto::rakp2_auth_code(h, &kuid, &p),
+        r2[40..].to_vec(),
+        "ipmi_sim RAKP2"
+    );
+    assert_eq!(
+        crypto::rakp3_auth_code(h, &kuid, &p),
+        r3[8..].to_vec(),
+        "ipmitool RAKP3"
+    );
     let sik = crypto::sik(h, &kuid, &p);
-    assert_eq!(crypto::rakp4_icv(h, &sik, &p), r4[8..].to_vec(), "ipmi_sim RAKP4");
+    assert_eq!(
+        crypto::rakp4_icv(h, &sik, &p),
+        r4[8..].to_vec(),
+        "ipmi_sim RAKP4"
+    );
 
     // ipmitool's first authenticated request: decrypt, then re-seal with its IV and sequence.
     let req1 = capture(t, "req1");
@@ -156,7 +174,11 @@ fn ipmitool_ipmi_sim_capture_suite3() {
     assert_eq!(wire::checksum(&msg[3..]), 0);
     active.set_out_seq_for_test(2);
     let mut fill = |b: &mut [u8]| b.copy_from_slice(&iv[..b.len()]);
-    assert_eq!(active.seal(&msg, &mut fill), req1, "re-sealed request differs");
+    assert_eq!(
+        active.seal(&msg, &mut fill),
+        req1,
+        "re-sealed request differs"
+    );
 
     // Every later ipmitool request carries a valid AuthCode under our K1, and every ipmi_sim
     // reply opens (integrity, window, decryption) and parses.
@@ -166,17 +188,34 @@ fn ipmitool_ipmi_sim_capture_suite3() {
     for i in 1..=7 {
         let req = capture(t, &format!("req{i}"));
         let n = req.len() - 12;
-        assert_eq!(crypto::integrity_code(h, &k1, &req[4..n]), req[n..].to_vec());
+        assert_eq!(
+            crypto::integrity_code(h, &k1, &req[4..n]),
+            req[n..].to_vec()
+        );
         let rsp = capture(t, &format!("rsp{i}"));
         let m = active.open(&rsp).expect("open reply");
         let r = wire::parse_response(&m).expect("response");
-        let q = crypto::aes_cbc_decrypt(&k2v, &wire::parse_packet(&req).map(|p| match p {
-            Packet::V20(v) => v.payload.to_vec(),
-            Packet::V15(_) => Vec::new(),
-        }).expect("req")).expect("decrypt req");
+        let q = crypto::aes_cbc_decrypt(
+            &k2v,
+            &wire::parse_packet(&req)
+                .map(|p| match p {
+                    Packet::V20(v) => v.payload.to_vec(),
+                    Packet::V15(_) => Vec::new(),
+                })
+                .expect("req"),
+        )
+        .expect("decrypt req");
         // ipmitool: Set Session Privilege, two group-extension probes (ipmi_sim: 0xc1), Get
         // Device ID, one more probe, Get Chassis Status, Close Session.
-        let want = [(0x3b, 0), (0x3e, 0xc1), (0x01, 0), (0x00, 0xc1), (0x00, 0xc1), (0x01, 0), (0x3c, 0)];
+        let want = [
+            (0x3b, 0),
+            (0x3e, 0xc1),
+            (0x01, 0),
+            (0x00, 0xc1),
+            (0x00, 0xc1),
+            (0x01, 0),
+            (0x3c, 0),
+        ];
         assert_eq!((q[5], r.completion), want[i - 1], "req{i}");
         assert_eq!((r.cmd, r.rq_seq), (q[5], q[4] >> 2));
     }

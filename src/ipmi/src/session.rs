@@ -101,9 +101,9 @@ fn random_u32_nonzero(rng: Rng<'_>) -> u32 {
 fn rakp_status_error(stage: &str, status: u8) -> IpmiError {
     let meaning = rmcpp_status_meaning(status);
     match status {
-        0x09 | 0x0a | 0x0c | 0x0d | 0x0e | 0x0f => {
-            IpmiError::AuthFailed(format!("{stage}: BMC says {meaning} (status {status:#04x})"))
-        }
+        0x09 | 0x0a | 0x0c | 0x0d | 0x0e | 0x0f => IpmiError::AuthFailed(format!(
+            "{stage}: BMC says {meaning} (status {status:#04x})"
+        )),
         _ => IpmiError::SessionRejected { status, meaning },
     }
 }
@@ -274,7 +274,10 @@ impl Handshake {
                     return Err(DropReason::Unexpected);
                 }
                 if r.status != 0 {
-                    return Ok(HsOutcome::Failed(rakp_status_error("RAKP2", r.status), None));
+                    return Ok(HsOutcome::Failed(
+                        rakp_status_error("RAKP2", r.status),
+                        None,
+                    ));
                 }
                 let params = RakpParams {
                     sidm: *sidm,
@@ -323,7 +326,10 @@ impl Handshake {
                     return Err(DropReason::Unexpected);
                 }
                 if r.status != 0 {
-                    return Ok(HsOutcome::Failed(rakp_status_error("RAKP4", r.status), None));
+                    return Ok(HsOutcome::Failed(
+                        rakp_status_error("RAKP4", r.status),
+                        None,
+                    ));
                 }
                 let params = RakpParams {
                     sidm: *sidm,

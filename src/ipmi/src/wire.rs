@@ -76,7 +76,9 @@ pub enum Packet<'a> {
 
 /// Bounds-checked slice helper.
 pub(crate) fn take(buf: &[u8], start: usize, len: usize) -> Result<&[u8], ParseError> {
-    let end = start.checked_add(len).ok_or(ParseError::Invalid("length overflow"))?;
+    let end = start
+        .checked_add(len)
+        .ok_or(ParseError::Invalid("length overflow"))?;
     buf.get(start..end).ok_or(ParseError::Truncated {
         needed: end,
         have: buf.len(),

@@ -66,7 +66,11 @@ fn suite17_full_flow() {
         .map(|s| (s.netfn, s.cmd, s.data.clone()))
         .collect();
     assert_eq!(cmds[0], (6, 0x3b, vec![4]));
-    let boot: Vec<_> = cmds.iter().filter(|c| c.1 == 0x08).map(|c| c.2.clone()).collect();
+    let boot: Vec<_> = cmds
+        .iter()
+        .filter(|c| c.1 == 0x08)
+        .map(|c| c.2.clone())
+        .collect();
     assert_eq!(
         boot,
         vec![
@@ -90,7 +94,10 @@ fn suite3_only_bmc_refusal_falls_back_immediately() {
         let mut bmc = FakeBmc::new(&[3]);
         bmc.short_refusal = short;
         let mut h = Harness::new(cfg(), bmc);
-        assert!(matches!(h.run(Command::GetChassisStatus), Ok(Response::ChassisStatus(_))));
+        assert!(matches!(
+            h.run(Command::GetChassisStatus),
+            Ok(Response::ChassisStatus(_))
+        ));
         assert_eq!(h.client.session_suite(), Some(CipherSuite::SUITE_3));
         assert_eq!(h.elapsed(), Duration::ZERO);
     }
@@ -101,7 +108,10 @@ fn silent_suite17_falls_back_after_retries() {
     let mut bmc = FakeBmc::new(&[3, 17]);
     bmc.silent_suites = vec![17];
     let mut h = Harness::new(cfg(), bmc);
-    assert!(matches!(h.run(Command::GetChassisStatus), Ok(Response::ChassisStatus(_))));
+    assert!(matches!(
+        h.run(Command::GetChassisStatus),
+        Ok(Response::ChassisStatus(_))
+    ));
     assert_eq!(h.client.session_suite(), Some(CipherSuite::SUITE_3));
     assert_eq!(h.elapsed(), Duration::from_secs(4));
 }
@@ -130,7 +140,10 @@ fn wrong_password_and_user_are_auth_failed() {
         assert_eq!(h.bmc.rakp3_status, vec![0x0f]);
         assert!(h.bmc.session.is_none());
 
-        let mut h = Harness::new(ClientConfig::new("root", "password"), FakeBmc::new(&[suite]));
+        let mut h = Harness::new(
+            ClientConfig::new("root", "password"),
+            FakeBmc::new(&[suite]),
+        );
         let e = h.run(Command::GetChassisStatus).unwrap_err();
         assert!(e.to_string().contains("unauthorized name"), "{e}");
     }
@@ -138,16 +151,10 @@ fn wrong_password_and_user_are_auth_failed() {
 
 #[test]
 fn bmc_rejecting_rakp3_is_auth_failed() {
-    // The BMC's stored password differs from the one it used in RAKP2 (e.g. changed mid-way):
-    // RAKP4 status 0x0f.
-    let mut h = Harness::new(cfg(), FakeBmc::new(&[3]));
-    h.tamper = Some(Box::new(|r: Vec<u8>| vec![r]));
-    h.bmc.password = b"password".to_vec();
+    // The BMC refuses our RAKP3 auth code: RAKP4 with status 0x0f (8-byte error payload).
     let mut c = cfg();
     c.suites = vec![CipherSuite::SUITE_3];
-    let mut bmc = FakeBmc::new(&[3]);
-    bmc.drop_replies = 0;
-    let mut h2 = Harness::new(c, bmc);
+    let mut h2 = Harness::new(c, FakeBmc::new(&[3]));
     // Flip the RAKP4 status the BMC sends.
     h2.tamper = Some(Box::new(|mut r: Vec<u8>| {
         if r.get(5) == Some(&0x15) {
@@ -158,8 +165,10 @@ fn bmc_rejecting_rakp3_is_auth_failed() {
         vec![r]
     }));
     let e = h2.run(Command::GetChassisStatus).unwrap_err();
-    assert!(matches!(e, IpmiError::AuthFailed(ref m) if m.contains("RAKP4")), "{e:?}");
-    drop(h);
+    assert!(
+        matches!(e, IpmiError::AuthFailed(ref m) if m.contains("RAKP4")),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -276,8 +285,8 @@ fn forged_and_garbage_replies_are_dropped() {
     };
     let s = h.client.stats();
     assert_eq!(s.wrong_session_id, 1);
-    assert_eq!(s.bad_integrity, 3); // flipped MAC, flipped ciphertext, truncated
-    assert_eq!(s.malformed, 1);
+    assert_eq!(s.bad_integrity, 2); // flipped MAC, flipped ciphertext
+    assert_eq!(s.malformed, 2); // 2 bytes of garbage, truncated AuthCode
     assert_eq!(s.out_of_window, 1);
     assert_eq!(s.retransmits, 0);
 }
@@ -305,16 +314,30 @@ fn completion_codes_are_typed() {
     h.bmc.boot_param_cc = vec![(5, 0xcc)];
     let n = h.bmc.seen.len();
     let e = h.run(set).unwrap_err();
-    assert!(matches!(e, IpmiError::Completion { code: 0xcc, .. }), "{e:?}");
+    assert!(
+        matches!(e, IpmiError::Completion { code: 0xcc, .. }),
+        "{e:?}"
+    );
     let params: Vec<Vec<u8>> = h.bmc.seen[n..].iter().map(|s| s.data.clone()).collect();
-    assert_eq!(params, vec![vec![0, 1], vec![4, 1, 1], vec![5, 0x80, 4, 0, 0, 0], vec![0, 0]]);
+    assert_eq!(
+        params,
+        vec![
+            vec![0, 1],
+            vec![4, 1, 1],
+            vec![5, 0x80, 4, 0, 0, 0],
+            vec![0, 0]
+        ]
+    );
 }
 
 #[test]
 fn one_command_at_a_time_and_close_without_session() {
     let mut h = Harness::new(cfg(), FakeBmc::new(&[17]));
     h.client.start(Command::GetChassisStatus, h.now).unwrap();
-    assert_eq!(h.client.start(Command::GetDeviceId, h.now), Err(IpmiError::Busy));
+    assert_eq!(
+        h.client.start(Command::GetDeviceId, h.now),
+        Err(IpmiError::Busy)
+    );
     let mut h = Harness::new(cfg(), FakeBmc::new(&[17]));
     assert_eq!(h.run(Command::CloseSession), Ok(Response::SessionClosed));
     assert!(h.client_sent.is_empty());

@@ -37,6 +37,8 @@ impl From<StoreError> for InventoryError {
 pub struct Inventory {
     store: Arc<dyn Store>,
     sealer: Arc<Sealer>,
+    /// Every recorded event, for live views (SSE). Lagging receivers lose old events only.
+    events_tx: tokio::sync::broadcast::Sender<rackboot_store::Event>,
 }
 
 /// Accepted BMC URL schemes (product.md).
@@ -44,7 +46,12 @@ const BMC_SCHEMES: &[&str] = &["ipmi://", "redfish://", "redfish+http://"];
 
 impl Inventory {
     pub fn new(store: Arc<dyn Store>, sealer: Arc<Sealer>) -> Self {
-        Self { store, sealer }
+        let (events_tx, _) = tokio::sync::broadcast::channel(1024);
+        Self {
+            store,
+            sealer,
+            events_tx,
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -237,9 +244,19 @@ impl Inventory {
 
     /// Record an event; a failure is logged, never returned (events must not block actions).
     pub fn event(&self, machine_id: &str, kind: &str, message: &str) {
-        if let Err(e) = self.store.append_event(machine_id, kind, message) {
-            tracing::warn!(error = %e, machine = machine_id, kind, "could not record event");
+        match self.store.append_event(machine_id, kind, message) {
+            Ok(ev) => {
+                let _ = self.events_tx.send(ev);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, machine = machine_id, kind, "could not record event")
+            }
         }
+    }
+
+    /// Live events from now on (for Server-Sent Events).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<rackboot_store::Event> {
+        self.events_tx.subscribe()
     }
 }
 

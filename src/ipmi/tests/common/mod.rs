@@ -142,7 +142,20 @@ impl FakeBmc {
             let rqseq = m[4];
             let mut r = vec![0x81, 0x07 << 2, 0];
             r[2] = cksum(&r[..2]);
-            r.extend([0x20, rqseq, 0x38, 0, 0x01, 0x80 | 0x10, 0x04, 0x02, 0, 0, 0, 0]);
+            r.extend([
+                0x20,
+                rqseq,
+                0x38,
+                0,
+                0x01,
+                0x80 | 0x10,
+                0x04,
+                0x02,
+                0,
+                0,
+                0,
+                0,
+            ]);
             r.push(cksum(&r[3..]));
             let mut p = vec![6, 0, 0xff, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, r.len() as u8];
             p.extend(r);
@@ -270,7 +283,11 @@ impl FakeBmc {
         }
         let n = if s.sha256 { 16 } else { 12 };
         let end = pkt.len() - n;
-        assert_eq!(mac(s.sha256, &s.k1, &pkt[4..end])[..n], pkt[end..], "request AuthCode");
+        assert_eq!(
+            mac(s.sha256, &s.k1, &pkt[4..end])[..n],
+            pkt[end..],
+            "request AuthCode"
+        );
         assert_eq!((end - 4) % 4, 0, "integrity pad");
         assert_eq!(pkt[end - 1], 7);
         let msg = cbc(false, &s.k2, &pkt[16..16 + len]);
@@ -304,7 +321,12 @@ impl FakeBmc {
                 }
                 (0, vec![])
             }
-            (6, 0x01) => (0, vec![0x20, 0x81, 0x02, 0x10, 0x02, 0xbf, 0x57, 0x01, 0, 0x34, 0x12]),
+            (6, 0x01) => (
+                0,
+                vec![
+                    0x20, 0x81, 0x02, 0x10, 0x02, 0xbf, 0x57, 0x01, 0, 0x34, 0x12,
+                ],
+            ),
             (0, 0x01) => (0, vec![u8::from(self.power_on) | 0x40, 0x00, 0x00, 0x00]),
             (0, 0x02) => {
                 match q.data[0] {
@@ -451,7 +473,10 @@ impl Harness {
             if let Some(r) = self.client.poll_result() {
                 return r;
             }
-            let t = self.client.poll_timeout().expect("a deadline while a command runs");
+            let t = self
+                .client
+                .poll_timeout()
+                .expect("a deadline while a command runs");
             assert!(t > self.now, "deadline in the past");
             self.now = t;
             self.client.handle_timeout(self.now);
