@@ -12,7 +12,7 @@ TFTP_LISTEN ?= 127.0.0.1:6969
 RUN_PKGS := ca-certificates curl
 TEST_PKGS := $(RUN_PKGS) iproute2 openipmi ipmitool kea-admin dnsmasq-base tftp-hpa atftp tftpd-hpa tcpdump qemu-system-x86 ipxe ipxe-qemu ovmf busybox-static cpio python3
 # Sans-IO crates: must never depend on tokio (checked by `make check`).
-SANS_IO_CRATES := rackboot-tftp rackboot-dhcp rackboot-ipxe rackboot-config rackboot-store
+SANS_IO_CRATES := rackboot-tftp rackboot-dhcp rackboot-ipxe rackboot-config rackboot-store rackboot-lifecycle
 
 .PHONY: help deps deps-test build release run check test test-assets bench assets clean
 

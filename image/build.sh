@@ -169,7 +169,6 @@ for b in $BINARIES; do
   copy_elf "$p" "/usr/sbin/$(basename "$b")"
 done
 [ -f /etc/mke2fs.conf ] && cp /etc/mke2fs.conf "$root/etc/mke2fs.conf"
-[ -x "$root/usr/sbin/e2fsck" ] || copy_elf "$(command -v e2fsck)" /usr/sbin/e2fsck
 
 cp -a "$here/$TREE/." "$root/"
 while IFS=$'\t' read -r dest src; do

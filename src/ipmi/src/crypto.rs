@@ -24,7 +24,7 @@ impl Hash {
         }
     }
     /// Full HMAC output length.
-    pub fn len(self) -> usize {
+    pub fn output_len(self) -> usize {
         match self {
             Hash::Sha1 => 20,
             Hash::Sha256 => 32,
@@ -223,7 +223,7 @@ pub fn aes_cbc_encrypt(k2: &[u8], iv: [u8; 16], plain: &[u8]) -> Vec<u8> {
 /// Inverse of [`aes_cbc_encrypt`]: strips the IV and the confidentiality pad.
 pub fn aes_cbc_decrypt(k2: &[u8], payload: &[u8]) -> Result<Vec<u8>, ParseError> {
     let cipher = aes_key(k2).ok_or(ParseError::Invalid("AES key"))?;
-    if payload.len() < 32 || payload.len() % 16 != 0 {
+    if payload.len() < 32 || payload.len() & 0x0f != 0 {
         return Err(ParseError::Invalid("encrypted payload length"));
     }
     let (iv, body) = payload.split_at(16);

@@ -49,6 +49,7 @@ pub mod crypto;
 pub mod error;
 pub mod rakp;
 mod session;
+mod window;
 pub mod wire;
 
 #[cfg(test)]

@@ -362,7 +362,7 @@ pub fn seal(s: &mut BmcSession, msg: &[u8]) -> Vec<u8> {
     let enc = cbc(true, &s.k2, msg);
     let mut p = FakeBmc::rmcpp(0xc0, s.sidm, s.out_seq, &enc);
     let mut pad = 0u8;
-    while (p.len() - 4 + 2) % 4 != 0 {
+    while (p.len() - 4 + 2) & 3 != 0 {
         p.push(0xff);
         pad += 1;
     }
@@ -380,7 +380,7 @@ fn cbc(encrypt: bool, k2: &[u8], data: &[u8]) -> Vec<u8> {
     if encrypt {
         let mut plain = data.to_vec();
         let mut i = 1;
-        while (plain.len() + 1) % 16 != 0 {
+        while (plain.len() + 1) & 15 != 0 {
             plain.push(i);
             i += 1;
         }
@@ -413,8 +413,8 @@ fn cbc(encrypt: bool, k2: &[u8], data: &[u8]) -> Vec<u8> {
     }
 }
 
-/// Deterministic randomness: a counter-based byte stream.
-pub fn det_rng(seed: u8) -> Box<dyn FnMut(&mut [u8]) + Send> {
+/// Deterministic randomness: an xorshift byte stream.
+pub fn det_rng(seed: u8) -> rackboot_ipmi::RandomSource {
     let mut x = u32::from(seed).wrapping_mul(2_654_435_761).wrapping_add(1);
     Box::new(move |buf: &mut [u8]| {
         for b in buf {
@@ -426,6 +426,9 @@ pub fn det_rng(seed: u8) -> Box<dyn FnMut(&mut [u8]) + Send> {
     })
 }
 
+/// Rewrites each BMC reply into the datagrams actually delivered.
+pub type Tamper = Box<dyn FnMut(Vec<u8>) -> Vec<Vec<u8>>>;
+
 pub struct Harness {
     pub client: Client,
     pub bmc: FakeBmc,
@@ -434,7 +437,7 @@ pub struct Harness {
     /// Every datagram the client sent.
     pub client_sent: Vec<Vec<u8>>,
     /// Called on each BMC reply before delivery; return the datagrams to deliver instead.
-    pub tamper: Option<Box<dyn FnMut(Vec<u8>) -> Vec<Vec<u8>>>>,
+    pub tamper: Option<Tamper>,
 }
 
 impl Harness {

@@ -1,10 +1,10 @@
 //! Admin token: loaded from `--admin-token-file`, or generated once (0600) in the data dir.
 
-use super::{error, AdminState};
+use super::error;
 use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use ring::rand::{SecureRandom, SystemRandom};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -71,47 +71,89 @@ impl AdminToken {
     }
 
     /// Constant-time comparison.
-    fn matches(&self, presented: &str) -> bool {
+    pub(crate) fn matches(&self, presented: &str) -> bool {
         let (a, b) = (self.value.as_bytes(), presented.as_bytes());
         a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
     }
 }
 
+/// Token check for the admin API and pages. Accepted credentials: `Authorization: Bearer
+/// <token>`, or the web session cookie (from the login form). A cookie-authenticated request
+/// that changes state must also be same-origin (`Origin`/`Sec-Fetch-Site`, when sent) and carry
+/// the session's CSRF token in `X-CSRF-Token` (403 otherwise). Off loopback, a page request
+/// without credentials is redirected to `/login`; an API request gets 401.
 pub(super) async fn require_token(
-    State(s): State<AdminState>,
+    State(w): State<crate::web::WebState>,
     req: Request,
     next: Next,
 ) -> Response {
+    use crate::web::session;
+    let s = &w.admin;
     let reads = matches!(*req.method(), Method::GET | Method::HEAD);
     let needed = !reads || !s.loopback;
-    if needed {
-        let presented = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        let reason = match presented {
-            None => Some("missing"),
-            Some(t) if !s.token.matches(t.trim()) => Some("wrong"),
-            Some(_) => None,
-        };
-        if let Some(reason) = reason {
-            s.metrics
-                .admin_requests
-                .get_or_create(&crate::metrics::ReasonLabels {
-                    reason: format!("token_{reason}"),
-                })
-                .inc();
-            let mut resp = error(
-                StatusCode::UNAUTHORIZED,
-                format!("admin token {reason}: send 'Authorization: Bearer <token>' (the token is in the admin token file)"),
-            );
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
-            return resp;
-        }
+    if !needed {
+        return next.run(req).await;
     }
-    next.run(req).await
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let refuse = |reason: &str| {
+        s.metrics
+            .admin_requests
+            .get_or_create(&crate::metrics::ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
+    };
+    let reason = match presented {
+        Some(t) if s.token.matches(t.trim()) => return next.run(req).await,
+        Some(_) => "wrong",
+        None => match w.sessions.from_headers(req.headers()) {
+            Some((_, sess)) => {
+                if reads {
+                    return next.run(req).await;
+                }
+                if let Err(msg) = session::same_origin(req.headers()) {
+                    refuse("cross_origin");
+                    return error(StatusCode::FORBIDDEN, msg);
+                }
+                let csrf = req
+                    .headers()
+                    .get(session::CSRF_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                if !session::ct_eq(csrf, &sess.csrf) {
+                    refuse("csrf");
+                    return error(
+                        StatusCode::FORBIDDEN,
+                        "missing or wrong X-CSRF-Token for this session",
+                    );
+                }
+                return next.run(req).await;
+            }
+            None => "missing",
+        },
+    };
+    refuse(&format!("token_{reason}"));
+    let path = req.uri().path();
+    if reads && reason == "missing" && crate::web::is_page(path) {
+        let target = match req.uri().path_and_query() {
+            Some(pq) if pq.as_str() != "/" => {
+                format!("/login?next={}", crate::web::html::url_enc(pq.as_str()))
+            }
+            _ => "/login".to_string(),
+        };
+        return axum::response::Redirect::to(&target).into_response();
+    }
+    let mut resp = error(
+        StatusCode::UNAUTHORIZED,
+        format!("admin token {reason}: send 'Authorization: Bearer <token>' (the token is in the admin token file), or log in at /login"),
+    );
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer"),
+    );
+    resp
 }

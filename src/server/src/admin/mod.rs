@@ -13,7 +13,7 @@ use crate::inventory::{Inventory, InventoryError};
 use crate::metrics::Metrics;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, MethodRouter};
 use axum::{Json, Router};
 use std::sync::Arc;
 
@@ -29,40 +29,74 @@ pub struct AdminState {
     pub loopback: bool,
 }
 
+/// Every (method, path) of the JSON/text API the admin router serves; the router is built from
+/// this table (see [`api_route`]) and `openapi.json` documents exactly these (a test checks).
+/// The HTML pages are listed in [`crate::web::PAGES`].
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/metrics"),
+    ("GET", "/api/v1/machines"),
+    ("POST", "/api/v1/machines"),
+    ("GET", "/api/v1/machines/{id}"),
+    ("DELETE", "/api/v1/machines/{id}"),
+    ("PUT", "/api/v1/machines/{id}/boot"),
+    ("GET", "/api/v1/machines/{id}/power"),
+    ("POST", "/api/v1/machines/{id}/power"),
+    ("GET", "/api/v1/profiles"),
+    ("PUT", "/api/v1/profiles/{name}"),
+    ("DELETE", "/api/v1/profiles/{name}"),
+    ("GET", "/api/v1/events"),
+    ("GET", "/api/v1/events/stream"),
+];
+
+/// Routes served without any credentials, even off loopback (they reveal nothing).
+const PUBLIC: &[&str] = &["/healthz"];
+
+/// The handler of one [`ROUTES`] entry.
+fn api_route(method: &str, path: &str) -> MethodRouter<AdminState> {
+    use axum::routing::{delete, post, put};
+    match (method, path) {
+        ("GET", "/healthz") => get(healthz),
+        ("GET", "/metrics") => get(metrics),
+        ("GET", "/api/v1/machines") => get(machines::list),
+        ("POST", "/api/v1/machines") => post(machines::create),
+        ("GET", "/api/v1/machines/{id}") => get(machines::show),
+        ("DELETE", "/api/v1/machines/{id}") => delete(machines::remove),
+        ("PUT", "/api/v1/machines/{id}/boot") => put(machines::set_boot),
+        ("GET", "/api/v1/machines/{id}/power") => get(machines::power_status),
+        ("POST", "/api/v1/machines/{id}/power") => post(machines::power),
+        ("GET", "/api/v1/profiles") => get(machines::profiles),
+        ("PUT", "/api/v1/profiles/{name}") => put(machines::put_profile),
+        ("DELETE", "/api/v1/profiles/{name}") => delete(machines::remove_profile),
+        ("GET", "/api/v1/events") => get(machines::events),
+        ("GET", "/api/v1/events/stream") => get(crate::web::sse::stream),
+        _ => panic!("admin ROUTES entry {method} {path} has no handler"),
+    }
+}
+
 pub fn router(state: AdminState) -> Router {
-    let api = Router::new()
-        .route(
-            "/api/v1/machines",
-            get(machines::list).post(machines::create),
-        )
-        .route(
-            "/api/v1/machines/{id}",
-            get(machines::show).delete(machines::remove),
-        )
-        .route(
-            "/api/v1/machines/{id}/boot",
-            axum::routing::put(machines::set_boot),
-        )
-        .route(
-            "/api/v1/machines/{id}/power",
-            get(machines::power_status).post(machines::power),
-        )
-        .route("/api/v1/profiles", get(machines::profiles))
-        .route(
-            "/api/v1/profiles/{name}",
-            axum::routing::put(machines::put_profile).delete(machines::remove_profile),
-        )
-        .route("/api/v1/events", get(machines::events))
-        .route("/metrics", get(metrics))
+    let web = crate::web::WebState::new(state.clone());
+    let (mut public, mut api) = (Router::new(), Router::new());
+    for &(method, path) in ROUTES {
+        if PUBLIC.contains(&path) {
+            public = public.route(path, api_route(method, path));
+        } else {
+            api = api.route(path, api_route(method, path));
+        }
+    }
+    let protected = api
+        .with_state(state.clone())
+        .merge(crate::web::pages(web.clone()))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            web.clone(),
             auth::require_token,
         ));
-    Router::new()
-        .route("/healthz", get(healthz))
-        .merge(api)
+    public
         .with_state(state)
+        .merge(crate::web::public(web))
+        .merge(protected)
+        .layer(axum::middleware::map_response(crate::web::security_headers))
 }
 
 async fn healthz() -> &'static str {

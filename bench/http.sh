@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Boot HTTP: wrk against boot.ipxe, and a 64 MiB asset with 50 connections against nginx
+# serving the same files, same run, loopback inside a private netns.
+source "$(dirname "$0")/lib.sh"
+ip netns add ${P}h; NSS+=(${P}h); ip -n ${P}h link set lo up
+X="ip netns exec ${P}h"
+A=$WORK/http-assets; mkdir -p $A/tftp $A/www
+[ -s $A/big.bin ] || head -c 67108864 /dev/urandom > $A/big.bin
+cp -f $A/big.bin $A/www/big.bin
+bg $X "$BIN" serve --tftp-listen off --dhcp-mode off --boot-http-listen 127.0.0.1:50043 --admin-listen 127.0.0.1:8082 \
+   --data-dir $WORK/http-data --assets-dir $A --log-level warn
+Q='uuid=11111111-2222-3333-4444-555555555551&mac=52-54-00-99-00-10&arch=x86_64'
+$X bash -c "for i in \$(seq 50); do curl -sf -o /dev/null 'http://127.0.0.1:50043/ipxe/boot.ipxe?$Q' && break; sleep 0.1; done"
+$X curl -s "http://127.0.0.1:50043/ipxe/boot.ipxe?$Q" > $A/www/boot.ipxe
+cat > $WORK/nginx.conf <<CONF
+daemon off;
+worker_processes 2;
+pid $WORK/nginx.pid;
+error_log stderr warn;
+events { worker_connections 1024; }
+http { access_log off; sendfile on; tcp_nopush on; default_type application/octet-stream;
+  server { listen 127.0.0.1:8090; root $A/www; } }
+CONF
+bg $X nginx -c $WORK/nginx.conf
+sleep 1
+wrkrun() { # url conns → "req/s p50_ms p99_ms MB/s"
+  $X wrk -t2 -c$2 -d8s --latency "$1" | python3 -c '
+import sys,re
+t=sys.stdin.read()
+def ms(v):
+    m=re.match(r"([0-9.]+)(us|ms|s)",v); x=float(m[1]); return x/1000 if m[2]=="us" else x*1000 if m[2]=="s" else x
+rps=re.search(r"Requests/sec:\s*([0-9.]+)",t)[1]
+p50=ms(re.search(r"50%\s+(\S+)",t)[1]); p99=ms(re.search(r"99%\s+(\S+)",t)[1])
+tr=re.search(r"Transfer/sec:\s*([0-9.]+)(\w+)",t); mb=float(tr[1])*{"B":1e-6,"KB":1e-3,"MB":1,"GB":1e3}[tr[2]]
+print(rps, round(p50,3), round(p99,3), round(mb,1))'
+}
+read -r r1 p50a p99a _ < <(wrkrun "http://127.0.0.1:50043/ipxe/boot.ipxe?$Q" 32)
+read -r r2 p50b p99b _ < <(wrkrun "http://127.0.0.1:8090/boot.ipxe" 32)
+echo "| boot script, 32 connections | req/s | p50 (ms) | p99 (ms) |"
+echo "|---|---|---|---|"
+echo "| rackboot /ipxe/boot.ipxe (rendered per request) | $r1 | $p50a | $p99a |"
+echo "| nginx, the same script as a static file | $r2 | $p50b | $p99b |"
+echo
+read -r _ _ _ m1 < <(wrkrun "http://127.0.0.1:50043/assets/big.bin" 50)
+read -r _ _ _ m2 < <(wrkrun "http://127.0.0.1:8090/big.bin" 50)
+echo "| 64 MiB asset, 50 connections | MB/s |"
+echo "|---|---|"
+echo "| rackboot /assets | $m1 |"
+echo "| nginx (sendfile) | $m2 |"
+echo
+echo "- boot.ipxe throughput ratio rackboot/nginx-static: $(ratio $r1 $r2)"
+echo "- asset throughput ratio rackboot/nginx: $(ratio $m1 $m2)"

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# TFTP: rackboot vs tftpd-hpa (lock-step, curl) and vs atftpd (windowsize, atftp), same file,
+# same client, same run, on loopback inside a private netns; plus 200 concurrent 1 MiB fetches.
+source "$(dirname "$0")/lib.sh"
+ip netns add ${P}t; NSS+=(${P}t); ip -n ${P}t link set lo up
+X="ip netns exec ${P}t"
+D=$WORK/tftp-root; mkdir -p $D/tftp
+[ -s $D/tftp/big.bin ] || head -c 67108864 /dev/urandom > $D/tftp/big.bin
+[ -s $D/tftp/one.bin ] || head -c 1048576 /dev/urandom > $D/tftp/one.bin
+bg $X "$BIN" serve --tftp-listen 127.0.0.1:6970 --dhcp-mode off --boot-http-listen 127.0.0.1:0 --admin-listen 127.0.0.1:8081 \
+   --data-dir $WORK/tftp-data --assets-dir $D --log-level warn
+bg $X in.tftpd -L -a 127.0.0.1:6971 -s $D/tftp -u root
+bg $X atftpd --daemon --no-fork --bind-address 127.0.0.1 --port 6972 --user root.root --logfile /dev/null $D/tftp
+sleep 1
+hf() { # name, command → mean seconds
+  $X hyperfine -N --runs 5 --warmup 1 --export-json $WORK/hf.json "$2" >/dev/null 2>&1
+  python3 -c "import json;print(json.load(open('$WORK/hf.json'))['results'][0]['mean'])"
+}
+echo "| case (64 MiB) | rackboot (s) | peer | peer (s) | speed-up |"
+echo "|---|---|---|---|---|"
+for bs in 512 1468; do
+  a=$(hf rb "curl -s -o /dev/null --tftp-blksize $bs tftp://127.0.0.1:6970/big.bin")
+  b=$(hf hpa "curl -s -o /dev/null --tftp-blksize $bs tftp://127.0.0.1:6971/big.bin")
+  echo "| curl, blksize $bs, lock-step | $a | tftpd-hpa | $b | $(ratio $b $a)× |"
+done
+b_ls=$(hf hpa "curl -s -o /dev/null --tftp-blksize 1468 tftp://127.0.0.1:6971/big.bin")
+for w in 8 16; do
+  a=$(hf rb "atftp -g -r big.bin -l /dev/null --option 'blksize 1468' --option 'windowsize $w' 127.0.0.1 6970")
+  b=$(hf atftpd "atftp -g -r big.bin -l /dev/null --option 'blksize 1468' --option 'windowsize $w' 127.0.0.1 6972")
+  echo "| atftp, blksize 1468, windowsize $w | $a | atftpd | $b | $(ratio $b $a)× |"
+  echo "| rackboot windowsize $w vs tftpd-hpa lock-step 1468 (curl) | $a | tftpd-hpa | $b_ls | $(ratio $b_ls $a)× |"
+done
+echo
+conc() { # port → "seconds failures"
+  local start end fails
+  start=$(date +%s.%N)
+  fails=$($X bash -c "seq 200 | xargs -P 200 -I{} sh -c 'curl -s -o /dev/null --tftp-blksize 1468 tftp://127.0.0.1:$1/one.bin || echo F'" | grep -c F || true)
+  end=$(date +%s.%N)
+  echo "$(python3 -c "print(round($end-$start,3))") $fails"
+}
+read -r t_rb f_rb < <(conc 6970)
+read -r t_hpa f_hpa < <(conc 6971)
+echo "| 200 concurrent curl fetches of a 1 MiB file | rackboot | tftpd-hpa |"
+echo "|---|---|---|"
+echo "| wall time (s) | $t_rb | $t_hpa |"
+echo "| failed transfers | $f_rb | $f_hpa |"
+echo
+echo "- 200-client speed-up: $(ratio $t_hpa $t_rb)× (rackboot serves every transfer from one shared in-memory copy)"
