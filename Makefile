@@ -10,16 +10,22 @@ BOOT_HTTP_LISTEN ?= 127.0.0.1:50042
 TFTP_LISTEN ?= 127.0.0.1:6969
 # Debian packages: what `make run` needs, and what the interop/e2e tests drive.
 RUN_PKGS := ca-certificates curl
-TEST_PKGS := $(RUN_PKGS) iproute2 openipmi ipmitool kea-admin dnsmasq-base tftp-hpa atftp tftpd-hpa tcpdump qemu-system-x86 ipxe ipxe-qemu ovmf busybox-static cpio python3
+# Appliance image (image/build.sh); the e2e test (tests/tests/image.rs) also needs these.
+IMAGE_PKGS := systemd-boot-efi binutils mtools fdisk e2fsprogs qemu-utils kmod cpio busybox-static python3
+IMAGE_DIR ?= $(CURDIR)/target/image
+IMAGE_OVERLAY ?= lab
+TEST_PKGS := $(RUN_PKGS) iproute2 openipmi ipmitool kea-admin dnsmasq-base tftp-hpa atftp tftpd-hpa tcpdump qemu-system-x86 ipxe ipxe-qemu ovmf busybox-static cpio python3 $(IMAGE_PKGS)
 # Sans-IO crates: must never depend on tokio (checked by `make check`).
-SANS_IO_CRATES := rackboot-tftp rackboot-dhcp rackboot-ipxe rackboot-config rackboot-store rackboot-lifecycle
+SANS_IO_CRATES := rackboot-tftp rackboot-dhcp rackboot-ipxe rackboot-config rackboot-store rackboot-lifecycle rackboot-ipmi
 
-.PHONY: help deps deps-test build release run check test test-assets bench assets clean
+.PHONY: help deps deps-test build release run check test test-assets bench assets image clean
 
 help:
 	@echo "make run    build and serve (standalone, data in var/), admin on http://$(ADMIN_LISTEN)"
 	@echo "make test   install test peers, run the gate (fmt, clippy, no-tokio) and every test"
 	@echo "make check  the gate alone; make deps / deps-test install packages; make clean"
+	@echo "make assets iPXE binaries into var/assets; make bench  benchmarks vs real peers"
+	@echo "make image  appliance disk image in $(IMAGE_DIR) (IMAGE_OVERLAY=lab|prod): rackboot.img, .qcow2, .efi"
 
 # Idempotent: apt only runs when a package is missing.
 define apt_install
@@ -79,12 +85,19 @@ test: deps-test check test-assets
 assets:
 	boot-assets/fetch-ipxe.sh $(ASSETS_DIR)
 
-bench:
-	@echo "# iPXE binaries from Debian's ipxe package (pinned, sha256-checked) into $(ASSETS_DIR)/tftp.
-assets:
-	boot-assets/fetch-ipxe.sh $(ASSETS_DIR)
+BENCH_PKGS := $(TEST_PKGS) hyperfine wrk nginx-light atftpd xxd
 
-bench: not available yet (lands with the performance issue)"; exit 2
+# Benchmarks against real peers (dnsmasq, tftpd-hpa, atftpd, nginx) in one run, as ratios;
+# writes bench/results/<date>.md. Needs root (network namespaces).
+bench: deps-test
+	$(call apt_install,$(BENCH_PKGS))
+	$(CARGO) build --release -p rackboot
+	bench/run.sh
+
+# Appliance disk image (image/build.sh): rackboot.img, .qcow2, .efi in $(IMAGE_DIR).
+image: deps release
+	$(call apt_install,$(IMAGE_PKGS))
+	image/build.sh $(IMAGE_DIR) --overlay $(IMAGE_OVERLAY)
 
 clean:
 	$(CARGO) clean

@@ -31,6 +31,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_build::configure()
         .build_server(true)
         .build_client(true)
+        // The RPC is named `Connect`, which would clash with the generated
+        // `AgentLinkClient::connect(endpoint)`: build clients with `AgentLinkClient::new(channel)`.
+        .build_transport(false)
         .compile_fds(fds)?;
     Ok(())
 }

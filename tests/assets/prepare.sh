@@ -23,7 +23,8 @@ if [ ! -s "$OUT/vmlinuz" ]; then
   echo "prepare: kernel $pkg"
 fi
 
-if [ ! -s "$OUT/marker-initrd.gz" ]; then
+# v2: holds (stays up) when the command line has rackboot.hold, for BMC power tests.
+if [ ! -s "$OUT/marker-initrd.gz" ] || ! grep -q v2 "$OUT/marker-initrd.version" 2>/dev/null; then
   root=$(mktemp -d)
   mkdir -p "$root"/{bin,proc,sys,dev}
   cp /bin/busybox "$root/bin/busybox"
@@ -35,11 +36,13 @@ echo "=== RACKBOOT-MARKER: initramfs reached userspace ==="
 echo "RACKBOOT-CMDLINE: $(cat /proc/cmdline)"
 if [ -d /sys/firmware/efi ]; then echo "RACKBOOT-FIRMWARE: UEFI"; else echo "RACKBOOT-FIRMWARE: BIOS"; fi
 echo "=== RACKBOOT-MARKER-END ==="
+grep -q rackboot.hold /proc/cmdline && while true; do sleep 3600; done
 poweroff -f
 INIT
   chmod +x "$root/init"
   (cd "$root" && find . | cpio -o -H newc --quiet | gzip -9) > "$OUT/marker-initrd.gz.tmp"
   mv "$OUT/marker-initrd.gz.tmp" "$OUT/marker-initrd.gz"
+  echo v2 > "$OUT/marker-initrd.version"
   rm -rf "$root"
 fi
 echo "$OUT"

@@ -1,14 +1,17 @@
-//! BMC power management: IPMI v2.0 over LAN (RMCP+, core in `rackboot-ipmi`) and Redfish,
+//! BMC power management: IPMI v2.0 over LAN (RMCP+, sans-IO core in `rackboot-ipmi`, UDP shell
+//! in [`Ipmi`]) and Redfish,
 //! behind one interface ([`Bmc`]); the driver is chosen by the URL scheme ([`BmcUrl`]).
 //!
 //! Field BMCs need care (see netboot-facts.md): [`Paced`] keeps one command in flight per BMC
 //! and a minimum interval between commands, and [`Paced::power`] verifies that the power state
 //! really changed after on/off (a BMC may accept a command and do nothing).
 
+mod ipmi;
 mod paced;
 mod redfish;
 mod url;
 
+pub use ipmi::Ipmi;
 pub use paced::{Paced, PacingConfig};
 pub use redfish::{Redfish, RedfishOptions};
 pub use url::{BmcUrl, Scheme, UrlError};
@@ -127,8 +130,6 @@ pub fn connect(
     }
 }
 
-fn ipmi_driver(_url: &BmcUrl, _creds: Credentials) -> Result<Box<dyn Bmc>, BmcError> {
-    Err(BmcError::Unsupported(
-        "IPMI (the RMCP+ driver has not landed yet)".into(),
-    ))
+fn ipmi_driver(url: &BmcUrl, creds: Credentials) -> Result<Box<dyn Bmc>, BmcError> {
+    Ok(Box::new(Ipmi::new(url, creds)?))
 }

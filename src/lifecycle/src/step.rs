@@ -128,6 +128,8 @@ pub fn step(m: &Lifecycle, input: &Input, now: u64, cfg: &Config) -> Outcome {
         Input::AgentConnected => {
             r.agent_connected = true;
             r.agent_requested_ms = None;
+            // A new session has nothing in flight (also after an appliance restart).
+            r.wipe_sent = false;
         }
         Input::AgentDisconnected => {
             r.agent_connected = false;

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod net;
 pub mod power;
 pub mod tftp;
+pub mod web;
 
 use admin::{AdminState, AdminToken};
 use inventory::Inventory;

@@ -69,9 +69,13 @@ pub struct Machine {
     pub state_reason: Option<String>,
     #[serde(default)]
     pub power: PowerState,
-    /// What `boot.ipxe` serves this machine (until the lifecycle decides it); `None` = agent.
+    /// What `boot.ipxe` serves this machine: written by the lifecycle on every transition, or
+    /// set by the operator (`machines boot`) until the next one; `None` = agent.
     #[serde(default)]
     pub boot_mode: Option<BootModeSetting>,
+    /// The lifecycle's bookkeeping (see `rackboot-lifecycle`).
+    #[serde(default)]
+    pub lifecycle: LifecycleData,
     /// Facts the agent reported (free-form JSON until the agent protocol lands).
     #[serde(default)]
     pub hardware: Option<serde_json::Value>,
@@ -81,6 +85,21 @@ pub struct Machine {
     pub updated_ms: u64,
     /// Bumped on every write; a write carrying an older generation is refused.
     pub generation: u64,
+}
+
+/// Persisted lifecycle bookkeeping: what the reconciler needs across restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct LifecycleData {
+    pub accepted: bool,
+    pub profile: Option<String>,
+    pub full_wipe: bool,
+    pub inventoried: bool,
+    pub wipe_sent: bool,
+    pub wipe_failures: u32,
+    pub last_power_on_ms: Option<u64>,
+    pub agent_requested_ms: Option<u64>,
+    pub before_cordon: Option<MachineState>,
 }
 
 /// How a machine boots from disk once provisioned (iPXE `exit` does not work everywhere).

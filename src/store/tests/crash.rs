@@ -28,6 +28,7 @@ fn machine(id: &str, n: u64) -> Machine {
         state_reason: None,
         power: Default::default(),
         boot_mode: None,
+        lifecycle: Default::default(),
         hardware: None,
         boot: Default::default(),
         created_ms: 0,

@@ -51,6 +51,8 @@ impl AdminToken {
                 .open(&path)
                 .map_err(|e| TokenError::Create(path.clone(), e))?;
             writeln!(f, "{}", hex::encode(raw)).map_err(|e| TokenError::Create(path.clone(), e))?;
+            f.sync_all()
+                .map_err(|e| TokenError::Create(path.clone(), e))?;
         }
         let value = std::fs::read_to_string(&path)
             .map_err(|e| TokenError::Read(path.clone(), e))?
@@ -110,7 +112,7 @@ pub(super) async fn require_token(
     let reason = match presented {
         Some(t) if s.token.matches(t.trim()) => return next.run(req).await,
         Some(_) => "wrong",
-        None => match w.sessions.from_headers(req.headers()) {
+        None => match w.sessions.lookup(req.headers()) {
             Some((_, sess)) => {
                 if reads {
                     return next.run(req).await;

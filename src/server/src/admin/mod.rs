@@ -1,6 +1,8 @@
-//! The admin HTTP server: health, metrics and the JSON API. Token auth: every state-changing
-//! request needs `Authorization: Bearer <token>`; when bound to a non-loopback address every
-//! request does, except `GET /healthz` (so a load balancer can probe it; it reveals nothing).
+//! The admin HTTP server: health, metrics, the JSON API and the web status page
+//! ([`crate::web`]). Token auth: every state-changing request needs `Authorization: Bearer
+//! <token>` (or the web session cookie plus its CSRF token, see `auth.rs`); when bound to a
+//! non-loopback address every request does, except `GET /healthz` (so a load balancer can probe
+//! it; it reveals nothing) and the login form with its static assets.
 
 mod auth;
 pub mod auth_error {

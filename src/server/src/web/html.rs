@@ -91,7 +91,9 @@ impl Page {
             let cls = if key == nav { " class=\"here\"" } else { "" };
             let _ = write!(out, "<a href=\"{href}\"{cls}>{label}</a>");
         }
-        out.push_str("</nav><span id=\"live\" class=\"live off\" title=\"live updates\">offline</span>");
+        out.push_str(
+            "</nav><span id=\"live\" class=\"live off\" title=\"live updates\">offline</span>",
+        );
         if csrf.is_some() {
             let _ = write!(
                 out,
@@ -120,7 +122,12 @@ impl Page {
         if cls.is_empty() {
             let _ = write!(self.out, "<{tag}>{}</{tag}>", esc(text));
         } else {
-            let _ = write!(self.out, "<{tag} class=\"{}\">{}</{tag}>", esc(cls), esc(text));
+            let _ = write!(
+                self.out,
+                "<{tag} class=\"{}\">{}</{tag}>",
+                esc(cls),
+                esc(text)
+            );
         }
         self
     }

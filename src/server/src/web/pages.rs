@@ -86,7 +86,7 @@ fn store_error(e: impl std::fmt::Display) -> Response {
 
 /// The session of a request, if logged in.
 fn session_of(w: &WebState, headers: &HeaderMap) -> Option<Session> {
-    w.sessions.from_headers(headers).map(|(_, s)| s)
+    w.sessions.lookup(headers).map(|(_, s)| s)
 }
 
 fn new_page(title: &str, nav: &str, sess: &Option<Session>) -> Page {
@@ -150,7 +150,11 @@ fn machine_row(now: u64, m: &MachineView, last: Option<&Event>, logged_in: bool)
     let _ = write!(
         r,
         "<td class=\"mono\" data-field=\"macs\">{}</td>",
-        m.macs.iter().map(|x| esc(x)).collect::<Vec<_>>().join("<br>")
+        m.macs
+            .iter()
+            .map(|x| esc(x))
+            .collect::<Vec<_>>()
+            .join("<br>")
     );
     let reason = m.state_reason.as_deref().unwrap_or("");
     let _ = write!(
@@ -235,11 +239,7 @@ fn services_panel(w: &WebState) -> String {
         ("Boot HTTP", "rackboot_boot_http_requests_total"),
     ] {
         let c = counters(&text, family);
-        let _ = write!(
-            out,
-            "<div class=\"svc\"><h3>{}</h3>",
-            esc(label)
-        );
+        let _ = write!(out, "<div class=\"svc\"><h3>{}</h3>", esc(label));
         if c.is_empty() {
             out.push_str("<p class=\"muted\">no traffic yet</p>");
         } else {
@@ -284,7 +284,7 @@ fn human_bytes(b: f64) -> String {
 }
 
 fn events_table(now: u64, evs: &[Event], id: &str, with_machine: bool) -> String {
-    let mut out = format!("<table class=\"events\"><thead><tr><th>when</th>");
+    let mut out = String::from("<table class=\"events\"><thead><tr><th>when</th>");
     if with_machine {
         out.push_str("<th>machine</th>");
     }
@@ -294,7 +294,12 @@ fn events_table(now: u64, evs: &[Event], id: &str, with_machine: bool) -> String
         esc(id)
     );
     for e in evs {
-        let _ = write!(out, "<tr data-seq=\"{}\"><td>{}</td>", e.seq, time_el(now, Some(e.at_ms)));
+        let _ = write!(
+            out,
+            "<tr data-seq=\"{}\"><td>{}</td>",
+            e.seq,
+            time_el(now, Some(e.at_ms))
+        );
         if with_machine {
             let _ = write!(
                 out,
@@ -352,7 +357,11 @@ pub(super) async fn index(
     p.raw("<section class=\"head\"><h1>Machines <span class=\"count\">");
     p.text(&ms.len().to_string());
     p.raw("</span></h1><nav class=\"chips\" aria-label=\"filter by state\">");
-    let all_cls = if filter.is_none() { "chip here" } else { "chip" };
+    let all_cls = if filter.is_none() {
+        "chip here"
+    } else {
+        "chip"
+    };
     let _ = write!(p.out, "<a class=\"{all_cls}\" href=\"/\">all</a>");
     for st in STATES {
         let n = by_state.get(*st).copied().unwrap_or(0);
@@ -462,7 +471,9 @@ pub(super) async fn machine(
     if sess.is_some() {
         p.raw(&actions(&m));
     }
-    p.raw("</div><div class=\"cols\"><section class=\"panel\"><h2>Machine</h2><dl class=\"facts\">");
+    p.raw(
+        "</div><div class=\"cols\"><section class=\"panel\"><h2>Machine</h2><dl class=\"facts\">",
+    );
     let mut fact = |k: &str, v: &str| {
         let _ = write!(p.out, "<dt>{}</dt><dd>{}</dd>", esc(k), esc(v));
     };
@@ -478,13 +489,26 @@ pub(super) async fn machine(
         Some(b) => {
             fact("BMC", &format!("{} {}", bmc_type(&b.url), b.url));
             fact("BMC user", &b.username);
-            fact("BMC password", if b.password_set { "set" } else { "not set" });
-            fact("BMC TLS", if b.insecure_tls { "not verified" } else { "verified" });
+            fact(
+                "BMC password",
+                if b.password_set { "set" } else { "not set" },
+            );
+            fact(
+                "BMC TLS",
+                if b.insecure_tls {
+                    "not verified"
+                } else {
+                    "verified"
+                },
+            );
         }
         None => fact("BMC", "none"),
     }
     fact("arch", &m.boot.arch.map_or("—".into(), |a| a.to_string()));
-    fact("vendor class", m.boot.vendor_class.as_deref().unwrap_or("—"));
+    fact(
+        "vendor class",
+        m.boot.vendor_class.as_deref().unwrap_or("—"),
+    );
     fact("seen via", m.boot.via.as_deref().unwrap_or("—"));
     let when = |ms: Option<u64>| ms.map_or("never".to_string(), utc);
     fact("first PXE", &when(m.boot.first_seen_ms));
@@ -588,7 +612,11 @@ fn login_page(next: &str, problem: Option<&str>, logged_in: bool) -> String {
     let mut p = Page::new("Log in", "", None, false);
     p.raw("<section class=\"login-box panel\"><h1>Log in</h1>");
     if logged_in {
-        p.el("p", "ok", "You are logged in; logging in again starts a new session.");
+        p.el(
+            "p",
+            "ok",
+            "You are logged in; logging in again starts a new session.",
+        );
     }
     p.el(
         "p",
@@ -644,7 +672,7 @@ pub(super) async fn login(State(w): State<WebState>, headers: HeaderMap, body: S
         );
     }
     // A new session on every login (no fixation); drop the old one.
-    if let Some((old, _)) = w.sessions.from_headers(&headers) {
+    if let Some((old, _)) = w.sessions.lookup(&headers) {
         w.sessions.remove(&old);
     }
     let Some((id, _csrf)) = w.sessions.create() else {
@@ -660,11 +688,15 @@ pub(super) async fn login(State(w): State<WebState>, headers: HeaderMap, body: S
     resp
 }
 
-pub(super) async fn logout(State(w): State<WebState>, headers: HeaderMap, body: String) -> Response {
+pub(super) async fn logout(
+    State(w): State<WebState>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
     if let Err(msg) = session::same_origin(&headers) {
         return (StatusCode::FORBIDDEN, msg).into_response();
     }
-    if let Some((id, sess)) = w.sessions.from_headers(&headers) {
+    if let Some((id, sess)) = w.sessions.lookup(&headers) {
         let form = form_decode(&body);
         let csrf = form
             .iter()

@@ -99,7 +99,7 @@ impl Sessions {
     }
 
     /// The session of a request's cookie, with its id.
-    pub fn from_headers(&self, headers: &HeaderMap) -> Option<(String, Session)> {
+    pub fn lookup(&self, headers: &HeaderMap) -> Option<(String, Session)> {
         let id = cookie(headers, COOKIE)?;
         self.get(&id).map(|s| (id, s))
     }
@@ -192,9 +192,15 @@ mod tests {
         assert_eq!(cookie(&h, "c"), None);
         h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8080"));
         assert!(same_origin(&h).is_ok());
-        h.insert(header::ORIGIN, HeaderValue::from_static("http://127.0.0.1:8080"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:8080"),
+        );
         assert!(same_origin(&h).is_ok());
-        h.insert(header::ORIGIN, HeaderValue::from_static("http://evil.example"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://evil.example"),
+        );
         assert!(same_origin(&h).is_err());
         h.insert(header::ORIGIN, HeaderValue::from_static("null"));
         assert!(same_origin(&h).is_err());

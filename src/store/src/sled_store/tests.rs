@@ -14,6 +14,7 @@ pub(crate) fn machine(id: &str, mac: &str) -> Machine {
         state_reason: None,
         power: PowerState::Unknown,
         boot_mode: None,
+        lifecycle: Default::default(),
         hardware: None,
         boot: Default::default(),
         created_ms: 0,

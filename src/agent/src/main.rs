@@ -1,0 +1,171 @@
+//! `rackboot-agent`: see the crate docs of `rackboot_agent` and `boot-assets/README.md`.
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use rackboot_agent::link::{Agent, AgentConfig, PowerMode};
+use rackboot_agent::{cmdline, log};
+
+const USAGE: &str = "\
+usage: rackboot-agent [options]
+
+Finds the appliance on the kernel command line (rackboot.appliance=<host:port>,
+rackboot.machine=<id>), connects to its AgentLink gRPC service, reports hardware,
+heartbeats and executes its commands (wipe, reboot, power off, BMC user).
+
+options:
+  --cmdline FILE         kernel command line to read (default /proc/cmdline)
+  --appliance HOST:PORT  override rackboot.appliance=
+  --machine ID           override rackboot.machine=
+  --root DIR             root of /sys, /proc, /dev (default /; tests use fake trees)
+  --disk PATH            wipe exactly PATH instead of the disks found under /sys/block
+                         (repeatable; for tests and hand-picked devices; also
+                         RACKBOOT_AGENT_DISKS=PATH[:PATH...])
+  --allow-destructive    allow wipes, reboot and power-off outside the agent image
+                         (the image has /etc/rackboot-agent-image)
+  --dry-run-power        answer Reboot/PowerOff without doing them (tests)
+  --heartbeat SECS       heartbeat interval (default 10)
+  --once                 one session, then exit (non-zero if it failed)
+  --facts                print the hardware report and exit
+  -h, --help             this text
+";
+
+/// The marker file the agent image's build writes: destructive commands are allowed there.
+const IMAGE_MARKER: &str = "etc/rackboot-agent-image";
+
+struct Args {
+    cmdline: PathBuf,
+    appliance: Option<String>,
+    machine: Option<String>,
+    root: PathBuf,
+    disks: Vec<PathBuf>,
+    allow_destructive: bool,
+    dry_run_power: bool,
+    heartbeat: u64,
+    once: bool,
+    facts: bool,
+}
+
+fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut a = Args {
+        cmdline: PathBuf::from("/proc/cmdline"),
+        appliance: None,
+        machine: None,
+        root: PathBuf::from("/"),
+        disks: Vec::new(),
+        allow_destructive: false,
+        dry_run_power: false,
+        heartbeat: 10,
+        once: false,
+        facts: false,
+    };
+    while let Some(arg) = it.next() {
+        let mut val = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--cmdline" => a.cmdline = val("--cmdline")?.into(),
+            "--appliance" => a.appliance = Some(val("--appliance")?),
+            "--machine" => a.machine = Some(val("--machine")?),
+            "--root" => a.root = val("--root")?.into(),
+            "--disk" => a.disks.push(val("--disk")?.into()),
+            "--allow-destructive" => a.allow_destructive = true,
+            "--dry-run-power" => a.dry_run_power = true,
+            "--heartbeat" => {
+                let v = val("--heartbeat")?;
+                a.heartbeat = v.parse().ok().filter(|s| *s > 0).ok_or("--heartbeat: seconds > 0")?;
+            }
+            "--once" => a.once = true,
+            "--facts" => a.facts = true,
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    if let Some(env) = std::env::var_os("RACKBOOT_AGENT_DISKS") {
+        a.disks.extend(std::env::split_paths(&env).filter(|p| !p.as_os_str().is_empty()));
+    }
+    Ok(a)
+}
+
+fn config(a: &Args) -> Result<AgentConfig, String> {
+    let (appliance, machine) = match (&a.appliance, cmdline::read(&a.cmdline)) {
+        (Some(app), Ok(p)) => (app.clone(), p.machine_id),
+        (Some(app), Err(_)) => (app.clone(), String::new()),
+        (None, Ok(p)) => (p.appliance, p.machine_id),
+        (None, Err(e)) => return Err(e.to_string()),
+    };
+    cmdline::validate_appliance(&appliance).map_err(|e| e.to_string())?;
+    let machine = a.machine.clone().unwrap_or(machine);
+    let in_image = Path::new("/").join(IMAGE_MARKER).exists();
+    let mut cfg = AgentConfig::new(appliance, machine);
+    cfg.root = a.root.clone();
+    cfg.disk_override = (!a.disks.is_empty()).then(|| a.disks.clone());
+    cfg.allow_wipe = in_image || a.allow_destructive || cfg.disk_override.is_some();
+    cfg.power = if a.dry_run_power {
+        PowerMode::DryRun
+    } else if in_image || a.allow_destructive {
+        PowerMode::Execute
+    } else {
+        PowerMode::Refuse
+    };
+    cfg.heartbeat = Duration::from_secs(a.heartbeat);
+    Ok(cfg)
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) if e.is_empty() => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("rackboot-agent: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.facts {
+        let r = rackboot_agent::facts::gather(&args.root);
+        println!("{r:#?}");
+        return ExitCode::SUCCESS;
+    }
+    let cfg = match config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            log!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    log!(
+        "version {} appliance={} machine={:?} wipe={} power={:?}",
+        rackboot_agent::VERSION,
+        cfg.appliance,
+        cfg.machine_id,
+        if cfg.allow_wipe { "allowed" } else { "refused" },
+        cfg.power
+    );
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            log!("starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let agent = Agent::start(cfg);
+        for t in rackboot_agent::link::wipe_targets(agent.config()) {
+            log!("disk {} at {}", t.name, t.path.display());
+        }
+        if args.once {
+            match agent.session().await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    log!("session: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        } else {
+            match agent.run().await {}
+        }
+    })
+}

@@ -1,0 +1,49 @@
+#!/bin/sh
+# OpenIPMI ipmi_sim chassis_control program wiring the simulated BMC to a QEMU VM.
+# lan.conf: chassis_control "<this script> <dir> 0x20"; ipmi_sim appends "get|set parm [val]...".
+# <dir>/vm.env defines TAP, MAC, UUID (and optional FIRMWARE=bios|uefi). QEMU runs in the
+# caller's network namespace (the one ipmi_sim runs in, which holds the tap).
+D=$1; shift
+. "$D/vm.env"
+echo "$(date +%T.%N) $*" >> "$D/chassis.log"
+running() { [ -f "$D/vm.pid" ] && kill -0 "$(cat "$D/vm.pid")" 2>/dev/null; }
+vm_on() {
+  running && return 0
+  rm -f "$D/vm.pid"
+  case "$(cat "$D/boot" 2>/dev/null || echo default)" in disk|hd) order=c ;; *) order=n ;; esac
+  setsid -f qemu-system-x86_64 -accel tcg -machine q35 -m 512 -display none -nodefaults \
+    -uuid "$UUID" -boot "$order" -pidfile "$D/vm.pid" -monitor "unix:$D/vm.mon,server,nowait" \
+    -chardev "file,id=s0,path=$D/serial.log,append=on" -serial chardev:s0 \
+    -netdev "tap,id=n0,ifname=$TAP,script=no,downscript=no" \
+    -device "virtio-net-pci,netdev=n0,mac=$MAC,bootindex=1" </dev/null >>"$D/qemu.log" 2>&1
+  for _ in 1 2 3 4 5 6 7 8 9 10; do [ -s "$D/vm.pid" ] && break; sleep 0.1; done
+}
+vm_off() {
+  running && kill "$(cat "$D/vm.pid")"
+  for _ in 1 2 3 4 5 6 7 8 9 10; do running || break; sleep 0.1; done
+  rm -f "$D/vm.pid"
+}
+monitor() { python3 -c "import socket,time;s=socket.socket(socket.AF_UNIX);s.connect('$D/vm.mon');time.sleep(0.1);s.recv(4096);s.send(b'$1\n');time.sleep(0.2)"; }
+mc=$1; op=$2; shift 2
+case $op in
+  get) for p in "$@"; do
+         case $p in
+           power) if running; then echo "power:1"; else echo "power:0"; fi ;;
+           boot) echo "boot:$(cat "$D/boot" 2>/dev/null || echo default)" ;;
+           *) echo "Invalid parameter: $p"; exit 1 ;;
+         esac
+       done ;;
+  set) while [ $# -ge 2 ]; do
+         p=$1; v=$2; shift 2
+         case $p in
+           boot) echo "$v" > "$D/boot" ;;
+           power) if [ "$v" = 1 ]; then vm_on; else vm_off; fi ;;
+           reset) [ "$v" = 1 ] && running && monitor system_reset ;;
+           shutdown) [ "$v" = 1 ] && running && monitor system_powerdown ;;
+           identify) shift ;;
+           *) echo "Invalid parameter: $p"; exit 1 ;;
+         esac
+       done ;;
+  *) echo "Unknown operation: $op"; exit 1 ;;
+esac
+exit 0
