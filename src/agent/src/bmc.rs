@@ -39,7 +39,9 @@ pub enum BmcError {
 /// Finds an executable in `PATH`.
 pub fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 /// The IPMI LAN channel the agent configures.
@@ -68,7 +70,10 @@ impl Ipmitool {
         let out = Command::new(&self.bin)
             .args(args)
             .output()
-            .map_err(|source| BmcError::Spawn { args: shown.clone(), source })?;
+            .map_err(|source| BmcError::Spawn {
+                args: shown.clone(),
+                source,
+            })?;
         if !out.status.success() {
             return Err(BmcError::Failed {
                 args: shown,
@@ -84,7 +89,9 @@ pub fn parse_lan_print(text: &str) -> (String, String) {
     let mut ip = String::new();
     let mut mac = String::new();
     for line in text.lines() {
-        let Some((k, v)) = line.split_once(':') else { continue };
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
         match k.trim() {
             "IP Address" => ip = v.trim().to_string(),
             "MAC Address" => mac = v.trim().to_ascii_lowercase(),
@@ -97,7 +104,9 @@ pub fn parse_lan_print(text: &str) -> (String, String) {
 /// The BMC's LAN address and MAC, when `ipmitool` and the device exist.
 pub fn lan_info(root: &Path) -> Option<(String, String)> {
     let t = Ipmitool::find(root).ok()?;
-    t.run(&["lan", "print", LAN_CHANNEL], None).ok().map(|o| parse_lan_print(&o))
+    t.run(&["lan", "print", LAN_CHANNEL], None)
+        .ok()
+        .map(|o| parse_lan_print(&o))
 }
 
 /// One row of `ipmitool user list`.
@@ -119,14 +128,18 @@ pub fn parse_user_list(text: &str) -> Vec<UserSlot> {
             // The name column is 17 characters wide starting at column 4; empty names leave
             // the next column ("true"/"false") in its place.
             let name = line.get(4..21).map(str::trim).unwrap_or_default();
-            let name = if matches!(name, "true" | "false") || name.starts_with("true ")
+            let name = if matches!(name, "true" | "false")
+                || name.starts_with("true ")
                 || name.starts_with("false ")
             {
                 ""
             } else {
                 name
             };
-            Some(UserSlot { id, name: name.to_string() })
+            Some(UserSlot {
+                id,
+                name: name.to_string(),
+            })
         })
         .collect()
 }
@@ -140,7 +153,11 @@ pub fn pick_slot(users: &[UserSlot], username: &str, requested: u32) -> Result<u
     if let Some(u) = users.iter().find(|u| u.id >= 2 && u.name == username) {
         return Ok(u.id);
     }
-    users.iter().find(|u| u.id >= 2 && u.name.is_empty()).map(|u| u.id).ok_or(BmcError::NoFreeSlot)
+    users
+        .iter()
+        .find(|u| u.id >= 2 && u.name.is_empty())
+        .map(|u| u.id)
+        .ok_or(BmcError::NoFreeSlot)
 }
 
 /// What [`set_user`] did (no password).
@@ -177,15 +194,32 @@ pub fn set_user(
     t.run(&["user", "set", "name", &s, username], None)?;
     // 20-byte passwords are IPMI v2.0 only; ipmitool wants the size for those.
     let size = if password.len() > 16 { "20" } else { "16" };
-    t.run(&["user", "set", "password", &s, password, size], Some(password))?;
+    t.run(
+        &["user", "set", "password", &s, password, size],
+        Some(password),
+    )?;
     let access = format!("privilege={PRIV_ADMIN}");
     t.run(
-        &["channel", "setaccess", LAN_CHANNEL, &s, "callin=on", "ipmi=on", "link=on", &access],
+        &[
+            "channel",
+            "setaccess",
+            LAN_CHANNEL,
+            &s,
+            "callin=on",
+            "ipmi=on",
+            "link=on",
+            &access,
+        ],
         None,
     )?;
     t.run(&["user", "priv", &s, PRIV_ADMIN, LAN_CHANNEL], None)?;
     t.run(&["user", "enable", &s], None)?;
-    Ok(SetUserDetail { slot, username: username.to_string(), channel: 1, privilege: 4 })
+    Ok(SetUserDetail {
+        slot,
+        username: username.to_string(),
+        channel: 1,
+        privilege: 4,
+    })
 }
 
 #[cfg(test)]
@@ -204,13 +238,22 @@ ID  Name\t     Callin  Link Auth\tIPMI Msg   Channel Priv Limit
     fn user_list_and_slots() {
         let users = parse_user_list(USER_LIST);
         assert_eq!(users.len(), 4);
-        assert_eq!(users[0], UserSlot { id: 1, name: String::new() });
+        assert_eq!(
+            users[0],
+            UserSlot {
+                id: 1,
+                name: String::new()
+            }
+        );
         assert_eq!(users[1].name, "admin");
         assert_eq!(users[2].name, "");
         assert_eq!(pick_slot(&users, "rackboot", 0).expect("slot"), 4);
         assert_eq!(pick_slot(&users, "other", 0).expect("slot"), 3);
         assert_eq!(pick_slot(&users, "other", 7).expect("slot"), 7);
-        assert!(matches!(pick_slot(&users[..2], "x", 0), Err(BmcError::NoFreeSlot)));
+        assert!(matches!(
+            pick_slot(&users[..2], "x", 0),
+            Err(BmcError::NoFreeSlot)
+        ));
     }
 
     #[test]
@@ -227,7 +270,10 @@ ID  Name\t     Callin  Link Auth\tIPMI Msg   Channel Priv Limit
     #[test]
     fn no_device_means_no_interface() {
         let dir = tempfile::tempdir().expect("tempdir");
-        assert!(matches!(set_user(dir.path(), "u", "p", 0), Err(BmcError::NoInterface)));
+        assert!(matches!(
+            set_user(dir.path(), "u", "p", 0),
+            Err(BmcError::NoInterface)
+        ));
         assert!(lan_info(dir.path()).is_none());
     }
 }

@@ -48,7 +48,10 @@ pub fn parse(line: &str) -> Result<BootParams, CmdlineError> {
     }
     let appliance = appliance.ok_or(CmdlineError::MissingAppliance)?;
     validate_appliance(&appliance)?;
-    Ok(BootParams { appliance, machine_id })
+    Ok(BootParams {
+        appliance,
+        machine_id,
+    })
 }
 
 /// `host:port` with a non-empty host and a numeric port; `[v6]:port` allowed.
@@ -128,8 +131,19 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert!(matches!(parse("console=ttyS0"), Err(CmdlineError::MissingAppliance)));
-        for bad in ["10.0.0.1", "10.0.0.1:", ":80", "h:0", "h:99999", "fd00::1:80", "http://h:1"] {
+        assert!(matches!(
+            parse("console=ttyS0"),
+            Err(CmdlineError::MissingAppliance)
+        ));
+        for bad in [
+            "10.0.0.1",
+            "10.0.0.1:",
+            ":80",
+            "h:0",
+            "h:99999",
+            "fd00::1:80",
+            "http://h:1",
+        ] {
             assert!(
                 matches!(
                     parse(&format!("rackboot.appliance={bad}")),
@@ -146,6 +160,9 @@ mod tests {
         let f = dir.path().join("cmdline");
         std::fs::write(&f, "rackboot.appliance=h:1 rackboot.machine=x\n").expect("write");
         assert_eq!(read(&f).expect("read").machine_id, "x");
-        assert!(matches!(read(&dir.path().join("nope")), Err(CmdlineError::Read { .. })));
+        assert!(matches!(
+            read(&dir.path().join("nope")),
+            Err(CmdlineError::Read { .. })
+        ));
     }
 }

@@ -73,7 +73,10 @@ pub fn parse_cpuinfo(text: &str) -> Vec<Cpu> {
         if !fields.contains_key("processor") {
             continue;
         }
-        let phys = fields.get("physical id").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let phys = fields
+            .get("physical id")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         let pkg = pkgs.entry(phys).or_default();
         pkg.threads += 1;
         if pkg.model.is_empty() {
@@ -98,14 +101,20 @@ pub fn parse_cpuinfo(text: &str) -> Vec<Cpu> {
                 .cpu_cores
                 .or_else(|| u32::try_from(p.core_ids.len()).ok().filter(|n| *n > 0))
                 .unwrap_or(p.threads);
-            Cpu { model: p.model, cores, threads: p.threads }
+            Cpu {
+                model: p.model,
+                cores,
+                threads: p.threads,
+            }
         })
         .collect()
 }
 
 /// `MemTotal` from `proc/meminfo`, in bytes.
 pub fn memory_bytes(root: &Path) -> u64 {
-    std::fs::read_to_string(root.join("proc/meminfo")).map(|t| parse_meminfo(&t)).unwrap_or(0)
+    std::fs::read_to_string(root.join("proc/meminfo"))
+        .map(|t| parse_meminfo(&t))
+        .unwrap_or(0)
 }
 
 /// `MemTotal:  16384 kB` → bytes.
@@ -131,16 +140,19 @@ pub fn disks(root: &Path) -> Vec<BlockDevice> {
     let Ok(rd) = std::fs::read_dir(root.join("sys/block")) else {
         return Vec::new();
     };
-    let mut names: Vec<String> =
-        rd.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()).collect();
+    let mut names: Vec<String> = rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
     names.sort();
     names
         .into_iter()
         .filter(|n| !SKIP_BLOCK_PREFIXES.iter().any(|p| n.starts_with(p)))
         .map(|name| {
             let dir = root.join("sys/block").join(&name);
-            let sectors: u64 =
-                read_trim(&dir.join("size")).and_then(|s| s.parse().ok()).unwrap_or(0);
+            let sectors: u64 = read_trim(&dir.join("size"))
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
             let serial = ["device/serial", "serial", "device/wwid", "wwid"]
                 .iter()
                 .find_map(|f| read_trim(&dir.join(f)))
@@ -152,7 +164,10 @@ pub fn disks(root: &Path) -> Vec<BlockDevice> {
                 rotational: read_trim(&dir.join("queue/rotational")).as_deref() == Some("1"),
                 name: name.clone(),
             };
-            BlockDevice { disk, dev_path: root.join("dev").join(&name) }
+            BlockDevice {
+                disk,
+                dev_path: root.join("dev").join(&name),
+            }
         })
         .collect()
 }
@@ -163,8 +178,10 @@ pub fn nics(root: &Path) -> Vec<Nic> {
     let Ok(rd) = std::fs::read_dir(&base) else {
         return Vec::new();
     };
-    let mut names: Vec<String> =
-        rd.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()).collect();
+    let mut names: Vec<String> = rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
     names.sort();
     names
         .into_iter()
@@ -205,13 +222,20 @@ pub fn boot_mac(nics: &[Nic]) -> String {
 
 /// The in-band IPMI device node, if any (`dev/ipmi0`, `dev/ipmi/0`, `dev/ipmidev/0`).
 pub fn ipmi_device(root: &Path) -> Option<PathBuf> {
-    ["dev/ipmi0", "dev/ipmi/0", "dev/ipmidev/0"].iter().map(|p| root.join(p)).find(|p| p.exists())
+    ["dev/ipmi0", "dev/ipmi/0", "dev/ipmidev/0"]
+        .iter()
+        .map(|p| root.join(p))
+        .find(|p| p.exists())
 }
 
 /// BMC presence (`dev/ipmi0`). Address and MAC are filled by [`crate::bmc::lan_info`] when
 /// `ipmitool` is available.
 pub fn bmc(root: &Path) -> BmcInfo {
-    BmcInfo { present: ipmi_device(root).is_some(), ip: String::new(), mac: String::new() }
+    BmcInfo {
+        present: ipmi_device(root).is_some(),
+        ip: String::new(),
+        mac: String::new(),
+    }
 }
 
 /// System uptime in whole seconds from `proc/uptime`.

@@ -19,7 +19,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tonic::transport::Endpoint;
 
-use crate::{bmc, facts, log, wipe};
+use crate::{bmc, facts, wipe};
 
 /// What the agent does with `Reboot` / `PowerOff`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,7 +135,13 @@ impl Agent {
         let ledger: Arc<Mutex<Ledger>> = Arc::default();
         let (commands, rx) = mpsc::unbounded_channel();
         tokio::spawn(executor(cfg.clone(), rx, outbox.clone(), ledger.clone()));
-        Self { cfg, outbox, ledger, commands, started: Instant::now() }
+        Self {
+            cfg,
+            outbox,
+            ledger,
+            commands,
+            started: Instant::now(),
+        }
     }
 
     /// The configuration.
@@ -147,13 +153,18 @@ impl Agent {
     pub async fn session(&self) -> Result<(), LinkError> {
         let addr = self.cfg.appliance.clone();
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|source| LinkError::Address { addr: addr.clone(), source })?
+            .map_err(|source| LinkError::Address {
+                addr: addr.clone(),
+                source,
+            })?
             .connect_timeout(Duration::from_secs(10))
             .http2_keep_alive_interval(Duration::from_secs(20))
             .keep_alive_timeout(Duration::from_secs(20))
             .keep_alive_while_idle(true);
-        let channel =
-            endpoint.connect().await.map_err(|source| LinkError::Connect { addr, source })?;
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|source| LinkError::Connect { addr, source })?;
         let mut client = AgentLinkClient::new(channel);
 
         let cfg = self.cfg.clone();
@@ -291,7 +302,11 @@ pub fn hello_and_report(cfg: &AgentConfig) -> (Hello, HardwareReport) {
     }
     let hello = Hello {
         machine_id: cfg.machine_id.clone(),
-        uuid: report.system.as_ref().map(|s| s.uuid.clone()).unwrap_or_default(),
+        uuid: report
+            .system
+            .as_ref()
+            .map(|s| s.uuid.clone())
+            .unwrap_or_default(),
         boot_mac: facts::boot_mac(&report.nics),
         agent_version: crate::VERSION.to_string(),
     };
@@ -299,7 +314,10 @@ pub fn hello_and_report(cfg: &AgentConfig) -> (Hello, HardwareReport) {
 }
 
 fn jitter(d: Duration) -> Duration {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|t| t.subsec_nanos()).unwrap_or(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|t| t.subsec_nanos())
+        .unwrap_or(0);
     // 0.75 ..= 1.25
     let f = 0.75 + f64::from(nanos % 1000) / 2000.0;
     d.mul_f64(f)
@@ -360,7 +378,12 @@ async fn executor(
 }
 
 fn fail(id: u64, error: impl Into<String>) -> CommandResult {
-    CommandResult { command_id: id, ok: false, error: error.into(), detail_json: String::new() }
+    CommandResult {
+        command_id: id,
+        ok: false,
+        error: error.into(),
+        detail_json: String::new(),
+    }
 }
 
 async fn execute(
@@ -402,7 +425,10 @@ fn power(cfg: &AgentConfig, id: u64, p: Power) -> (CommandResult, Option<Power>)
     };
     match cfg.power {
         PowerMode::Refuse => (
-            fail(id, format!("refusing to {action}: not running in the rackboot agent image")),
+            fail(
+                id,
+                format!("refusing to {action}: not running in the rackboot agent image"),
+            ),
             None,
         ),
         PowerMode::DryRun => (
@@ -423,8 +449,9 @@ fn power(cfg: &AgentConfig, id: u64, p: Power) -> (CommandResult, Option<Power>)
                     command_id: id,
                     ok: true,
                     error: String::new(),
-                    detail_json: json!({"action": action, "in_secs": cfg.power_grace.as_secs_f64()})
-                        .to_string(),
+                    detail_json:
+                        json!({"action": action, "in_secs": cfg.power_grace.as_secs_f64()})
+                            .to_string(),
                 },
                 Some(p),
             )
@@ -440,10 +467,16 @@ fn act(p: Power) {
         Power::Reboot => RebootMode::RB_AUTOBOOT,
         Power::Off => RebootMode::RB_POWER_OFF,
     };
-    log!("{}", if p == Power::Reboot { "rebooting" } else { "powering off" });
-    if let Err(e) = reboot(mode) {
-        log!("reboot(2) failed: {e}");
-    }
+    log!(
+        "{}",
+        if p == Power::Reboot {
+            "rebooting"
+        } else {
+            "powering off"
+        }
+    );
+    let Err(e) = reboot(mode);
+    log!("reboot(2) failed: {e}");
 }
 
 /// The disks a wipe writes to: the override, or every non-empty disk under `<root>/sys/block`.
@@ -452,14 +485,20 @@ pub fn wipe_targets(cfg: &AgentConfig) -> Vec<wipe::Target> {
         Some(paths) => paths
             .iter()
             .map(|p| wipe::Target {
-                name: p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+                name: p
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
                 path: p.clone(),
             })
             .collect(),
         None => facts::disks(&cfg.root)
             .into_iter()
             .filter(|d| d.disk.size_bytes > 0)
-            .map(|d| wipe::Target { name: d.disk.name, path: d.dev_path })
+            .map(|d| wipe::Target {
+                name: d.disk.name,
+                path: d.dev_path,
+            })
             .collect(),
     }
 }
@@ -478,7 +517,12 @@ async fn wipe_disks(cfg: &Arc<AgentConfig>, id: u64, full: bool, outbox: &Outbox
         let mut wiped = Vec::new();
         let mut errors = Vec::new();
         for t in targets {
-            log!("wiping {} ({}, {})", t.name, t.path.display(), if full { "full" } else { "fast" });
+            log!(
+                "wiping {} ({}, {})",
+                t.name,
+                t.path.display(),
+                if full { "full" } else { "fast" }
+            );
             let r = if full {
                 let name = t.name.clone();
                 wipe::wipe_full(&t.name, &t.path, |done, total| {
@@ -516,7 +560,11 @@ async fn wipe_disks(cfg: &Arc<AgentConfig>, id: u64, full: bool, outbox: &Outbox
             CommandResult {
                 command_id: id,
                 ok,
-                error: if ok { String::new() } else { format!("{} disk(s) failed", errors.len()) },
+                error: if ok {
+                    String::new()
+                } else {
+                    format!("{} disk(s) failed", errors.len())
+                },
                 detail_json: detail.to_string(),
             }
         }

@@ -73,7 +73,11 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "--dry-run-power" => a.dry_run_power = true,
             "--heartbeat" => {
                 let v = val("--heartbeat")?;
-                a.heartbeat = v.parse().ok().filter(|s| *s > 0).ok_or("--heartbeat: seconds > 0")?;
+                a.heartbeat = v
+                    .parse()
+                    .ok()
+                    .filter(|s| *s > 0)
+                    .ok_or("--heartbeat: seconds > 0")?;
             }
             "--once" => a.once = true,
             "--facts" => a.facts = true,
@@ -82,7 +86,8 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         }
     }
     if let Some(env) = std::env::var_os("RACKBOOT_AGENT_DISKS") {
-        a.disks.extend(std::env::split_paths(&env).filter(|p| !p.as_os_str().is_empty()));
+        a.disks
+            .extend(std::env::split_paths(&env).filter(|p| !p.as_os_str().is_empty()));
     }
     Ok(a)
 }
@@ -144,7 +149,10 @@ fn main() -> ExitCode {
         if cfg.allow_wipe { "allowed" } else { "refused" },
         cfg.power
     );
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             log!("starting the runtime: {e}");

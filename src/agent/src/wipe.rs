@@ -62,12 +62,19 @@ pub struct DiskWipe {
     pub discarded: bool,
 }
 
-fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> WipeError + '_ {
-    move |source| WipeError::Io { op, path: path.display().to_string(), source }
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> WipeError + 'a {
+    move |source| WipeError::Io {
+        op,
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 fn open(path: &Path) -> Result<(File, u64), WipeError> {
-    let mut f = OpenOptions::new().write(true).open(path).map_err(io("opening", path))?;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io("opening", path))?;
     // Seeking to the end gives the size of block devices and regular files alike.
     let size = f.seek(SeekFrom::End(0)).map_err(io("sizing", path))?;
     Ok((f, size))
@@ -75,12 +82,14 @@ fn open(path: &Path) -> Result<(File, u64), WipeError> {
 
 fn zero_range(f: &mut File, path: &Path, offset: u64, len: u64) -> Result<(), WipeError> {
     let zeros = vec![0u8; CHUNK.min(len) as usize];
-    f.seek(SeekFrom::Start(offset)).map_err(io("seeking", path))?;
+    f.seek(SeekFrom::Start(offset))
+        .map_err(io("seeking", path))?;
     let mut left = len;
     while left > 0 {
         let n = left.min(zeros.len() as u64);
         // `n` ≤ zeros.len(), so the slice is in bounds.
-        f.write_all(&zeros[..n as usize]).map_err(io("writing", path))?;
+        f.write_all(&zeros[..n as usize])
+            .map_err(io("writing", path))?;
         left -= n;
     }
     Ok(())
@@ -103,12 +112,20 @@ pub fn fast_regions(size: u64) -> Vec<Region> {
             _ => merged.push((a, b)),
         }
     }
-    merged.into_iter().map(|(a, b)| Region { offset: a, len: b - a }).collect()
+    merged
+        .into_iter()
+        .map(|(a, b)| Region {
+            offset: a,
+            len: b - a,
+        })
+        .collect()
 }
 
 /// Runs `blkdiscard` on a block device when the tool exists; `true` if it succeeded.
 fn discard(path: &Path) -> bool {
-    let is_block = std::fs::metadata(path).map(|m| m.file_type().is_block_device()).unwrap_or(false);
+    let is_block = std::fs::metadata(path)
+        .map(|m| m.file_type().is_block_device())
+        .unwrap_or(false);
     if !is_block {
         return false;
     }
@@ -134,7 +151,9 @@ fn discard(path: &Path) -> bool {
 
 fn name_of(name: &str, path: &Path) -> String {
     if name.is_empty() {
-        path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()
+        path.file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default()
     } else {
         name.to_string()
     }
@@ -176,7 +195,8 @@ pub fn wipe_full(
     while done < size {
         let n = (size - done).min(CHUNK);
         // `n` ≤ CHUNK == zeros.len().
-        f.write_all(&zeros[..n as usize]).map_err(io("writing", path))?;
+        f.write_all(&zeros[..n as usize])
+            .map_err(io("writing", path))?;
         done += n;
         if done >= next_report || done == size {
             if done < size {
@@ -195,7 +215,10 @@ pub fn wipe_full(
         path: path.display().to_string(),
         size_bytes: size,
         mode: "full",
-        zeroed: vec![Region { offset: 0, len: size }],
+        zeroed: vec![Region {
+            offset: 0,
+            len: size,
+        }],
         discarded: false,
     })
 }
@@ -217,16 +240,40 @@ mod tests {
     #[test]
     fn regions_small_and_large() {
         assert_eq!(fast_regions(0), vec![]);
-        assert_eq!(fast_regions(4096), vec![Region { offset: 0, len: 4096 }]);
-        assert_eq!(fast_regions(2 * MIB), vec![Region { offset: 0, len: 2 * MIB }]);
+        assert_eq!(
+            fast_regions(4096),
+            vec![Region {
+                offset: 0,
+                len: 4096
+            }]
+        );
+        assert_eq!(
+            fast_regions(2 * MIB),
+            vec![Region {
+                offset: 0,
+                len: 2 * MIB
+            }]
+        );
         let big = 512u64 << 30;
         assert_eq!(
             fast_regions(big),
             vec![
-                Region { offset: 0, len: MIB },
-                Region { offset: 64 * MIB, len: SUPERBLOCK_LEN },
-                Region { offset: 256 << 30, len: SUPERBLOCK_LEN },
-                Region { offset: big - MIB, len: MIB },
+                Region {
+                    offset: 0,
+                    len: MIB
+                },
+                Region {
+                    offset: 64 * MIB,
+                    len: SUPERBLOCK_LEN
+                },
+                Region {
+                    offset: 256 << 30,
+                    len: SUPERBLOCK_LEN
+                },
+                Region {
+                    offset: big - MIB,
+                    len: MIB
+                },
             ]
         );
     }
@@ -243,7 +290,10 @@ mod tests {
         assert_eq!(seen.last(), Some(&(10 * MIB + 123, 10 * MIB + 123)));
         assert!(seen.windows(2).all(|w| w[0].0 < w[1].0));
         let mut buf = Vec::new();
-        File::open(&p).expect("open").read_to_end(&mut buf).expect("read");
+        File::open(&p)
+            .expect("open")
+            .read_to_end(&mut buf)
+            .expect("read");
         assert!(buf.iter().all(|b| *b == 0));
     }
 }

@@ -191,19 +191,38 @@ pub enum MachinesCmd {
         #[arg(long, default_value = "")]
         reason: String,
     },
+    /// Accept a discovered machine: it is wiped, then parked powered off as available.
     Accept {
         machine: String,
     },
+    /// Reject a machine: it boots from disk and is left alone.
     Reject {
         machine: String,
     },
+    /// Provision an available machine with a boot profile (PXE-once + power on).
     Provision {
         machine: String,
+        #[arg(long)]
+        profile: String,
     },
+    /// Release a provisioned machine: it is wiped and parked again.
     Release {
         machine: String,
     },
+    /// Wipe an accepted machine's disks again.
     Wipe {
+        machine: String,
+        /// Zero the whole disks instead of signatures and the first/last MiB.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Serve nothing to the machine (HTTP 404) and leave its power alone.
+    Cordon {
+        machine: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    Uncordon {
         machine: String,
     },
 }

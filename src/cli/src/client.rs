@@ -90,6 +90,14 @@ fn enc(s: &str) -> String {
         .collect()
 }
 
+fn lifecycle(c: &Client, machine: &str, action: &str, body: Value) -> Result<Value> {
+    c.call(
+        "POST",
+        &format!("/api/v1/machines/{}/{action}", enc(machine)),
+        Some(body),
+    )
+}
+
 /// Run a `machines` subcommand; returns the process exit code.
 pub fn machines(args: &ClientArgs, cmd: MachinesCmd) -> Result<i32> {
     let c = Client::new(args)?;
@@ -160,15 +168,19 @@ pub fn machines(args: &ClientArgs, cmd: MachinesCmd) -> Result<i32> {
                 Some(body),
             )?
         }
-        MachinesCmd::Accept { .. }
-        | MachinesCmd::Reject { .. }
-        | MachinesCmd::Provision { .. }
-        | MachinesCmd::Release { .. }
-        | MachinesCmd::Wipe { .. } => {
-            return Ok(crate::not_available(
-                "machine lifecycle actions (accept/reject/provision/release/wipe)",
-            ));
+        MachinesCmd::Accept { machine } => lifecycle(&c, &machine, "accept", json!({}))?,
+        MachinesCmd::Reject { machine } => lifecycle(&c, &machine, "reject", json!({}))?,
+        MachinesCmd::Provision { machine, profile } => {
+            lifecycle(&c, &machine, "provision", json!({"profile": profile}))?
         }
+        MachinesCmd::Release { machine } => lifecycle(&c, &machine, "release", json!({}))?,
+        MachinesCmd::Wipe { machine, full } => {
+            lifecycle(&c, &machine, "wipe", json!({"full": full}))?
+        }
+        MachinesCmd::Cordon { machine, reason } => {
+            lifecycle(&c, &machine, "cordon", json!({"reason": reason}))?
+        }
+        MachinesCmd::Uncordon { machine } => lifecycle(&c, &machine, "uncordon", json!({}))?,
     };
     print(args.output, &out);
     Ok(0)

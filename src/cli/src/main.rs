@@ -9,12 +9,6 @@ use args::{Cli, Command};
 use clap::Parser;
 use std::process::ExitCode;
 
-/// A capability that has not landed yet says so and exits 2 (never a silent stub).
-pub fn not_available(what: &str) -> i32 {
-    eprintln!("rackboot: {what} is not available yet in this version");
-    2
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {

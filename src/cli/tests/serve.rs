@@ -245,16 +245,6 @@ fn check_config_names_every_problem() {
 }
 
 #[test]
-fn unlanded_capabilities_exit_2_and_say_so() {
-    let out = Command::new(BIN)
-        .args(["machines", "provision", "x"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not available yet"));
-}
-
-#[test]
 fn flag_beats_env_beats_file() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.toml");

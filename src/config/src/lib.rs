@@ -85,6 +85,9 @@ pub struct Config {
     pub bmc_max_parallel: u32,
     pub bmc_min_interval_ms: u64,
     pub bmc_verify_timeout_secs: u64,
+    pub idle_power_off_secs: u64,
+    pub min_power_interval_secs: u64,
+    pub agent_timeout_secs: u64,
 }
 
 impl TryFrom<&RawConfig> for Config {

@@ -38,6 +38,20 @@ pub struct RawConfig {
     pub boot: RawBoot,
     #[serde(default)]
     pub bmc: RawBmc,
+    #[serde(default)]
+    pub lifecycle: RawLifecycle,
+}
+
+/// Machine lifecycle timing.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawLifecycle {
+    /// An available machine is powered off this long after its last power-on.
+    pub idle_power_off_secs: Option<u64>,
+    /// Least time between two power-on/cycle actions on one machine.
+    pub min_power_interval_secs: Option<u64>,
+    /// How long to wait for the agent (or the profile) before network-booting the machine again.
+    pub agent_timeout_secs: Option<u64>,
 }
 
 /// BMC pacing and polling.
@@ -150,7 +164,7 @@ macro_rules! layer_struct {
 }
 
 layer_struct!(RawConfig { mode, data_dir, interface, advertise_addr, assets_dir }
-    nested { log, admin, http, tftp, dhcp, omni, boot, bmc });
+    nested { log, admin, http, tftp, dhcp, omni, boot, bmc, lifecycle });
 layer_struct!(RawLog { format, level } nested {});
 layer_struct!(RawAdmin { listen, token_file } nested {});
 layer_struct!(RawHttp { listen } nested {});
@@ -158,5 +172,6 @@ layer_struct!(RawTftp { listen, single_port, max_blksize, max_windowsize, max_tr
     max_transfers_per_client } nested {});
 layer_struct!(RawDhcp { mode, port, pxe_port, discovery_control, boot_files } nested {});
 layer_struct!(RawOmni { endpoint, key_file, provider_id } nested {});
+layer_struct!(RawLifecycle { idle_power_off_secs, min_power_interval_secs, agent_timeout_secs } nested {});
 layer_struct!(RawBmc { poll_interval_secs, max_parallel, min_interval_ms, verify_timeout_secs } nested {});
 layer_struct!(RawBoot { agent_kernel, agent_initrds, agent_cmdline, init_rounds } nested {});

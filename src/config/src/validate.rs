@@ -270,6 +270,9 @@ pub(crate) fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
         bmc_max_parallel,
         bmc_min_interval_ms: raw.bmc.min_interval_ms.unwrap_or(500),
         bmc_verify_timeout_secs: raw.bmc.verify_timeout_secs.unwrap_or(60),
+        idle_power_off_secs: raw.lifecycle.idle_power_off_secs.unwrap_or(600),
+        min_power_interval_secs: raw.lifecycle.min_power_interval_secs.unwrap_or(60),
+        agent_timeout_secs: raw.lifecycle.agent_timeout_secs.unwrap_or(600),
     })
 }
 

@@ -34,7 +34,11 @@ fn agent_messages_roundtrip() {
                 product: "Standard PC".into(),
                 serial: "S1".into(),
             }),
-            cpus: vec![Cpu { model: "Xeon".into(), cores: 8, threads: 16 }],
+            cpus: vec![Cpu {
+                model: "Xeon".into(),
+                cores: 8,
+                threads: 16,
+            }],
             memory_bytes: 64 << 30,
             disks: vec![Disk {
                 name: "nvme0n1".into(),
@@ -50,7 +54,11 @@ fn agent_messages_roundtrip() {
                 speed_mbps: 10_000,
                 link_up: true,
             }],
-            bmc: Some(BmcInfo { present: true, ip: "10.0.0.5".into(), mac: String::new() }),
+            bmc: Some(BmcInfo {
+                present: true,
+                ip: "10.0.0.5".into(),
+                mac: String::new(),
+            }),
         }),
         agent_message::Msg::Heartbeat(Heartbeat { uptime_secs: 42 }),
         agent_message::Msg::Result(CommandResult {
@@ -85,7 +93,10 @@ fn appliance_messages_roundtrip() {
     ];
     for (i, k) in kinds.into_iter().enumerate() {
         roundtrip(&ApplianceMessage {
-            msg: Some(appliance_message::Msg::Command(Command { id: i as u64 + 1, kind: Some(k) })),
+            msg: Some(appliance_message::Msg::Command(Command {
+                id: i as u64 + 1,
+                kind: Some(k),
+            })),
         });
     }
 }
@@ -93,7 +104,9 @@ fn appliance_messages_roundtrip() {
 #[test]
 fn wire_bytes_are_stable() {
     // Field numbers are a contract: Heartbeat{uptime_secs: 1} inside AgentMessage field 3.
-    let m = AgentMessage { msg: Some(agent_message::Msg::Heartbeat(Heartbeat { uptime_secs: 1 })) };
+    let m = AgentMessage {
+        msg: Some(agent_message::Msg::Heartbeat(Heartbeat { uptime_secs: 1 })),
+    };
     assert_eq!(m.encode_to_vec(), vec![0x1a, 0x02, 0x08, 0x01]);
     // Command{id: 1, wipe: {full: true}} inside ApplianceMessage field 1.
     let c = ApplianceMessage {
@@ -102,5 +115,8 @@ fn wire_bytes_are_stable() {
             kind: Some(command::Kind::Wipe(Wipe { full: true })),
         })),
     };
-    assert_eq!(c.encode_to_vec(), vec![0x0a, 0x06, 0x08, 0x01, 0x12, 0x02, 0x08, 0x01]);
+    assert_eq!(
+        c.encode_to_vec(),
+        vec![0x0a, 0x06, 0x08, 0x01, 0x12, 0x02, 0x08, 0x01]
+    );
 }

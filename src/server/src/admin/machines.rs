@@ -174,3 +174,51 @@ pub(super) async fn power(
         Err(e) => e.into_response(),
     }
 }
+
+/// Body of a lifecycle command; which fields apply depends on the action.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LifecycleBody {
+    profile: Option<String>,
+    #[serde(default)]
+    full: bool,
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /api/v1/machines/{id}/{accept|reject|provision|release|wipe|cordon|uncordon}`.
+pub(super) async fn lifecycle_command(
+    State(s): State<AdminState>,
+    Path((id, action)): Path<(String, String)>,
+    body: Option<Json<LifecycleBody>>,
+) -> Response {
+    use rackboot_lifecycle::Command;
+    let b = body.map(|Json(b)| b).unwrap_or_default();
+    let cmd = match action.as_str() {
+        "accept" => Command::Accept,
+        "reject" => Command::Reject,
+        "provision" => match b.profile {
+            Some(profile) => Command::Provision { profile },
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "provision needs {\"profile\": NAME}",
+                )
+            }
+        },
+        "release" => Command::Release,
+        "wipe" => Command::Wipe { full: b.full },
+        "cordon" => Command::Cordon { reason: b.reason },
+        "uncordon" => Command::Uncordon,
+        other => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("no machine action {other:?}"),
+            )
+        }
+    };
+    match s.lifecycle.command(&id, cmd).await {
+        Ok(m) => Json(MachineView::from(&m)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}

@@ -27,6 +27,7 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     pub token: Arc<AdminToken>,
     pub power: Arc<crate::power::PowerService>,
+    pub lifecycle: Arc<crate::lifecycle::Reconciler>,
     /// Listening on loopback only: read-only calls need no token.
     pub loopback: bool,
 }
@@ -44,6 +45,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/api/v1/machines/{id}/boot"),
     ("GET", "/api/v1/machines/{id}/power"),
     ("POST", "/api/v1/machines/{id}/power"),
+    ("POST", "/api/v1/machines/{id}/{action}"),
     ("GET", "/api/v1/profiles"),
     ("PUT", "/api/v1/profiles/{name}"),
     ("DELETE", "/api/v1/profiles/{name}"),
@@ -67,6 +69,7 @@ fn api_route(method: &str, path: &str) -> MethodRouter<AdminState> {
         ("PUT", "/api/v1/machines/{id}/boot") => put(machines::set_boot),
         ("GET", "/api/v1/machines/{id}/power") => get(machines::power_status),
         ("POST", "/api/v1/machines/{id}/power") => post(machines::power),
+        ("POST", "/api/v1/machines/{id}/{action}") => post(machines::lifecycle_command),
         ("GET", "/api/v1/profiles") => get(machines::profiles),
         ("PUT", "/api/v1/profiles/{name}") => put(machines::put_profile),
         ("DELETE", "/api/v1/profiles/{name}") => delete(machines::remove_profile),

@@ -25,9 +25,12 @@ fn env(loopback: bool) -> Env {
             max_parallel: 4,
         },
     ));
+    let lifecycle =
+        crate::lifecycle::Reconciler::new(inventory.clone(), power.clone(), Default::default()).0;
     let state = AdminState {
         inventory,
         power,
+        lifecycle,
         metrics: Arc::new(Metrics::new()),
         token: Arc::new(AdminToken::fixed("s3cret-token")),
         loopback,

@@ -28,6 +28,8 @@ pub struct BootHttp {
     pub tftp_files: Arc<BootFiles>,
     pub assets: Arc<BootFiles>,
     pub sightings: mpsc::Sender<Sighting>,
+    /// Boot requests feed the lifecycle (PXE seen, profile served).
+    pub lifecycle: Option<crate::lifecycle::LifecycleHandle>,
     /// `host:port` machines reach this server at.
     pub appliance: String,
     pub agent: BootMode,
@@ -122,6 +124,12 @@ async fn boot_ipxe(State(s): State<BootHttp>, RawQuery(q): RawQuery) -> Response
         }
     }
     count(&s, "boot", label);
+    if let (Some(l), Some(m)) = (&s.lifecycle, &machine) {
+        l.notify(&m.id, rackboot_lifecycle::Input::PxeSeen);
+        if label == "profile" {
+            l.notify(&m.id, rackboot_lifecycle::Input::ProfileServed);
+        }
+    }
     match rendered {
         Ok(Rendered::Script(script)) => text(StatusCode::OK, script),
         Ok(Rendered::NotFound { reason }) => text(StatusCode::NOT_FOUND, format!("{reason}\n")),

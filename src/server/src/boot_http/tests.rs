@@ -33,6 +33,7 @@ fn env() -> Env {
         tftp_files: Arc::new(BootFiles::new(tftp)),
         assets: Arc::new(BootFiles::new(dir.path().join("assets"))),
         sightings: tx,
+        lifecycle: None,
         appliance: "10.99.0.2:50042".into(),
         agent: BootMode::Agent {
             kernel: "agent/vmlinuz".into(),

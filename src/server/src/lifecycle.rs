@@ -1,0 +1,510 @@
+//! The lifecycle shell: runs the pure reconciler (`rackboot-lifecycle`) for one machine at a time,
+//! stores the result (generation-checked), then executes the actions with the BMC (power) and
+//! the agent link, feeding failures back in. Persist first, act second: after a crash the record
+//! says what was already asked for (`agent_requested_ms`, `last_power_on_ms`, `wipe_sent`), so a
+//! completed power action is not repeated within its interval.
+
+use crate::inventory::{Inventory, InventoryError};
+use crate::power::PowerService;
+use rackboot_bmc::PowerAction;
+use rackboot_lifecycle::{step, Action, BootMode, Command, Config, Input, Lifecycle, Power, State};
+use rackboot_store::{
+    BootModeSetting, DiskMethod, LifecycleData, Machine, MachineState, PowerState, StoreError,
+};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// A command for the agent of one machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentCommand {
+    Wipe { full: bool },
+}
+
+/// Connected agents (the agent link service registers them).
+#[derive(Default)]
+pub struct AgentHub {
+    links: Mutex<HashMap<String, mpsc::Sender<AgentCommand>>>,
+}
+
+impl AgentHub {
+    pub fn register(&self, machine: &str, tx: mpsc::Sender<AgentCommand>) {
+        self.links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(machine.to_string(), tx);
+    }
+    pub fn unregister(&self, machine: &str) {
+        self.links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(machine);
+    }
+    pub fn connected(&self, machine: &str) -> bool {
+        self.links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(machine)
+            .is_some_and(|t| !t.is_closed())
+    }
+    fn send(&self, machine: &str, c: AgentCommand) -> Result<(), String> {
+        let tx = self
+            .links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(machine)
+            .cloned();
+        match tx {
+            Some(tx) => tx.try_send(c).map_err(|e| format!("agent link: {e}")),
+            None => Err("the agent is not connected".into()),
+        }
+    }
+}
+
+/// Feeds inputs to the reconciler without waiting (boot HTTP, agent link).
+#[derive(Clone)]
+pub struct LifecycleHandle(mpsc::Sender<(String, Input)>);
+
+impl LifecycleHandle {
+    pub fn notify(&self, machine: &str, input: Input) {
+        let _ = self.0.try_send((machine.to_string(), input));
+    }
+}
+
+pub struct Reconciler {
+    inventory: Inventory,
+    power: Arc<PowerService>,
+    pub agents: Arc<AgentHub>,
+    cfg: Config,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    tx: mpsc::Sender<(String, Input)>,
+}
+
+fn to_state(s: MachineState) -> State {
+    match s {
+        MachineState::Registered => State::Registered,
+        MachineState::Discovered | MachineState::Inspecting => State::Discovered,
+        MachineState::Wiping => State::Wiping,
+        MachineState::Available => State::Available,
+        MachineState::Provisioning => State::Provisioning,
+        MachineState::Provisioned => State::Provisioned,
+        MachineState::Releasing => State::Releasing,
+        MachineState::Cordoned => State::Cordoned,
+        MachineState::Rejected => State::Rejected,
+        MachineState::Error => State::Error,
+    }
+}
+
+fn from_state(s: State) -> MachineState {
+    match s {
+        State::Registered => MachineState::Registered,
+        State::Discovered => MachineState::Discovered,
+        State::Wiping => MachineState::Wiping,
+        State::Available => MachineState::Available,
+        State::Provisioning => MachineState::Provisioning,
+        State::Provisioned => MachineState::Provisioned,
+        State::Releasing => MachineState::Releasing,
+        State::Cordoned => MachineState::Cordoned,
+        State::Rejected => MachineState::Rejected,
+        State::Error => MachineState::Error,
+    }
+}
+
+fn to_lifecycle(m: &Machine, agent_connected: bool) -> Lifecycle {
+    let d = &m.lifecycle;
+    let mut l = Lifecycle::new(to_state(m.state));
+    l.reason.clone_from(&m.state_reason);
+    l.accepted = d.accepted;
+    l.profile.clone_from(&d.profile);
+    l.full_wipe = d.full_wipe;
+    l.inventoried = d.inventoried;
+    l.agent_connected = agent_connected;
+    l.wipe_sent = d.wipe_sent;
+    l.wipe_failures = d.wipe_failures;
+    l.has_bmc = m.bmc.is_some();
+    l.power = match m.power {
+        PowerState::On => Power::On,
+        PowerState::Off => Power::Off,
+        PowerState::Unknown => Power::Unknown,
+    };
+    l.last_power_on_ms = d.last_power_on_ms;
+    l.agent_requested_ms = d.agent_requested_ms;
+    l.before_cordon = d.before_cordon.map(to_state);
+    l
+}
+
+fn write_back(m: &mut Machine, l: &Lifecycle) {
+    let changed = from_state(l.state) != m.state;
+    m.state = from_state(l.state);
+    m.state_reason.clone_from(&l.reason);
+    m.lifecycle = LifecycleData {
+        accepted: l.accepted,
+        profile: l.profile.clone(),
+        full_wipe: l.full_wipe,
+        inventoried: l.inventoried,
+        wipe_sent: l.wipe_sent,
+        wipe_failures: l.wipe_failures,
+        last_power_on_ms: l.last_power_on_ms,
+        agent_requested_ms: l.agent_requested_ms,
+        before_cordon: l.before_cordon.map(from_state),
+    };
+    // The lifecycle sets the boot mode on every transition; an operator's `machines boot`
+    // override stands until the next one.
+    if changed || m.boot_mode.is_none() {
+        let keep_method = match &m.boot_mode {
+            Some(BootModeSetting::Disk { method }) => *method,
+            _ => DiskMethod::Exit,
+        };
+        m.boot_mode = Some(match l.boot_mode() {
+            BootMode::Agent => BootModeSetting::Agent,
+            BootMode::Profile(profile) => BootModeSetting::Profile { profile },
+            BootMode::Disk => BootModeSetting::Disk {
+                method: keep_method,
+            },
+            BootMode::Cordoned => BootModeSetting::Cordoned {
+                reason: l.reason.clone().unwrap_or_default(),
+            },
+        });
+    }
+}
+
+/// UEFI firmware (option 93 ≥ 6) wants the EFI bit in the PXE override.
+fn is_efi(m: &Machine) -> bool {
+    m.boot.arch.is_some_and(|a| a >= 6)
+}
+
+impl Reconciler {
+    pub fn new(
+        inventory: Inventory,
+        power: Arc<PowerService>,
+        cfg: Config,
+    ) -> (Arc<Self>, mpsc::Receiver<(String, Input)>) {
+        let (tx, rx) = mpsc::channel(4096);
+        let r = Arc::new(Self {
+            inventory,
+            power,
+            agents: Arc::default(),
+            cfg,
+            locks: Mutex::default(),
+            tx,
+        });
+        (r, rx)
+    }
+
+    pub fn handle(&self) -> LifecycleHandle {
+        LifecycleHandle(self.tx.clone())
+    }
+
+    fn lock_for(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// An operator command: `Err` with the reason when the state does not allow it.
+    pub async fn command(
+        self: &Arc<Self>,
+        key: &str,
+        c: Command,
+    ) -> Result<Machine, InventoryError> {
+        if let Command::Provision { profile } = &c {
+            if self.inventory.store().get_profile(profile)?.is_none() {
+                return Err(InventoryError::Invalid(format!(
+                    "profile: {profile:?} does not exist"
+                )));
+            }
+        }
+        let id = self.inventory.find(key)?.id;
+        self.apply(&id, Input::Command(c)).await
+    }
+
+    /// Apply one input to one machine, store the result, then start its actions.
+    pub async fn apply(
+        self: &Arc<Self>,
+        id: &str,
+        input: Input,
+    ) -> Result<Machine, InventoryError> {
+        let lock = self.lock_for(id);
+        let _one = lock.lock().await;
+        for _ in 0..5 {
+            let Some(mut m) = self.inventory.store().get_machine(id)? else {
+                return Err(InventoryError::NotFound(id.to_string()));
+            };
+            let before = to_lifecycle(&m, self.agents.connected(id));
+            let out = step(&before, &input, rackboot_store::now_ms(), &self.cfg);
+            if let Some(why) = out.refused {
+                return Err(InventoryError::Conflict(why));
+            }
+            if out.record == before && out.actions.is_empty() {
+                return Ok(m);
+            }
+            write_back(&mut m, &out.record);
+            match self.inventory.store().update_machine(m) {
+                Ok(stored) => {
+                    if !out.actions.is_empty() {
+                        let me = self.clone();
+                        let machine = stored.clone();
+                        tokio::spawn(async move { me.execute(&machine, out.actions).await });
+                    }
+                    return Ok(stored);
+                }
+                Err(StoreError::Stale { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(InventoryError::Conflict(format!(
+            "machine {id} kept changing"
+        )))
+    }
+
+    async fn execute(self: Arc<Self>, m: &Machine, actions: Vec<Action>) {
+        for a in actions {
+            let result = match &a {
+                Action::Event(msg) => {
+                    self.inventory.event(&m.id, "lifecycle", msg);
+                    Ok(())
+                }
+                Action::PxeOnce => self
+                    .power
+                    .pxe_once(&m.id, is_efi(m))
+                    .await
+                    .map_err(|e| e.to_string()),
+                Action::PowerOn => self
+                    .power
+                    .act(&m.id, Some(PowerAction::On))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                Action::PowerCycle => self
+                    .power
+                    .act(&m.id, Some(PowerAction::Cycle))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                Action::PowerOff => self
+                    .power
+                    .act(&m.id, Some(PowerAction::Off))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                Action::AgentWipe { full } => {
+                    let r = self.agents.send(&m.id, AgentCommand::Wipe { full: *full });
+                    if r.is_ok() {
+                        self.inventory.event(
+                            &m.id,
+                            "agent",
+                            if *full {
+                                "full wipe sent to the agent"
+                            } else {
+                                "wipe sent to the agent"
+                            },
+                        );
+                    }
+                    r
+                }
+            };
+            if let Err(error) = result {
+                tracing::info!(machine = %m.id, action = ?a, %error, "lifecycle action failed");
+                let _ = self
+                    .tx
+                    .try_send((m.id.clone(), Input::ActionFailed { action: a, error }));
+                // The rest of this batch depended on it (PXE-once before power-on).
+                break;
+            }
+        }
+    }
+
+    /// Consume queued inputs and tick every machine that has something to converge to.
+    pub async fn run(
+        self: Arc<Self>,
+        mut rx: mpsc::Receiver<(String, Input)>,
+        tick: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut timer = tokio::time::interval(tick);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                Some((id, input)) = rx.recv() => {
+                    if let Err(e) = self.apply(&id, input).await {
+                        tracing::debug!(machine = %id, error = %e, "lifecycle input not applied");
+                    }
+                }
+                _ = timer.tick() => {
+                    let machines = self.inventory.store().list_machines().unwrap_or_default();
+                    for m in machines {
+                        if matches!(m.state, MachineState::Wiping | MachineState::Releasing | MachineState::Provisioning | MachineState::Available) {
+                            let me = self.clone();
+                            tokio::spawn(async move {
+                                if let Err(e) = me.apply(&m.id, Input::Tick).await {
+                                    tracing::debug!(machine = %m.id, error = %e, "lifecycle tick");
+                                }
+                            });
+                        }
+                    }
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::api::NewMachine;
+    use rackboot_store::{Profile, Sealer, SledStore, Store};
+
+    fn setup() -> (tempfile::TempDir, Arc<Reconciler>, Inventory) {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SledStore::temporary().unwrap());
+        let sealer = Arc::new(Sealer::open_or_create(&dir.path().join("k")).unwrap());
+        let inv = Inventory::new(store, sealer);
+        let power = Arc::new(PowerService::new(
+            inv.clone(),
+            crate::power::PowerConfig {
+                pacing: Default::default(),
+                poll_interval: Duration::from_secs(60),
+                max_parallel: 2,
+            },
+        ));
+        let (r, _rx) = Reconciler::new(inv.clone(), power, Config::default());
+        (dir, r, inv)
+    }
+
+    #[tokio::test]
+    async fn standalone_life_through_the_shell() {
+        let (_d, r, inv) = setup();
+        let id = inv
+            .add(NewMachine {
+                macs: vec!["52:54:00:00:00:01".into()],
+                ..Default::default()
+            })
+            .unwrap()
+            .id;
+        inv.store()
+            .put_profile(&Profile {
+                name: "demo".into(),
+                kernel: Some("k".into()),
+                initrds: vec![],
+                cmdline: String::new(),
+                script: None,
+            })
+            .unwrap();
+
+        // Provisioning a machine nobody accepted is refused with the reason.
+        let err = r
+            .command(
+                &id,
+                Command::Provision {
+                    profile: "demo".into(),
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("only available machines"), "{err}");
+
+        let (tx, mut agent) = mpsc::channel(4);
+        r.agents.register(&id, tx);
+        let m = r.command(&id, Command::Accept).await.unwrap();
+        assert_eq!(m.state, MachineState::Wiping);
+        assert_eq!(
+            tokio::time::timeout(Duration::from_secs(5), agent.recv())
+                .await
+                .unwrap(),
+            Some(AgentCommand::Wipe { full: false })
+        );
+        assert!(m.lifecycle.wipe_sent && m.lifecycle.accepted);
+
+        let m = r
+            .apply(
+                &id,
+                Input::WipeDone {
+                    ok: true,
+                    error: String::new(),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(m.state, MachineState::Available);
+        assert_eq!(m.boot_mode, Some(BootModeSetting::Agent));
+
+        let m = r
+            .command(
+                &id,
+                Command::Provision {
+                    profile: "demo".into(),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(m.state, MachineState::Provisioning);
+        assert_eq!(
+            m.boot_mode,
+            Some(BootModeSetting::Profile {
+                profile: "demo".into()
+            })
+        );
+        let m = r.apply(&id, Input::ProfileServed).await.unwrap();
+        assert_eq!(m.state, MachineState::Provisioned);
+        assert_eq!(
+            m.boot_mode,
+            Some(BootModeSetting::Disk {
+                method: DiskMethod::Exit
+            })
+        );
+
+        let m = r.command(&id, Command::Release).await.unwrap();
+        assert_eq!(m.state, MachineState::Releasing);
+        assert_eq!(
+            tokio::time::timeout(Duration::from_secs(5), agent.recv())
+                .await
+                .unwrap(),
+            Some(AgentCommand::Wipe { full: false })
+        );
+
+        // Restart-safety: a fresh reconciler over the same store resumes, resending the wipe to a
+        // newly connected agent, never repeating anything else.
+        let power = Arc::new(PowerService::new(
+            inv.clone(),
+            crate::power::PowerConfig {
+                pacing: Default::default(),
+                poll_interval: Duration::from_secs(60),
+                max_parallel: 2,
+            },
+        ));
+        let (r2, _rx) = Reconciler::new(inv.clone(), power, Config::default());
+        let (tx, mut agent2) = mpsc::channel(4);
+        r2.agents.register(&id, tx);
+        r2.apply(&id, Input::AgentConnected).await.unwrap();
+        assert_eq!(
+            tokio::time::timeout(Duration::from_secs(5), agent2.recv())
+                .await
+                .unwrap(),
+            Some(AgentCommand::Wipe { full: false })
+        );
+        let m = r2
+            .apply(
+                &id,
+                Input::WipeDone {
+                    ok: true,
+                    error: String::new(),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(m.state, MachineState::Available);
+        let events = inv.store().events(Some(&id), 0, 100).unwrap();
+        assert!(
+            events
+                .iter()
+                .any(|e| e.message.contains("available → provisioning")),
+            "{events:?}"
+        );
+    }
+}

@@ -1,0 +1,295 @@
+//! `rackboot serve`: start every enabled service on its listener, run until SIGINT/SIGTERM,
+//! then stop them all (each service watches the shutdown channel).
+
+use crate::admin::{self, AdminState, AdminToken};
+use crate::{boot_http, dhcp, files, inventory, lifecycle, net, power, tftp, ServeError, Shared};
+use rackboot_config::Config;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+type Services = JoinSet<()>;
+
+/// Run every service until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> Result<(), ServeError> {
+    let (shared, token) = crate::open_shared(config)?;
+    let cfg = shared.config.clone();
+    let (stop_tx, stop) = watch::channel(false);
+    let mut services = JoinSet::new();
+    let tftp_files = Arc::new(files::BootFiles::new(cfg.assets_dir.join("tftp")));
+    if let Some(addr) = cfg.tftp_listen {
+        start_tftp(
+            &cfg,
+            addr,
+            &shared,
+            tftp_files.clone(),
+            &mut services,
+            &stop,
+        )?;
+    }
+    let sightings = inventory::spawn_recorder(shared.inventory.clone(), Duration::from_secs(10));
+    let (advertise, interface) = resolve_advertise(&cfg);
+    if cfg.dhcp_mode == rackboot_config::DhcpMode::Proxy {
+        match advertise {
+            None => tracing::warn!(
+                "ProxyDHCP not started: no address to advertise; set `interface` (--interface) or `advertise_addr` (--advertise-addr)"
+            ),
+            Some(ip) => {
+                let svc = dhcp_service(&cfg, ip, interface.as_deref(), &shared, sightings.clone())?;
+                tracing::info!(advertise = %ip, interface = interface.as_deref().unwrap_or("(all)"), port = cfg.dhcp_port, pxe_port = cfg.pxe_port, "proxydhcp serving");
+                services.spawn(svc.run(stop.clone()));
+            }
+        }
+    }
+    let (power, reconciler) = start_power_and_lifecycle(&cfg, &shared, &mut services, &stop);
+    start_boot_http(
+        &cfg,
+        &shared,
+        advertise,
+        tftp_files,
+        sightings,
+        reconciler.handle(),
+        &mut services,
+        &stop,
+    )
+    .await?;
+    let state = AdminState {
+        lifecycle: reconciler,
+        power,
+        inventory: shared.inventory.clone(),
+        metrics: shared.metrics.clone(),
+        token: token.clone(),
+        loopback: cfg.admin_listen.ip().is_loopback(),
+    };
+    let admin = start_admin(&cfg, state, &token, &stop).await?;
+
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    while services.join_next().await.is_some() {}
+    match admin.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(ServeError::Service("admin", e)),
+        Err(e) => return Err(ServeError::Service("admin", std::io::Error::other(e))),
+    }
+    tracing::info!("rackboot stopped");
+    Ok(())
+}
+
+fn start_tftp(
+    cfg: &Config,
+    addr: SocketAddr,
+    shared: &Shared,
+    files: Arc<files::BootFiles>,
+    services: &mut Services,
+    stop: &watch::Receiver<bool>,
+) -> Result<(), ServeError> {
+    let socket = net::bind_udp(addr, cfg.interface.as_deref(), false).map_err(|source| {
+        ServeError::Bind {
+            what: "tftp",
+            addr,
+            source,
+        }
+    })?;
+    let engine = rackboot_tftp::EngineConfig {
+        max_blksize: cfg.tftp_max_blksize,
+        max_windowsize: cfg.tftp_max_windowsize,
+        ..Default::default()
+    };
+    let limits = tftp::TftpLimits {
+        max_transfers: cfg.tftp_max_transfers,
+        max_per_client: cfg.tftp_max_transfers_per_client,
+    };
+    let root = files.root().display().to_string();
+    let svc = tftp::TftpService::new(
+        socket,
+        files,
+        engine,
+        limits,
+        cfg.tftp_single_port,
+        shared.metrics.clone(),
+    );
+    tracing::info!(listen = %svc.local_addr().unwrap_or(addr), %root, single_port = cfg.tftp_single_port, "tftp serving");
+    services.spawn(svc.run(stop.clone()));
+    Ok(())
+}
+
+fn start_power_and_lifecycle(
+    cfg: &Config,
+    shared: &Shared,
+    services: &mut Services,
+    stop: &watch::Receiver<bool>,
+) -> (Arc<power::PowerService>, Arc<lifecycle::Reconciler>) {
+    let power = Arc::new(power::PowerService::new(
+        shared.inventory.clone(),
+        power::PowerConfig {
+            pacing: rackboot_bmc::PacingConfig {
+                min_interval: Duration::from_millis(cfg.bmc_min_interval_ms),
+                verify_timeout: Duration::from_secs(cfg.bmc_verify_timeout_secs),
+                ..Default::default()
+            },
+            poll_interval: Duration::from_secs(cfg.bmc_poll_interval_secs.max(1)),
+            max_parallel: cfg.bmc_max_parallel as usize,
+        },
+    ));
+    if cfg.bmc_poll_interval_secs > 0 {
+        services.spawn(power.clone().poll_loop(stop.clone()));
+    }
+    let (reconciler, rx) = lifecycle::Reconciler::new(
+        shared.inventory.clone(),
+        power.clone(),
+        rackboot_lifecycle::Config {
+            idle_power_off_after: cfg.idle_power_off_secs * 1000,
+            min_power_interval: cfg.min_power_interval_secs * 1000,
+            agent_timeout: cfg.agent_timeout_secs * 1000,
+            ..Default::default()
+        },
+    );
+    services.spawn(
+        reconciler
+            .clone()
+            .run(rx, Duration::from_secs(5), stop.clone()),
+    );
+    (power, reconciler)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn start_boot_http(
+    cfg: &Config,
+    shared: &Shared,
+    advertise: Option<Ipv4Addr>,
+    tftp_files: Arc<files::BootFiles>,
+    sightings: mpsc::Sender<inventory::Sighting>,
+    lifecycle: lifecycle::LifecycleHandle,
+    services: &mut Services,
+    stop: &watch::Receiver<bool>,
+) -> Result<(), ServeError> {
+    let addr = cfg.http_listen;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            what: "boot http",
+            addr,
+            source,
+        })?;
+    let local = listener.local_addr().unwrap_or(addr);
+    let ip = advertise.map(IpAddr::V4).unwrap_or(local.ip());
+    let boot = boot_http::BootHttp {
+        inventory: shared.inventory.clone(),
+        metrics: shared.metrics.clone(),
+        tftp_files,
+        assets: Arc::new(files::BootFiles::new(cfg.assets_dir.clone())),
+        sightings,
+        lifecycle: Some(lifecycle),
+        appliance: SocketAddr::new(ip, local.port()).to_string(),
+        agent: rackboot_ipxe::BootMode::Agent {
+            kernel: cfg.agent_kernel.clone(),
+            initrds: cfg.agent_initrds.clone(),
+            cmdline: cfg.agent_cmdline.clone(),
+        },
+        init_rounds: cfg.init_rounds,
+    };
+    tracing::info!(listen = %local, appliance = %boot.appliance, assets = %cfg.assets_dir.display(), "boot http serving");
+    let mut stop = stop.clone();
+    let server =
+        axum::serve(listener, boot_http::router(boot)).with_graceful_shutdown(async move {
+            let _ = stop.changed().await;
+        });
+    services.spawn(async move {
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "boot http server failed");
+        }
+    });
+    Ok(())
+}
+
+async fn start_admin(
+    cfg: &Config,
+    state: AdminState,
+    token: &AdminToken,
+    stop: &watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, ServeError> {
+    let addr = cfg.admin_listen;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            what: "admin",
+            addr,
+            source,
+        })?;
+    tracing::info!(
+        admin = %listener.local_addr().unwrap_or(addr),
+        data_dir = %cfg.data_dir.display(),
+        token_file = %token.path.display(),
+        mode = ?cfg.mode,
+        "rackboot serving"
+    );
+    let mut stop = stop.clone();
+    let server = axum::serve(listener, admin::router(state)).with_graceful_shutdown(async move {
+        let _ = stop.changed().await;
+    });
+    Ok(tokio::spawn(async move { server.await }))
+}
+
+/// The address put in replies and boot URLs, and the interface it lives on.
+fn resolve_advertise(cfg: &Config) -> (Option<Ipv4Addr>, Option<String>) {
+    use rackboot_config::AdvertiseAddr;
+    match (cfg.advertise_addr, cfg.interface.clone()) {
+        (AdvertiseAddr::Fixed(ip), Some(i)) => (Some(ip), Some(i)),
+        (AdvertiseAddr::Fixed(ip), None) => (Some(ip), net::interface_of(ip)),
+        (AdvertiseAddr::Auto, Some(i)) => (net::interface_ipv4(&i), Some(i)),
+        (AdvertiseAddr::Auto, None) => match cfg.http_listen.ip() {
+            IpAddr::V4(ip) if !ip.is_unspecified() => (Some(ip), net::interface_of(ip)),
+            _ => (None, None),
+        },
+    }
+}
+
+fn dhcp_service(
+    cfg: &Config,
+    advertise: Ipv4Addr,
+    interface: Option<&str>,
+    shared: &Shared,
+    sightings: mpsc::Sender<inventory::Sighting>,
+) -> Result<dhcp::DhcpService, ServeError> {
+    let bind = |port: u16, what: &'static str| {
+        let addr = SocketAddr::from(([0, 0, 0, 0], port));
+        net::bind_udp(addr, interface, true).map_err(|source| ServeError::Bind {
+            what,
+            addr,
+            source,
+        })
+    };
+    let mut pc = rackboot_dhcp::ProxyConfig::new(advertise, cfg.http_listen.port())
+        .map_err(|e| ServeError::Config(format!("ProxyDHCP: {e}")))?
+        .with_discovery_control(cfg.dhcp_discovery_control);
+    for (arch, file) in &cfg.dhcp_boot_files {
+        pc = pc
+            .with_file_override(*arch, file.clone())
+            .map_err(|e| ServeError::Config(format!("dhcp.boot_files.{arch}: {e}")))?;
+    }
+    Ok(dhcp::DhcpService {
+        dhcp: bind(cfg.dhcp_port, "dhcp")?,
+        pxe: bind(cfg.pxe_port, "pxe")?,
+        config: pc,
+        metrics: shared.metrics.clone(),
+        sightings,
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+    }
+}
