@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 const BMC_PASSWORD: &str = "Bmc-Pa55word-7f3e91";
-const W3C_ELEMENT: &str = "element-6066-11e4-a52f-4a5c4716d4e6";
+const W3C_ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 struct Resp {
     status: u16,
@@ -48,12 +48,43 @@ fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &st
     req.push_str("\r\n");
     req.push_str(body);
     s.write_all(req.as_bytes()).unwrap();
+    // Read the head, then exactly Content-Length bytes (ChromeDriver answers `Connection:
+    // close` but keeps the socket open), else chunks, else until EOF.
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no HTTP header end: {}", String::from_utf8_lossy(&raw)));
+    let mut buf = [0u8; 16384];
+    let head_end = |raw: &[u8]| raw.windows(4).position(|w| w == b"\r\n\r\n");
+    while head_end(&raw).is_none() {
+        let n = s.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "connection closed in the HTTP head: {}",
+            String::from_utf8_lossy(&raw)
+        );
+        raw.extend_from_slice(&buf[..n]);
+    }
+    let split = head_end(&raw).unwrap();
+    let lower = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let length = lower
+        .split("\r\n")
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    let chunked = lower.contains("transfer-encoding: chunked");
+    loop {
+        let body = &raw[split + 4..];
+        let done = match length {
+            Some(n) => body.len() >= n,
+            None if chunked => body.windows(5).any(|w| w == b"0\r\n\r\n"),
+            None => false,
+        };
+        if done {
+            break;
+        }
+        let n = s.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut payload = raw[split + 4..].to_vec();
     let mut lines = head.split("\r\n");
@@ -72,10 +103,7 @@ fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &st
     if chunked {
         let mut out = Vec::new();
         let mut rest = &payload[..];
-        loop {
-            let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
-                break;
-            };
+        while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
             let size_hex = String::from_utf8_lossy(&rest[..eol]);
             let size =
                 usize::from_str_radix(size_hex.split(';').next().unwrap().trim(), 16).unwrap_or(0);
@@ -248,7 +276,11 @@ impl Browser {
             method,
             &format!("/session/{}{path}", self.session),
             &[("Content-Type", "application/json")],
-            &body.to_string(),
+            &if body.is_null() {
+                String::new()
+            } else {
+                body.to_string()
+            },
         );
         assert_eq!(r.status, 200, "{method} {path}: {}", r.body);
         r.json()["value"].clone()
@@ -272,7 +304,10 @@ impl Browser {
             "/element",
             json!({"using": "css selector", "value": css}),
         );
-        v[W3C_ELEMENT].as_str().unwrap().to_string()
+        v[W3C_ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("find {css}: {v}"))
+            .to_string()
     }
 
     fn click(&self, css: &str) {
@@ -317,6 +352,8 @@ const ROW_FIELD: &str = "const r = Array.from(document.querySelectorAll('#machin
 #[test]
 fn status_page_in_headless_chromium() {
     let mut p = Procs::new("web");
+    // ChromeDriver cannot find Chromium's DevTools port when the profile path contains `..`.
+    p.dir = std::fs::canonicalize(&p.dir).unwrap();
     let s = serve(&mut p);
     let base = format!("http://127.0.0.1:{}", s.port);
 

@@ -86,7 +86,9 @@
   function actionButtons(m) {
     var d = el('div', 'actions');
     [['power', 'on', 'On', ''], ['power', 'off', 'Off', 'warn'], ['power', 'cycle', 'Cycle', 'warn'],
-      ['boot', 'disk', 'Disk', ''], ['boot', 'agent', 'Agent', ''], ['boot', 'cordoned', 'Cordon', 'warn']
+      ['boot', 'disk', 'Disk', ''], ['boot', 'agent', 'Agent', ''], ['lifecycle', 'accept', 'Accept', ''],
+      ['lifecycle', 'release', 'Release', 'warn'], ['lifecycle', 'wipe', 'Wipe', 'warn'],
+      ['lifecycle', 'cordon', 'Cordon', 'warn']
     ].forEach(function (a) {
       var b = el('button', 'act ' + a[3], a[2]);
       b.type = 'button';
@@ -246,20 +248,22 @@
   // ---- actions -----------------------------------------------------------------------------
   function describe(op, arg) {
     if (op === 'power') { return 'Power ' + arg; }
-    if (arg === 'cordoned') { return 'Cordon'; }
+    if (op === 'lifecycle') { return arg.charAt(0).toUpperCase() + arg.slice(1); }
     return 'Boot mode ' + arg + ' for';
   }
+  // power: POST .../power {action}; boot: PUT .../boot {mode}; lifecycle: POST .../{action}.
   function act(b) {
     var op = b.dataset.op, arg = b.dataset.arg, id = b.dataset.machine, name = b.dataset.name;
     var what = describe(op, arg) + ' ' + name;
     if (!window.confirm(what + '?')) { return; }
+    var path = op === 'lifecycle' ? arg : op;
     var body = op === 'power' ? { action: arg }
-      : arg === 'cordoned' ? { mode: 'cordoned', reason: 'cordoned from the web page' }
-        : { mode: arg };
+      : op === 'boot' ? { mode: arg }
+        : arg === 'cordon' ? { reason: 'cordoned from the web page' } : {};
     b.disabled = true;
     show(what + ': working…', 'busy');
-    fetch('/api/v1/machines/' + encodeURIComponent(id) + '/' + op, {
-      method: op === 'power' ? 'POST' : 'PUT',
+    fetch('/api/v1/machines/' + encodeURIComponent(id) + '/' + path, {
+      method: op === 'boot' ? 'PUT' : 'POST',
       credentials: 'same-origin',
       headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf || '' },
       body: JSON.stringify(body)

@@ -111,7 +111,10 @@ fn actions(m: &MachineView) -> String {
         ("power", "cycle", "Cycle", "warn"),
         ("boot", "disk", "Disk", ""),
         ("boot", "agent", "Agent", ""),
-        ("boot", "cordoned", "Cordon", "warn"),
+        ("lifecycle", "accept", "Accept", ""),
+        ("lifecycle", "release", "Release", "warn"),
+        ("lifecycle", "wipe", "Wipe", "warn"),
+        ("lifecycle", "cordon", "Cordon", "warn"),
     ] {
         let _ = write!(
             out,
@@ -559,10 +562,9 @@ pub(super) async fn events(
     let limit = q.limit.unwrap_or(200).clamp(1, 2000);
     let machine = q.machine.clone().filter(|m| !m.is_empty());
     let loaded = tokio::task::spawn_blocking(move || {
-        let id = match &machine {
-            Some(k) => Some(inv.find(k).map(|m| m.id).unwrap_or_else(|_| k.clone())),
-            None => None,
-        };
+        let id = machine
+            .as_ref()
+            .map(|k| inv.find(k).map(|m| m.id).unwrap_or_else(|_| k.clone()));
         tail_events(inv.store(), id.as_deref(), limit)
     })
     .await;

@@ -563,7 +563,10 @@ async fn openapi_documents_every_admin_route() {
         .map(|(_, p)| p.clone())
         .collect::<std::collections::BTreeSet<_>>()
     {
-        let uri = p.replace("{id}", &ids[2]).replace("{name}", "nosuch");
+        let uri = p
+            .replace("{id}", &ids[2])
+            .replace("{name}", "nosuch")
+            .replace("{action}", "accept");
         for m in ["GET", "POST", "PUT", "DELETE", "PATCH"] {
             let listed = served.contains(&(m.to_string(), p.clone()));
             if m == "DELETE" && listed {
