@@ -9,7 +9,7 @@ ADMIN_LISTEN ?= 127.0.0.1:8080
 BOOT_HTTP_LISTEN ?= 127.0.0.1:50042
 TFTP_LISTEN ?= 127.0.0.1:6969
 # Debian packages: what `make run` needs, and what the interop/e2e tests drive.
-RUN_PKGS := ca-certificates curl
+RUN_PKGS := ca-certificates curl busybox-static cpio kmod
 # Appliance image (image/build.sh); the e2e test (tests/tests/image.rs) also needs these.
 IMAGE_PKGS := systemd-boot-efi binutils mtools fdisk e2fsprogs qemu-utils kmod cpio busybox-static python3
 IMAGE_DIR ?= $(CURDIR)/target/image
@@ -75,15 +75,19 @@ check:
 
 # Kernel, marker initramfs and iPXE binaries for the QEMU tests (cached in target/e2e-assets).
 test-assets: deps-test
+	$(CARGO) build -p rackboot-agent
 	tests/assets/prepare.sh
 
 test: deps-test check test-assets
 	$(CARGO) build --workspace
 	$(CARGO) test --workspace
 
-# iPXE binaries from Debian's ipxe package (pinned, sha256-checked) into $(ASSETS_DIR)/tftp.
-assets:
+# iPXE binaries (pinned, sha256-checked) into $(ASSETS_DIR)/tftp, and the agent image into
+# $(ASSETS_DIR)/agent (Debian kernel + busybox + modules + rackboot-agent).
+assets: deps
 	boot-assets/fetch-ipxe.sh $(ASSETS_DIR)
+	$(CARGO) build --release -p rackboot-agent
+	boot-assets/build-agent-image.sh $(ASSETS_DIR) target/release/rackboot-agent
 
 BENCH_PKGS := $(TEST_PKGS) hyperfine wrk nginx-light atftpd xxd
 

@@ -3,6 +3,7 @@
 #   vmlinuz          Debian's current amd64 kernel (from linux-image-amd64's dependency)
 #   marker-initrd.gz busybox initramfs that prints a marker and its command line, then powers off
 #   tftp/            the pinned iPXE binaries (boot-assets/fetch-ipxe.sh)
+#   agent/           the agent image (boot-assets/build-agent-image.sh with the debug agent)
 # Idempotent: existing outputs are kept.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -44,5 +45,12 @@ INIT
   mv "$OUT/marker-initrd.gz.tmp" "$OUT/marker-initrd.gz"
   echo v2 > "$OUT/marker-initrd.version"
   rm -rf "$root"
+fi
+# The agent image (kernel + initramfs with rackboot-agent) for the lifecycle tests.
+AGENT_BIN=${AGENT_BIN:-$here/../../target/debug/rackboot-agent}
+if [ -x "$AGENT_BIN" ]; then
+  "$here/../../boot-assets/build-agent-image.sh" "$OUT" "$AGENT_BIN" >/dev/null
+else
+  echo "prepare: $AGENT_BIN not built yet (cargo build -p rackboot-agent); skipping the agent image" >&2
 fi
 echo "$OUT"

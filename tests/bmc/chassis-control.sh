@@ -1,7 +1,7 @@
 #!/bin/sh
 # OpenIPMI ipmi_sim chassis_control program wiring the simulated BMC to a QEMU VM.
 # lan.conf: chassis_control "<this script> <dir> 0x20"; ipmi_sim appends "get|set parm [val]...".
-# <dir>/vm.env defines TAP, MAC, UUID (and optional FIRMWARE=bios|uefi). QEMU runs in the
+# <dir>/vm.env defines TAP, MAC, UUID and optionally DISK (a raw image file). QEMU runs in the
 # caller's network namespace (the one ipmi_sim runs in, which holds the tap).
 D=$1; shift
 . "$D/vm.env"
@@ -11,11 +11,12 @@ vm_on() {
   running && return 0
   rm -f "$D/vm.pid"
   case "$(cat "$D/boot" 2>/dev/null || echo default)" in disk|hd) order=c ;; *) order=n ;; esac
+  disk=""; [ -n "${DISK:-}" ] && disk="-drive file=$DISK,format=raw,if=virtio"
   setsid -f qemu-system-x86_64 -accel tcg -machine q35 -m 512 -display none -nodefaults \
     -uuid "$UUID" -boot "$order" -pidfile "$D/vm.pid" -monitor "unix:$D/vm.mon,server,nowait" \
     -chardev "file,id=s0,path=$D/serial.log,append=on" -serial chardev:s0 \
     -netdev "tap,id=n0,ifname=$TAP,script=no,downscript=no" \
-    -device "virtio-net-pci,netdev=n0,mac=$MAC,bootindex=1" </dev/null >>"$D/qemu.log" 2>&1
+    -device "virtio-net-pci,netdev=n0,mac=$MAC,bootindex=1" $disk </dev/null >>"$D/qemu.log" 2>&1
   for _ in 1 2 3 4 5 6 7 8 9 10; do [ -s "$D/vm.pid" ] && break; sleep 0.1; done
 }
 vm_off() {

@@ -5,6 +5,7 @@
 //! Needs root (`ip netns`). Names carry a per-lab prefix so labs can run side by side.
 #![allow(clippy::unwrap_used)]
 
+pub mod bmc_sim;
 pub mod dhcp_client;
 pub mod image;
 pub mod qemu;

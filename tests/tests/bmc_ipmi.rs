@@ -4,6 +4,7 @@
 //! cleanly. ipmi_sim refuses cipher suite 17, so the 17 → 3 fallback runs every time. Needs root.
 #![allow(clippy::unwrap_used)]
 
+use rackboot_e2e::bmc_sim::{markers, start_ipmi_sim, SimVm, VmGuard};
 use rackboot_e2e::{qemu, workspace_bin, Host, Lab};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -12,21 +13,6 @@ use std::time::{Duration, Instant};
 const UUID: &str = "11111111-2222-3333-4444-555555555561";
 const MAC: &str = "52:54:00:99:00:61";
 const PORT: u16 = 16230;
-
-/// Kills the VM the chassis-control script started (by the PID it wrote).
-struct VmGuard(PathBuf);
-impl Drop for VmGuard {
-    fn drop(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(self.0.join("vm.pid")) {
-            if let Ok(pid) = pid.trim().parse::<i32>() {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
-    }
-}
 
 fn setup() -> (Lab, Host, PathBuf) {
     let mut lab = Lab::new("ipmi");
@@ -55,47 +41,16 @@ fn setup() -> (Lab, Host, PathBuf) {
     lab.rackboot(&appl, &assets, &["--config", cfg.to_str().unwrap()]);
 
     // The BMC: ipmi_sim in the switch namespace (where the VM's tap is), on its loopback.
-    let bmc = lab.dir.join("bmc");
-    std::fs::create_dir_all(bmc.join("state")).unwrap();
-    let tap = lab.tap();
-    std::fs::write(
-        bmc.join("vm.env"),
-        format!("TAP={tap}\nMAC={MAC}\nUUID={UUID}\n"),
-    )
-    .unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bmc/chassis-control.sh");
-    let lan = format!(
-        "name \"rbbmc\"\nset_working_mc 0x20\n  startlan 1\n    addr 127.0.0.1 {PORT}\n    priv_limit admin\n\
-         allowed_auths_callback none md2 md5 straight\n    allowed_auths_user none md2 md5 straight\n\
-         allowed_auths_operator none md2 md5 straight\n    allowed_auths_admin none md2 md5 straight\n\
-         guid a123456789abcdefa123456789abcdef\n  endlan\n  chassis_control \"{} {} 0x20\"\n\
-         user 2 true \"admin\" \"password\" admin 10 none md2 md5 straight\n",
-        script.display(),
-        bmc.display()
-    );
-    std::fs::write(bmc.join("lan.conf"), lan).unwrap();
-    std::fs::write(bmc.join("bmc.emu"), "mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\nsel_enable 0x20 1000 0x0a\nmc_enable 0x20\n").unwrap();
-    let sw = lab.switch.clone();
-    let (lan_p, emu_p, st) = (bmc.join("lan.conf"), bmc.join("bmc.emu"), bmc.join("state"));
-    lab.spawn(
-        "ipmi_sim",
-        &sw,
-        &[
-            "ipmi_sim",
-            "-c",
-            lan_p.to_str().unwrap(),
-            "-f",
-            emu_p.to_str().unwrap(),
-            "-n",
-            "-s",
-            st.to_str().unwrap(),
-        ],
-    );
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(
-        lab.alive("ipmi_sim"),
-        "ipmi_sim died: {}",
-        lab.log("ipmi_sim")
+    let bmc = start_ipmi_sim(
+        &mut lab,
+        "bmc",
+        "127.0.0.1",
+        PORT,
+        &SimVm {
+            mac: MAC,
+            uuid: UUID,
+            disk: None,
+        },
     );
     (lab, appl, bmc)
 }
@@ -133,13 +88,6 @@ fn ipmitool(lab: &Lab, args: &[&str]) -> String {
     ];
     full.extend_from_slice(args);
     lab.exec(&lab.switch, &full).1
-}
-
-fn markers(bmc: &Path) -> usize {
-    std::fs::read_to_string(bmc.join("serial.log"))
-        .unwrap_or_default()
-        .matches("RACKBOOT-MARKER-END")
-        .count()
 }
 
 fn wait_markers(bmc: &Path, n: usize, timeout: Duration) {

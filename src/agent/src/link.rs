@@ -276,7 +276,7 @@ impl Agent {
             let t0 = Instant::now();
             match self.session().await {
                 Ok(()) => log!("session ended"),
-                Err(e) => log!("session: {e}"),
+                Err(e) => log!("session: {}", error_chain(&e)),
             }
             if t0.elapsed() > Duration::from_secs(60) {
                 backoff = Duration::from_secs(1);
@@ -311,6 +311,21 @@ pub fn hello_and_report(cfg: &AgentConfig) -> (Hello, HardwareReport) {
         agent_version: crate::VERSION.to_string(),
     };
     (hello, report)
+}
+
+/// `e: cause: cause…` (tonic's transport errors say little without their sources).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.ends_with(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
 }
 
 fn jitter(d: Duration) -> Duration {

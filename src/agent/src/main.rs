@@ -168,7 +168,7 @@ fn main() -> ExitCode {
             match agent.session().await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    log!("session: {e}");
+                    log!("session: {}", rackboot_agent::link::error_chain(&e));
                     ExitCode::FAILURE
                 }
             }

@@ -4,6 +4,7 @@
 //! and the inventory commands.
 
 pub mod admin;
+pub mod agent_link;
 pub mod api;
 pub mod boot_http;
 pub mod dhcp;

@@ -22,20 +22,35 @@ pub enum AgentCommand {
     Wipe { full: bool },
 }
 
-/// Connected agents (the agent link service registers them).
+/// Connected agents (the agent link service registers them). Each registration has a
+/// connection number so a stale session ending late cannot remove a newer one.
 #[derive(Default)]
 pub struct AgentHub {
-    links: Mutex<HashMap<String, mpsc::Sender<AgentCommand>>>,
+    links: Mutex<HashMap<String, (u64, mpsc::Sender<AgentCommand>)>>,
+    next: std::sync::atomic::AtomicU64,
 }
 
 impl AgentHub {
-    pub fn register(&self, machine: &str, tx: mpsc::Sender<AgentCommand>) {
+    pub fn register(&self, machine: &str, tx: mpsc::Sender<AgentCommand>) -> u64 {
+        let conn = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.links
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(machine.to_string(), tx);
+            .insert(machine.to_string(), (conn, tx));
+        conn
     }
-    pub fn unregister(&self, machine: &str) {
+    /// End registration `conn` (no-op if a newer session replaced it). Returns whether it was current.
+    pub fn unregister(&self, machine: &str, conn: u64) -> bool {
+        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        if links.get(machine).is_some_and(|(c, _)| *c == conn) {
+            links.remove(machine);
+            return true;
+        }
+        false
+    }
+    /// Forget a machine's session: it was powered off or rebooted, so its agent is gone even if
+    /// its TCP connection has not noticed yet.
+    pub fn drop_link(&self, machine: &str) {
         self.links
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -46,7 +61,7 @@ impl AgentHub {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(machine)
-            .is_some_and(|t| !t.is_closed())
+            .is_some_and(|(_, t)| !t.is_closed())
     }
     fn send(&self, machine: &str, c: AgentCommand) -> Result<(), String> {
         let tx = self
@@ -54,7 +69,7 @@ impl AgentHub {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(machine)
-            .cloned();
+            .map(|(_, t)| t.clone());
         match tx {
             Some(tx) => tx.try_send(c).map_err(|e| format!("agent link: {e}")),
             None => Err("the agent is not connected".into()),
@@ -410,7 +425,7 @@ mod tests {
         assert!(err.to_string().contains("only available machines"), "{err}");
 
         let (tx, mut agent) = mpsc::channel(4);
-        r.agents.register(&id, tx);
+        let _conn = r.agents.register(&id, tx);
         let m = r.command(&id, Command::Accept).await.unwrap();
         assert_eq!(m.state, MachineState::Wiping);
         assert_eq!(
@@ -480,7 +495,7 @@ mod tests {
         ));
         let (r2, _rx) = Reconciler::new(inv.clone(), power, Config::default());
         let (tx, mut agent2) = mpsc::channel(4);
-        r2.agents.register(&id, tx);
+        let _conn = r2.agents.register(&id, tx);
         r2.apply(&id, Input::AgentConnected).await.unwrap();
         assert_eq!(
             tokio::time::timeout(Duration::from_secs(5), agent2.recv())

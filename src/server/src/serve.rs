@@ -44,6 +44,11 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         }
     }
     let (power, reconciler) = start_power_and_lifecycle(&cfg, &shared, &mut services, &stop);
+    let agent_link = crate::agent_link::AgentLinkService::new(
+        shared.inventory.clone(),
+        reconciler.agents.clone(),
+        reconciler.handle(),
+    );
     start_boot_http(
         &cfg,
         &shared,
@@ -51,6 +56,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         tftp_files,
         sightings,
         reconciler.handle(),
+        agent_link,
         &mut services,
         &stop,
     )
@@ -162,6 +168,7 @@ async fn start_boot_http(
     tftp_files: Arc<files::BootFiles>,
     sightings: mpsc::Sender<inventory::Sighting>,
     lifecycle: lifecycle::LifecycleHandle,
+    agent_link: crate::agent_link::AgentLinkService,
     services: &mut Services,
     stop: &watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
@@ -192,10 +199,14 @@ async fn start_boot_http(
     };
     tracing::info!(listen = %local, appliance = %boot.appliance, assets = %cfg.assets_dir.display(), "boot http serving");
     let mut stop = stop.clone();
-    let server =
-        axum::serve(listener, boot_http::router(boot)).with_graceful_shutdown(async move {
-            let _ = stop.changed().await;
-        });
+    // The agent link (gRPC over HTTP/2 cleartext) shares the boot HTTP port.
+    let router = boot_http::router(boot).route_service(
+        "/rackboot.agent.v1.AgentLink/Connect",
+        agent_link.into_server(),
+    );
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        let _ = stop.changed().await;
+    });
     services.spawn(async move {
         if let Err(e) = server.await {
             tracing::error!(error = %e, "boot http server failed");

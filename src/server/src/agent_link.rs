@@ -1,0 +1,212 @@
+//! The appliance side of the agent link (`rackboot.agent.v1.AgentLink/Connect`, gRPC on the
+//! boot HTTP port): the agent says hello, the machine is looked up (or discovered), its command
+//! channel is registered with the [`AgentHub`], reports and results are stored and fed to the
+//! lifecycle, and commands from the lifecycle go down the stream.
+
+use crate::inventory::{Inventory, Sighting};
+use crate::lifecycle::{AgentCommand, AgentHub, LifecycleHandle};
+use rackboot_lifecycle::Input;
+use rackboot_proto::agent::v1::agent_link_server::{AgentLink, AgentLinkServer};
+use rackboot_proto::agent::v1::{
+    agent_message, appliance_message, command, AgentMessage, ApplianceMessage, Command as PCommand,
+    HardwareReport, Hello, Wipe,
+};
+use rackboot_proto::tonic::{self, Request, Response, Status, Streaming};
+use serde_json::json;
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+pub struct AgentLinkService {
+    pub inventory: Inventory,
+    pub agents: Arc<AgentHub>,
+    pub lifecycle: LifecycleHandle,
+    next_id: AtomicU64,
+}
+
+impl AgentLinkService {
+    pub fn new(inventory: Inventory, agents: Arc<AgentHub>, lifecycle: LifecycleHandle) -> Self {
+        Self {
+            inventory,
+            agents,
+            lifecycle,
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    pub fn into_server(self) -> AgentLinkServer<Self> {
+        AgentLinkServer::new(self)
+    }
+
+    /// The machine an agent belongs to: by id, UUID or boot MAC; unknown ones are discovered.
+    fn machine_for(&self, h: &Hello) -> Result<String, Status> {
+        for key in [&h.machine_id, &h.uuid, &h.boot_mac] {
+            if !key.is_empty() {
+                if let Ok(m) = self.inventory.find(key) {
+                    return Ok(m.id);
+                }
+            }
+        }
+        let mac = rackboot_store::model::normalize_mac(&h.boot_mac)
+            .and_then(|m| hex::decode(m.replace(':', "")).ok())
+            .and_then(|v| <[u8; 6]>::try_from(v).ok())
+            .ok_or_else(|| Status::not_found("unknown machine and no usable boot MAC in Hello"))?;
+        let uuid = rackboot_store::model::normalize_uuid(&h.uuid)
+            .and_then(|u| hex::decode(u.replace('-', "")).ok())
+            .and_then(|v| <[u8; 16]>::try_from(v).ok());
+        let s = Sighting {
+            mac,
+            uuid,
+            arch: None,
+            vendor_class: None,
+            via: "agent",
+            note: None,
+        };
+        self.inventory
+            .record_sighting(&s)
+            .map(|m| m.id)
+            .map_err(|e| Status::internal(e.to_string()))
+    }
+}
+
+/// How long an agent may stay silent (it heartbeats every 10 s) before its session is dropped.
+const AGENT_SILENCE: std::time::Duration = std::time::Duration::from_secs(35);
+
+type Outbound = Pin<Box<dyn futures_core::Stream<Item = Result<ApplianceMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AgentLink for AgentLinkService {
+    type ConnectStream = Outbound;
+
+    async fn connect(
+        &self,
+        req: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<Outbound>, Status> {
+        let mut inbound = req.into_inner();
+        let first = inbound
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("empty stream"))?;
+        let Some(agent_message::Msg::Hello(hello)) = first.msg else {
+            return Err(Status::invalid_argument("the first message must be Hello"));
+        };
+        let inv = self.inventory.clone();
+        let id = {
+            let me =
+                AgentLinkService::new(inv.clone(), self.agents.clone(), self.lifecycle.clone());
+            let h = hello.clone();
+            tokio::task::spawn_blocking(move || me.machine_for(&h))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))??
+        };
+        let (cmd_tx, mut cmd_rx) = mpsc::channel::<AgentCommand>(8);
+        let conn = self.agents.register(&id, cmd_tx);
+        inv.event(
+            &id,
+            "agent",
+            &format!(
+                "agent {} connected (boot MAC {})",
+                hello.agent_version, hello.boot_mac
+            ),
+        );
+        self.lifecycle.notify(&id, Input::AgentConnected);
+
+        let (out_tx, out_rx) = mpsc::channel::<Result<ApplianceMessage, Status>>(16);
+        let agents = self.agents.clone();
+        let lifecycle = self.lifecycle.clone();
+        let first_id = self.next_id.fetch_add(1_000_000, Ordering::Relaxed);
+        tokio::spawn(async move {
+            let mut pending: HashMap<u64, &'static str> = HashMap::new();
+            let mut next = first_id;
+            let mut last_progress: HashMap<(u64, String), u64> = HashMap::new();
+            loop {
+                tokio::select! {
+                    cmd = cmd_rx.recv() => {
+                        let Some(cmd) = cmd else { break };
+                        next += 1;
+                        let kind = match cmd {
+                            AgentCommand::Wipe { full } => {
+                                pending.insert(next, "wipe");
+                                command::Kind::Wipe(Wipe { full })
+                            }
+                        };
+                        let msg = ApplianceMessage { msg: Some(appliance_message::Msg::Command(PCommand { id: next, kind: Some(kind) })) };
+                        if out_tx.send(Ok(msg)).await.is_err() {
+                            break;
+                        }
+                    }
+                    // The agent heartbeats every 10 s: silence means the machine is gone.
+                    msg = tokio::time::timeout(AGENT_SILENCE, inbound.message()) => {
+                        let msg = match msg {
+                            Ok(Ok(Some(m))) => m,
+                            Ok(Ok(None)) | Ok(Err(_)) | Err(_) => break,
+                        };
+                        match msg.msg {
+                            Some(agent_message::Msg::Report(r)) => {
+                                let hw = hardware_json(&r);
+                                let (inv2, id2) = (inv.clone(), id.clone());
+                                let _ = tokio::task::spawn_blocking(move || store_hardware(&inv2, &id2, hw)).await;
+                                lifecycle.notify(&id, Input::AgentReport);
+                            }
+                            Some(agent_message::Msg::Result(r)) => {
+                                if pending.remove(&r.command_id) == Some("wipe") {
+                                    inv.event(&id, "agent", &if r.ok { format!("wipe done: {}", r.detail_json) } else { format!("wipe failed: {}", r.error) });
+                                    lifecycle.notify(&id, Input::WipeDone { ok: r.ok, error: r.error });
+                                }
+                            }
+                            Some(agent_message::Msg::Progress(p)) if p.total_bytes > 0 => {
+                                let pct = p.done_bytes.saturating_mul(100) / p.total_bytes;
+                                let seen = last_progress.entry((p.command_id, p.disk.clone())).or_insert(0);
+                                if pct >= *seen + 25 || (pct == 100 && *seen < 100) {
+                                    *seen = pct;
+                                    inv.event(&id, "agent", &format!("wiping {}: {pct}%", p.disk));
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            if agents.unregister(&id, conn) {
+                lifecycle.notify(&id, Input::AgentDisconnected);
+            }
+            inv.event(&id, "agent", "agent disconnected");
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(out_rx),
+        )))
+    }
+}
+
+fn hardware_json(r: &HardwareReport) -> serde_json::Value {
+    json!({
+        "system": r.system.as_ref().map(|s| json!({"uuid": s.uuid, "vendor": s.vendor, "product": s.product, "serial": s.serial})),
+        "cpus": r.cpus.iter().map(|c| json!({"model": c.model, "cores": c.cores, "threads": c.threads})).collect::<Vec<_>>(),
+        "memory_bytes": r.memory_bytes,
+        "disks": r.disks.iter().map(|d| json!({"name": d.name, "size_bytes": d.size_bytes, "model": d.model, "serial": d.serial, "rotational": d.rotational})).collect::<Vec<_>>(),
+        "nics": r.nics.iter().map(|n| json!({"name": n.name, "mac": n.mac, "driver": n.driver, "speed_mbps": n.speed_mbps, "link_up": n.link_up})).collect::<Vec<_>>(),
+        "bmc": r.bmc.as_ref().map(|b| json!({"present": b.present, "ip": b.ip, "mac": b.mac})),
+    })
+}
+
+fn store_hardware(inv: &Inventory, id: &str, hw: serde_json::Value) {
+    for _ in 0..3 {
+        let Ok(Some(mut m)) = inv.store().get_machine(id) else {
+            return;
+        };
+        m.hardware = Some(hw.clone());
+        match inv.store().update_machine(m) {
+            Ok(_) => {
+                inv.event(id, "agent", "hardware reported");
+                return;
+            }
+            Err(rackboot_store::StoreError::Stale { .. }) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, machine = id, "could not store the hardware report");
+                return;
+            }
+        }
+    }
+}
