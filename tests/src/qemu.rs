@@ -107,3 +107,28 @@ fn tail(s: &str, n: usize) -> &str {
     }
     &s[i..]
 }
+
+/// A provisioning segment with dnsmasq as the site DHCP server (10.99.0.1) and rackboot in
+/// proxy mode (10.99.0.2) serving `copies` (test-asset path → assets path) with `config_toml`.
+pub fn boot_segment(tag: &str, config_toml: &str, copies: &[(&str, &str)]) -> (Lab, crate::Host) {
+    let mut lab = Lab::new(tag);
+    let site = lab.host(
+        "site",
+        std::net::Ipv4Addr::new(10, 99, 0, 1),
+        Some("fd99::1/64"),
+    );
+    let appl = lab.host("appl", std::net::Ipv4Addr::new(10, 99, 0, 2), None);
+    lab.site_dhcp(&site);
+    let src = assets();
+    let dst = lab.dir.join("assets");
+    for (from, to) in copies {
+        let to = dst.join(to);
+        std::fs::create_dir_all(to.parent().unwrap_or(&dst)).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::copy(src.join(from), &to).unwrap_or_else(|e| panic!("{from}: {e}"));
+    }
+    std::fs::create_dir_all(dst.join("tftp")).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = lab.write("rackboot.toml", config_toml);
+    let cfg = cfg.display().to_string();
+    lab.rackboot(&appl, &dst, &["--config", &cfg]);
+    (lab, appl)
+}

@@ -6,7 +6,6 @@
 
 use rackboot_e2e::bmc_sim::{markers, start_ipmi_sim, SimVm, VmGuard};
 use rackboot_e2e::{qemu, workspace_bin, Host, Lab};
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -15,31 +14,15 @@ const MAC: &str = "52:54:00:99:00:61";
 const PORT: u16 = 16230;
 
 fn setup() -> (Lab, Host, PathBuf) {
-    let mut lab = Lab::new("ipmi");
-    let site = lab.host("site", Ipv4Addr::new(10, 99, 0, 1), Some("fd99::1/64"));
-    let appl = lab.host("appl", Ipv4Addr::new(10, 99, 0, 2), None);
-    lab.site_dhcp(&site);
-    let src = qemu::assets();
-    let assets = lab.dir.join("assets");
-    std::fs::create_dir_all(assets.join("agent")).unwrap();
-    std::fs::create_dir_all(assets.join("tftp")).unwrap();
-    std::fs::copy(
-        src.join("tftp/undionly.kpxe"),
-        assets.join("tftp/undionly.kpxe"),
-    )
-    .unwrap();
-    std::fs::copy(src.join("vmlinuz"), assets.join("agent/vmlinuz")).unwrap();
-    std::fs::copy(
-        src.join("marker-initrd.gz"),
-        assets.join("agent/initramfs.cpio.gz"),
-    )
-    .unwrap();
-    let cfg = lab.write(
-        "rackboot.toml",
+    let (mut lab, appl) = qemu::boot_segment(
+        "ipmi",
         "[boot]\nagent_cmdline = \"console=ttyS0 rackboot.hold\"\n",
+        &[
+            ("tftp/undionly.kpxe", "tftp/undionly.kpxe"),
+            ("vmlinuz", "agent/vmlinuz"),
+            ("marker-initrd.gz", "agent/initramfs.cpio.gz"),
+        ],
     );
-    lab.rackboot(&appl, &assets, &["--config", cfg.to_str().unwrap()]);
-
     // The BMC: ipmi_sim in the switch namespace (where the VM's tap is), on its loopback.
     let bmc = start_ipmi_sim(
         &mut lab,

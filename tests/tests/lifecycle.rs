@@ -7,7 +7,6 @@
 
 use rackboot_e2e::bmc_sim::{markers, start_ipmi_sim, SimVm, VmGuard};
 use rackboot_e2e::{qemu, sh, Host, Lab};
-use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -83,10 +82,18 @@ fn accept_wipe_park_provision_release() {
         src.join("agent/initramfs.cpio.gz").is_file(),
         "agent image missing: run tests/assets/prepare.sh after building rackboot-agent"
     );
-    let mut lab = Lab::new("lifecycle");
-    let site = lab.host("site", Ipv4Addr::new(10, 99, 0, 1), Some("fd99::1/64"));
-    let appl = lab.host("appl", Ipv4Addr::new(10, 99, 0, 2), None);
-    lab.site_dhcp(&site);
+    let (mut lab, appl) = qemu::boot_segment(
+        "lifecycle",
+        "[boot]\nagent_cmdline = \"console=ttyS0\"\n[lifecycle]\nidle_power_off_secs = 0\nmin_power_interval_secs = 1\nagent_timeout_secs = 240\n\
+         [bmc]\npoll_interval_secs = 5\nmin_interval_ms = 200\nverify_timeout_secs = 20\n",
+        &[
+            ("tftp/undionly.kpxe", "tftp/undionly.kpxe"),
+            ("agent/vmlinuz", "agent/vmlinuz"),
+            ("agent/initramfs.cpio.gz", "agent/initramfs.cpio.gz"),
+            ("vmlinuz", "demo/vmlinuz"),
+            ("marker-initrd.gz", "demo/initrd.gz"),
+        ],
+    );
     // The BMC lives on the segment: give the switch's bridge an address for ipmi_sim.
     sh(&[
         "ip",
@@ -98,30 +105,6 @@ fn accept_wipe_park_provision_release() {
         "dev",
         "br0",
     ]);
-
-    let assets = lab.dir.join("assets");
-    for d in ["agent", "tftp", "demo"] {
-        std::fs::create_dir_all(assets.join(d)).unwrap();
-    }
-    std::fs::copy(
-        src.join("tftp/undionly.kpxe"),
-        assets.join("tftp/undionly.kpxe"),
-    )
-    .unwrap();
-    std::fs::copy(src.join("agent/vmlinuz"), assets.join("agent/vmlinuz")).unwrap();
-    std::fs::copy(
-        src.join("agent/initramfs.cpio.gz"),
-        assets.join("agent/initramfs.cpio.gz"),
-    )
-    .unwrap();
-    std::fs::copy(src.join("vmlinuz"), assets.join("demo/vmlinuz")).unwrap();
-    std::fs::copy(src.join("marker-initrd.gz"), assets.join("demo/initrd.gz")).unwrap();
-    let cfg = lab.write(
-        "rackboot.toml",
-        "[boot]\nagent_cmdline = \"console=ttyS0\"\n[lifecycle]\nidle_power_off_secs = 0\nmin_power_interval_secs = 1\nagent_timeout_secs = 240\n\
-         [bmc]\npoll_interval_secs = 5\nmin_interval_ms = 200\nverify_timeout_secs = 20\n",
-    );
-    lab.rackboot(&appl, &assets, &["--config", cfg.to_str().unwrap()]);
 
     // A 64 MiB disk with a signature at the start and at the end.
     let disk = lab.dir.join("vm-disk.img");

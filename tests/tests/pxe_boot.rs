@@ -6,7 +6,6 @@
 
 use rackboot_e2e::qemu::{self, Firmware};
 use rackboot_e2e::{Host, Lab};
-use std::net::Ipv4Addr;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -16,29 +15,17 @@ static QEMU: Mutex<()> = Mutex::new(());
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn segment(tag: &str) -> (Lab, Host) {
-    let mut lab = Lab::new(tag);
-    let site = lab.host("site", Ipv4Addr::new(10, 99, 0, 1), Some("fd99::1/64"));
-    let appl = lab.host("appl", Ipv4Addr::new(10, 99, 0, 2), None);
-    lab.site_dhcp(&site);
-    let src = qemu::assets();
-    let assets = lab.dir.join("assets");
-    std::fs::create_dir_all(assets.join("agent")).unwrap();
-    std::fs::create_dir_all(assets.join("tftp")).unwrap();
-    for f in ["undionly.kpxe", "ipxe.efi", "snponly.efi"] {
-        std::fs::copy(src.join("tftp").join(f), assets.join("tftp").join(f)).unwrap();
-    }
-    std::fs::copy(src.join("vmlinuz"), assets.join("agent/vmlinuz")).unwrap();
-    std::fs::copy(
-        src.join("marker-initrd.gz"),
-        assets.join("agent/initramfs.cpio.gz"),
-    )
-    .unwrap();
-    let cfg = lab.write(
-        "rackboot.toml",
+    qemu::boot_segment(
+        tag,
         "[boot]\nagent_cmdline = \"console=ttyS0 panic=-1\"\n",
-    );
-    lab.rackboot(&appl, &assets, &["--config", cfg.to_str().unwrap()]);
-    (lab, appl)
+        &[
+            ("tftp/undionly.kpxe", "tftp/undionly.kpxe"),
+            ("tftp/ipxe.efi", "tftp/ipxe.efi"),
+            ("tftp/snponly.efi", "tftp/snponly.efi"),
+            ("vmlinuz", "agent/vmlinuz"),
+            ("marker-initrd.gz", "agent/initramfs.cpio.gz"),
+        ],
+    )
 }
 
 fn set_boot_mode(lab: &Lab, appl: &Host, machine: &str, body: &str) {

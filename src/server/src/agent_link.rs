@@ -39,36 +39,36 @@ impl AgentLinkService {
     pub fn into_server(self) -> AgentLinkServer<Self> {
         AgentLinkServer::new(self)
     }
+}
 
-    /// The machine an agent belongs to: by id, UUID or boot MAC; unknown ones are discovered.
-    fn machine_for(&self, h: &Hello) -> Result<String, Status> {
-        for key in [&h.machine_id, &h.uuid, &h.boot_mac] {
-            if !key.is_empty() {
-                if let Ok(m) = self.inventory.find(key) {
-                    return Ok(m.id);
-                }
+/// The machine an agent belongs to: by id, UUID or boot MAC; unknown ones are discovered.
+fn machine_for(inventory: &Inventory, h: &Hello) -> Result<String, String> {
+    for key in [&h.machine_id, &h.uuid, &h.boot_mac] {
+        if !key.is_empty() {
+            if let Ok(m) = inventory.find(key) {
+                return Ok(m.id);
             }
         }
-        let mac = rackboot_store::model::normalize_mac(&h.boot_mac)
-            .and_then(|m| hex::decode(m.replace(':', "")).ok())
-            .and_then(|v| <[u8; 6]>::try_from(v).ok())
-            .ok_or_else(|| Status::not_found("unknown machine and no usable boot MAC in Hello"))?;
-        let uuid = rackboot_store::model::normalize_uuid(&h.uuid)
-            .and_then(|u| hex::decode(u.replace('-', "")).ok())
-            .and_then(|v| <[u8; 16]>::try_from(v).ok());
-        let s = Sighting {
-            mac,
-            uuid,
-            arch: None,
-            vendor_class: None,
-            via: "agent",
-            note: None,
-        };
-        self.inventory
-            .record_sighting(&s)
-            .map(|m| m.id)
-            .map_err(|e| Status::internal(e.to_string()))
     }
+    let mac = rackboot_store::model::normalize_mac(&h.boot_mac)
+        .and_then(|m| hex::decode(m.replace(':', "")).ok())
+        .and_then(|v| <[u8; 6]>::try_from(v).ok())
+        .ok_or_else(|| "unknown machine and no usable boot MAC in Hello".to_string())?;
+    let uuid = rackboot_store::model::normalize_uuid(&h.uuid)
+        .and_then(|u| hex::decode(u.replace('-', "")).ok())
+        .and_then(|v| <[u8; 16]>::try_from(v).ok());
+    let s = Sighting {
+        mac,
+        uuid,
+        arch: None,
+        vendor_class: None,
+        via: "agent",
+        note: None,
+    };
+    inventory
+        .record_sighting(&s)
+        .map(|m| m.id)
+        .map_err(|e| e.to_string())
 }
 
 /// How long an agent may stay silent (it heartbeats every 10 s) before its session is dropped.
@@ -93,14 +93,12 @@ impl AgentLink for AgentLinkService {
             return Err(Status::invalid_argument("the first message must be Hello"));
         };
         let inv = self.inventory.clone();
-        let id = {
-            let me =
-                AgentLinkService::new(inv.clone(), self.agents.clone(), self.lifecycle.clone());
-            let h = hello.clone();
-            tokio::task::spawn_blocking(move || me.machine_for(&h))
-                .await
-                .map_err(|e| Status::internal(e.to_string()))??
-        };
+        let h = hello.clone();
+        let inv2 = inv.clone();
+        let id = tokio::task::spawn_blocking(move || machine_for(&inv2, &h))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(Status::not_found)?;
         let (cmd_tx, mut cmd_rx) = mpsc::channel::<AgentCommand>(8);
         let conn = self.agents.register(&id, cmd_tx);
         inv.event(
@@ -150,11 +148,10 @@ impl AgentLink for AgentLinkService {
                                 let _ = tokio::task::spawn_blocking(move || store_hardware(&inv2, &id2, hw)).await;
                                 lifecycle.notify(&id, Input::AgentReport);
                             }
-                            Some(agent_message::Msg::Result(r)) => {
-                                if pending.remove(&r.command_id) == Some("wipe") {
-                                    inv.event(&id, "agent", &if r.ok { format!("wipe done: {}", r.detail_json) } else { format!("wipe failed: {}", r.error) });
-                                    lifecycle.notify(&id, Input::WipeDone { ok: r.ok, error: r.error });
-                                }
+                            Some(agent_message::Msg::Result(r)) if pending.remove(&r.command_id) == Some("wipe") => {
+                                let msg = if r.ok { format!("wipe done: {}", r.detail_json) } else { format!("wipe failed: {}", r.error) };
+                                inv.event(&id, "agent", &msg);
+                                lifecycle.notify(&id, Input::WipeDone { ok: r.ok, error: r.error });
                             }
                             Some(agent_message::Msg::Progress(p)) if p.total_bytes > 0 => {
                                 let pct = p.done_bytes.saturating_mul(100) / p.total_bytes;

@@ -15,6 +15,8 @@ pub mod metrics;
 pub mod net;
 pub mod power;
 mod serve;
+#[cfg(test)]
+mod test_support;
 pub mod tftp;
 pub mod web;
 

@@ -373,22 +373,16 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::api::NewMachine;
-    use rackboot_store::{Profile, Sealer, SledStore, Store};
+    use rackboot_store::Profile;
 
     fn setup() -> (tempfile::TempDir, Arc<Reconciler>, Inventory) {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(SledStore::temporary().unwrap());
-        let sealer = Arc::new(Sealer::open_or_create(&dir.path().join("k")).unwrap());
-        let inv = Inventory::new(store, sealer);
-        let power = Arc::new(PowerService::new(
+        let inv = crate::test_support::inventory(dir.path());
+        let (r, _rx) = Reconciler::new(
             inv.clone(),
-            crate::power::PowerConfig {
-                pacing: Default::default(),
-                poll_interval: Duration::from_secs(60),
-                max_parallel: 2,
-            },
-        ));
-        let (r, _rx) = Reconciler::new(inv.clone(), power, Config::default());
+            crate::test_support::power(&inv),
+            Config::default(),
+        );
         (dir, r, inv)
     }
 
@@ -485,14 +479,7 @@ mod tests {
 
         // Restart-safety: a fresh reconciler over the same store resumes, resending the wipe to a
         // newly connected agent, never repeating anything else.
-        let power = Arc::new(PowerService::new(
-            inv.clone(),
-            crate::power::PowerConfig {
-                pacing: Default::default(),
-                poll_interval: Duration::from_secs(60),
-                max_parallel: 2,
-            },
-        ));
+        let power = crate::test_support::power(&inv);
         let (r2, _rx) = Reconciler::new(inv.clone(), power, Config::default());
         let (tx, mut agent2) = mpsc::channel(4);
         let _conn = r2.agents.register(&id, tx);

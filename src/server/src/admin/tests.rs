@@ -4,7 +4,6 @@ use super::*;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use rackboot_store::{Sealer, SledStore};
 use tower::ServiceExt;
 
 struct Env {
@@ -13,28 +12,7 @@ struct Env {
 }
 
 fn env(loopback: bool) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn rackboot_store::Store> = Arc::new(SledStore::temporary().unwrap());
-    let sealer = Arc::new(Sealer::open_or_create(&dir.path().join("secret.key")).unwrap());
-    let inventory = Inventory::new(store, sealer);
-    let power = Arc::new(crate::power::PowerService::new(
-        inventory.clone(),
-        crate::power::PowerConfig {
-            pacing: Default::default(),
-            poll_interval: std::time::Duration::from_secs(60),
-            max_parallel: 4,
-        },
-    ));
-    let lifecycle =
-        crate::lifecycle::Reconciler::new(inventory.clone(), power.clone(), Default::default()).0;
-    let state = AdminState {
-        inventory,
-        power,
-        lifecycle,
-        metrics: Arc::new(Metrics::new()),
-        token: Arc::new(AdminToken::fixed("s3cret-token")),
-        loopback,
-    };
+    let (dir, state) = crate::test_support::admin_state(loopback, "s3cret-token");
     Env { _dir: dir, state }
 }
 

@@ -1,13 +1,10 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-use crate::admin::{router, AdminToken, ROUTES};
-use crate::inventory::Inventory;
-use crate::metrics::Metrics;
+use crate::admin::{router, ROUTES};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use rackboot_store::{Sealer, SledStore};
 use tower::ServiceExt;
 
 const TOKEN: &str = "s3cret-admin-token-for-tests";
@@ -20,28 +17,7 @@ struct Env {
 }
 
 fn env(loopback: bool) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SledStore::temporary().unwrap());
-    let sealer = Arc::new(Sealer::open_or_create(&dir.path().join("secret.key")).unwrap());
-    let inventory = Inventory::new(store, sealer);
-    let power = Arc::new(crate::power::PowerService::new(
-        inventory.clone(),
-        crate::power::PowerConfig {
-            pacing: Default::default(),
-            poll_interval: std::time::Duration::from_secs(60),
-            max_parallel: 4,
-        },
-    ));
-    let lifecycle =
-        crate::lifecycle::Reconciler::new(inventory.clone(), power.clone(), Default::default()).0;
-    let state = AdminState {
-        inventory,
-        power,
-        lifecycle,
-        metrics: Arc::new(Metrics::new()),
-        token: Arc::new(AdminToken::fixed(TOKEN)),
-        loopback,
-    };
+    let (dir, state) = crate::test_support::admin_state(loopback, TOKEN);
     let app = router(state.clone());
     Env {
         _dir: dir,
@@ -480,7 +456,7 @@ async fn event_stream_sends_machine_events_with_the_machine() {
 
 #[test]
 fn tail_events_is_newest_first() {
-    let store: Arc<dyn Store> = Arc::new(SledStore::temporary().unwrap());
+    let store: Arc<dyn Store> = Arc::new(rackboot_store::SledStore::temporary().unwrap());
     for i in 0..50 {
         let m = if i % 2 == 0 { "a" } else { "b" };
         store.append_event(m, "k", &format!("{i}")).unwrap();

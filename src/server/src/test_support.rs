@@ -1,0 +1,46 @@
+//! Shared set-up for the server's unit tests: an admin state over a temporary store.
+#![allow(clippy::unwrap_used)]
+
+use crate::admin::{AdminState, AdminToken};
+use crate::inventory::Inventory;
+use crate::lifecycle::Reconciler;
+use crate::metrics::Metrics;
+use crate::power::{PowerConfig, PowerService};
+use rackboot_store::{Sealer, SledStore, Store};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// An inventory over a temporary sled store, with its key in `dir`.
+pub fn inventory(dir: &std::path::Path) -> Inventory {
+    let store: Arc<dyn Store> = Arc::new(SledStore::temporary().unwrap());
+    let sealer = Arc::new(Sealer::open_or_create(&dir.join("secret.key")).unwrap());
+    Inventory::new(store, sealer)
+}
+
+pub fn power(inventory: &Inventory) -> Arc<PowerService> {
+    Arc::new(PowerService::new(
+        inventory.clone(),
+        PowerConfig {
+            pacing: Default::default(),
+            poll_interval: Duration::from_secs(60),
+            max_parallel: 4,
+        },
+    ))
+}
+
+/// A complete admin state (the temp dir must outlive it).
+pub fn admin_state(loopback: bool, token: &str) -> (tempfile::TempDir, AdminState) {
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = inventory(dir.path());
+    let power = power(&inventory);
+    let lifecycle = Reconciler::new(inventory.clone(), power.clone(), Default::default()).0;
+    let state = AdminState {
+        inventory,
+        power,
+        lifecycle,
+        metrics: Arc::new(Metrics::new()),
+        token: Arc::new(AdminToken::fixed(token)),
+        loopback,
+    };
+    (dir, state)
+}
