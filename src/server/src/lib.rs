@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod agent_link;
 pub mod api;
+pub mod asset_cache;
 pub mod boot_http;
 pub mod dhcp;
 pub mod files;

@@ -403,6 +403,7 @@ mod tests {
                 initrds: vec![],
                 cmdline: String::new(),
                 script: None,
+                sha256: Default::default(),
             })
             .unwrap();
 

@@ -182,11 +182,16 @@ async fn start_boot_http(
         })?;
     let local = listener.local_addr().unwrap_or(addr);
     let ip = advertise.map(IpAddr::V4).unwrap_or(local.ip());
+    let cache = Arc::new(crate::asset_cache::AssetCache::new(
+        cfg.data_dir.join("cache"),
+    ));
     let boot = boot_http::BootHttp {
         inventory: shared.inventory.clone(),
         metrics: shared.metrics.clone(),
         tftp_files,
         assets: Arc::new(files::BootFiles::new(cfg.assets_dir.clone())),
+        cache: cache.clone(),
+        cached_files: Arc::new(files::BootFiles::new(cache.content_dir())),
         sightings,
         lifecycle: Some(lifecycle),
         appliance: SocketAddr::new(ip, local.port()).to_string(),

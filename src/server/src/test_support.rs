@@ -7,6 +7,8 @@ use crate::lifecycle::Reconciler;
 use crate::metrics::Metrics;
 use crate::power::{PowerConfig, PowerService};
 use rackboot_store::{Sealer, SledStore, Store};
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,4 +45,28 @@ pub fn admin_state(loopback: bool, token: &str) -> (tempfile::TempDir, AdminStat
         loopback,
     };
     (dir, state)
+}
+
+/// A one-file HTTP server on 127.0.0.1 counting requests (answers slowly, to overlap them).
+pub fn upstream(body: &'static [u8]) -> (String, Arc<AtomicUsize>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/vmlinuz", l.local_addr().unwrap());
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            h.fetch_add(1, Ordering::SeqCst);
+            let mut req = [0u8; 1024];
+            let _ = s.read(&mut req);
+            std::thread::sleep(Duration::from_millis(300));
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(body);
+        }
+    });
+    (url, hits)
 }

@@ -152,6 +152,10 @@ pub struct Profile {
     /// A raw iPXE script instead of kernel/initrds.
     #[serde(default)]
     pub script: Option<String>,
+    /// Expected SHA-256 (hex) of files named by URL: URL → hash. URL-named files are fetched
+    /// once into the appliance's cache and served from there.
+    #[serde(default)]
+    pub sha256: std::collections::BTreeMap<String, String>,
 }
 
 /// One entry of a machine's append-only event log.

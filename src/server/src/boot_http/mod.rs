@@ -27,6 +27,10 @@ pub struct BootHttp {
     pub metrics: Arc<Metrics>,
     pub tftp_files: Arc<BootFiles>,
     pub assets: Arc<BootFiles>,
+    /// Profile files named by URL, fetched once and served from `/cache/<key>`.
+    pub cache: Arc<crate::asset_cache::AssetCache>,
+    /// `cache.content_dir()` as a file root (shared in memory like the other boot files).
+    pub cached_files: Arc<BootFiles>,
     pub sightings: mpsc::Sender<Sighting>,
     /// Boot requests feed the lifecycle (PXE seen, profile served).
     pub lifecycle: Option<crate::lifecycle::LifecycleHandle>,
@@ -43,6 +47,7 @@ pub fn router(state: BootHttp) -> Router {
         .route("/tftp/{*path}", get(tftp_file))
         .route("/assets/{*path}", get(asset_file))
         .route("/config", get(config_doc))
+        .route("/cache/{key}", get(cached_file))
         .fallback(|| async { text(StatusCode::NOT_FOUND, "not found\n".into()) })
         .with_state(state)
 }
@@ -188,8 +193,12 @@ fn mode_for(s: &BootHttp, m: Option<&Machine>) -> Result<(BootMode, &'static str
                 (Some(script), _) => (BootMode::Script(script), "profile"),
                 (None, Some(kernel)) => (
                     BootMode::Profile {
-                        kernel,
-                        initrds: p.initrds,
+                        kernel: s.via_cache(&kernel, &p.sha256),
+                        initrds: p
+                            .initrds
+                            .iter()
+                            .map(|i| s.via_cache(i, &p.sha256))
+                            .collect(),
                         cmdline: p.cmdline,
                     },
                     "profile",
@@ -202,6 +211,48 @@ fn mode_for(s: &BootHttp, m: Option<&Machine>) -> Result<(BootMode, &'static str
             }
         }
     })
+}
+
+impl BootHttp {
+    /// A profile file named by `http(s)://` URL is served from the appliance's cache instead.
+    fn via_cache(&self, file: &str, sums: &std::collections::BTreeMap<String, String>) -> String {
+        if file.starts_with("http://") || file.starts_with("https://") {
+            let key = self
+                .cache
+                .register(file, sums.get(file).map(String::as_str));
+            format!("http://{}/cache/{key}", self.appliance)
+        } else {
+            file.to_string()
+        }
+    }
+}
+
+/// `GET /cache/<key>`: a remote profile file, fetched on first use (once), then from disk.
+async fn cached_file(
+    State(s): State<BootHttp>,
+    Path(key): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return text(StatusCode::NOT_FOUND, "not found\n".into());
+    }
+    match s.cache.ensure(&key).await {
+        Ok(hash) => {
+            count(&s, "cache", "ok");
+            serve_file(&s.cached_files, &hash, &method, &headers)
+                .await
+                .unwrap_or_else(|e| e)
+        }
+        Err(crate::asset_cache::CacheError::UnknownKey) => {
+            text(StatusCode::NOT_FOUND, "not found\n".into())
+        }
+        Err(e) => {
+            count(&s, "cache", "failed");
+            tracing::warn!(error = %e, "boot asset not cached");
+            text(StatusCode::BAD_GATEWAY, format!("{e}\n"))
+        }
+    }
 }
 
 async fn serve_file(

@@ -32,6 +32,10 @@ fn env() -> Env {
         metrics: Arc::new(Metrics::new()),
         tftp_files: Arc::new(BootFiles::new(tftp)),
         assets: Arc::new(BootFiles::new(dir.path().join("assets"))),
+        cache: Arc::new(crate::asset_cache::AssetCache::new(
+            dir.path().join("cache"),
+        )),
+        cached_files: Arc::new(BootFiles::new(dir.path().join("cache/sha256"))),
         sightings: tx,
         lifecycle: None,
         appliance: "10.99.0.2:50042".into(),
@@ -136,6 +140,7 @@ async fn stored_modes_are_rendered() {
             initrds: vec!["demo/initrd.gz".into()],
             cmdline: "console=ttyS0 id=${machine} at=${appliance}".into(),
             script: None,
+            sha256: Default::default(),
         })
         .unwrap();
     let mut stored = stored;
@@ -243,6 +248,60 @@ async fn files_support_range_head_etag_and_refuse_traversal() {
     }
     assert_eq!(
         get(&e, "GET", "/tftp/nothere.efi", &[]).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_profiles_are_served_from_the_cache() {
+    let e = env();
+    let (url, hits) = crate::test_support::upstream(b"remote kernel");
+    let inv = &e.state.inventory;
+    inv.store()
+        .put_profile(&Profile {
+            name: "remote".into(),
+            kernel: Some(url.clone()),
+            initrds: vec![],
+            cmdline: "console=ttyS0".into(),
+            script: None,
+            sha256: [(
+                url.clone(),
+                crate::asset_cache::hex_sha256(b"remote kernel"),
+            )]
+            .into_iter()
+            .collect(),
+        })
+        .unwrap();
+    inv.add(crate::api::NewMachine {
+        macs: vec!["52:54:00:99:00:10".into()],
+        boot_mode: Some(BootModeSetting::Profile {
+            profile: "remote".into(),
+        }),
+        ..Default::default()
+    })
+    .unwrap();
+    let (status, _, body) = get(&e, "GET", &format!("/ipxe/boot.ipxe?{Q}"), &[]).await;
+    let body = String::from_utf8_lossy(&body).to_string();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let key = crate::asset_cache::url_key(&url);
+    assert!(
+        body.contains(&format!("http://10.99.0.2:50042/cache/{key}")),
+        "{body}"
+    );
+    assert!(
+        !body.contains(&url),
+        "machines must not fetch from upstream: {body}"
+    );
+    for _ in 0..2 {
+        let (status, _, got) = get(&e, "GET", &format!("/cache/{key}"), &[]).await;
+        assert_eq!(
+            (status, got.as_slice()),
+            (StatusCode::OK, &b"remote kernel"[..])
+        );
+    }
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(
+        get(&e, "GET", "/cache/not-a-key", &[]).await.0,
         StatusCode::NOT_FOUND
     );
 }
