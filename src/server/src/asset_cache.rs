@@ -34,11 +34,14 @@ pub enum CacheError {
     UnknownKey,
 }
 
+/// One fetch in flight: its result (the content hash), shared by every waiter.
+type Fetch = OnceCell<Result<String, CacheError>>;
+
 pub struct AssetCache {
     dir: PathBuf,
     agent: ureq::Agent,
     /// Single-flight: one fetch per URL key at a time.
-    inflight: Mutex<HashMap<String, Arc<OnceCell<Result<String, CacheError>>>>>,
+    inflight: Mutex<HashMap<String, Arc<Fetch>>>,
     /// URL key → URL, for keys rendered into scripts (so `/cache/<key>` can fetch on demand).
     known: Mutex<HashMap<String, (String, Option<String>)>>,
 }
