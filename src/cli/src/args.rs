@@ -53,6 +53,11 @@ pub enum Command {
     Bmc(Box<BmcArgs>),
     /// Print the version.
     Version,
+    /// Shell completions: `rackboot completions bash > /etc/bash_completion.d/rackboot`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -144,11 +149,16 @@ pub struct ClientArgs {
 pub enum Output {
     Table,
     Json,
+    Yaml,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum MachinesCmd {
-    List,
+    List {
+        /// Redraw every 2 seconds until interrupted.
+        #[arg(long)]
+        watch: bool,
+    },
     Show {
         machine: String,
     },

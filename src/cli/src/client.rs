@@ -102,7 +102,14 @@ fn lifecycle(c: &Client, machine: &str, action: &str, body: Value) -> Result<Val
 pub fn machines(args: &ClientArgs, cmd: MachinesCmd) -> Result<i32> {
     let c = Client::new(args)?;
     let out = match cmd {
-        MachinesCmd::List => c.call("GET", "/api/v1/machines", None)?,
+        MachinesCmd::List { watch: true } => loop {
+            let v = c.call("GET", "/api/v1/machines", None)?;
+            // Clear the screen and redraw (plain ANSI; no terminal library needed).
+            print!("\x1b[2J\x1b[H");
+            print(args.output, &v);
+            std::thread::sleep(std::time::Duration::from_secs(2));
+        },
+        MachinesCmd::List { watch: false } => c.call("GET", "/api/v1/machines", None)?,
         MachinesCmd::Show { machine } => {
             c.call("GET", &format!("/api/v1/machines/{}", enc(&machine)), None)?
         }
@@ -195,8 +202,8 @@ pub fn power(args: &ClientArgs, action: &str, machine: &str, pxe: bool, efi: boo
         &format!("/api/v1/machines/{}/power", enc(machine)),
         Some(body),
     )?;
-    if args.output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    if args.output != Output::Table {
+        print(args.output, &v);
     } else {
         let power = v.get("power").and_then(Value::as_str).unwrap_or("unknown");
         let id = v.get("machine").and_then(Value::as_str).unwrap_or(machine);
@@ -237,8 +244,8 @@ pub fn profiles(args: &ClientArgs, cmd: ProfilesCmd) -> Result<i32> {
             )?
         }
     };
-    if args.output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    if args.output != Output::Table {
+        print(args.output, &out);
     } else {
         for p in out.as_array().cloned().unwrap_or_else(|| vec![out.clone()]) {
             let s = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("-").to_string();
@@ -253,9 +260,66 @@ pub fn profiles(args: &ClientArgs, cmd: ProfilesCmd) -> Result<i32> {
     Ok(0)
 }
 
+/// YAML for a JSON value (block style; strings always quoted, so no YAML type surprises).
+pub fn yaml(v: &Value, indent: usize, out: &mut String) {
+    let pad = "  ".repeat(indent);
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            for (k, val) in m {
+                match val {
+                    Value::Object(o) if !o.is_empty() => {
+                        out.push_str(&format!("{pad}{k}:\n"));
+                        yaml(val, indent + 1, out);
+                    }
+                    Value::Array(a) if !a.is_empty() => {
+                        out.push_str(&format!("{pad}{k}:\n"));
+                        yaml(val, indent + 1, out);
+                    }
+                    scalar => out.push_str(&format!("{pad}{k}: {}\n", yaml_scalar(scalar))),
+                }
+            }
+        }
+        Value::Array(a) if !a.is_empty() => {
+            for item in a {
+                match item {
+                    Value::Object(o) if !o.is_empty() => {
+                        let mut inner = String::new();
+                        yaml(item, indent + 1, &mut inner);
+                        let trimmed = inner.trim_start();
+                        out.push_str(&format!("{pad}- {trimmed}"));
+                    }
+                    Value::Array(_) => {
+                        out.push_str(&format!("{pad}-\n"));
+                        yaml(item, indent + 1, out);
+                    }
+                    scalar => out.push_str(&format!("{pad}- {}\n", yaml_scalar(scalar))),
+                }
+            }
+        }
+        scalar => out.push_str(&format!("{pad}{}\n", yaml_scalar(scalar))),
+    }
+}
+
+fn yaml_scalar(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => serde_json::to_string(s).unwrap_or_default(),
+        Value::Array(_) => "[]".into(),
+        Value::Object(_) => "{}".into(),
+    }
+}
+
 fn print(output: Output, v: &Value) {
     if output == Output::Json {
         println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+        return;
+    }
+    if output == Output::Yaml {
+        let mut s = String::new();
+        yaml(v, 0, &mut s);
+        print!("{s}");
         return;
     }
     let rows: Vec<&Value> = match v {

@@ -12,6 +12,15 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            use std::io::Write;
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "rackboot", &mut buf);
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let _ = std::io::stdout().write_all(&buf);
+            Ok(0)
+        }
         Command::Version => {
             println!("rackboot {}", env!("CARGO_PKG_VERSION"));
             Ok(0)

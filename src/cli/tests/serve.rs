@@ -381,3 +381,59 @@ fn boot_modes_and_profiles_through_the_cli() {
     ok(&["profiles", "remove", "demo"]);
     assert!(!ok(&["profiles", "list"]).contains("demo"));
 }
+
+#[test]
+fn yaml_output_and_completions() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = free_port();
+    let _s = serve(&data, port);
+    let out = cli(
+        port,
+        &data,
+        &[
+            "machines",
+            "add",
+            "--name",
+            "y1",
+            "--mac",
+            "52:54:00:99:00:31",
+            "-o",
+            "yaml",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let y = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        y.contains("name: \"y1\"") && y.contains("macs:\n  - \"52:54:00:99:00:31\""),
+        "{y}"
+    );
+    let out = cli(port, &data, &["machines", "list", "-o", "yaml"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("- "),
+        "a list is a YAML sequence"
+    );
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(BIN)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("machines"),
+            "{shell}"
+        );
+    }
+    // Helpful errors: an unreachable server and a missing machine.
+    let out = Command::new(BIN)
+        .args(["machines", "list", "--server", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the rackboot server"));
+    let out = cli(port, &data, &["machines", "show", "nope"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
+}

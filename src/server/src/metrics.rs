@@ -4,6 +4,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
@@ -37,6 +38,24 @@ pub struct Metrics {
     pub http: Family<KindLabels, Counter>,
     pub tftp_bytes: Counter,
     pub tftp_active: Gauge,
+    /// Seconds to answer `GET /ipxe/boot.ipxe`.
+    pub boot_script_seconds: Histogram,
+    /// Seconds of completed TFTP transfers.
+    pub tftp_transfer_seconds: Histogram,
+    /// Seconds of BMC calls, by driver (`ipmi`, `redfish`) and outcome (`ok`, `error`).
+    pub bmc_call_seconds: Family<KindLabels, Histogram>,
+    /// Failed BMC calls by machine.
+    pub bmc_failures: Family<ReasonLabels, Counter>,
+    /// Machines by lifecycle state (sampled at scrape time).
+    pub machines: Family<ReasonLabels, Gauge>,
+}
+
+fn seconds_buckets() -> impl Iterator<Item = f64> {
+    [
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        60.0,
+    ]
+    .into_iter()
 }
 
 impl Metrics {
@@ -97,7 +116,43 @@ impl Metrics {
             "TFTP transfers in progress",
             tftp_active.clone(),
         );
+        let boot_script_seconds = Histogram::new(seconds_buckets());
+        registry.register(
+            "boot_script_seconds",
+            "Time to answer boot.ipxe",
+            boot_script_seconds.clone(),
+        );
+        let tftp_transfer_seconds = Histogram::new(seconds_buckets());
+        registry.register(
+            "tftp_transfer_seconds",
+            "Duration of completed TFTP transfers",
+            tftp_transfer_seconds.clone(),
+        );
+        let bmc_call_seconds: Family<KindLabels, Histogram> =
+            Family::new_with_constructor(|| Histogram::new(seconds_buckets()));
+        registry.register(
+            "bmc_call_seconds",
+            "BMC calls by driver (kind) and outcome (detail)",
+            bmc_call_seconds.clone(),
+        );
+        let bmc_failures = Family::default();
+        registry.register(
+            "bmc_failures",
+            "Failed BMC calls, by machine (reason label)",
+            bmc_failures.clone(),
+        );
+        let machines = Family::default();
+        registry.register(
+            "machines",
+            "Machines by lifecycle state (reason label)",
+            machines.clone(),
+        );
         Self {
+            boot_script_seconds,
+            tftp_transfer_seconds,
+            bmc_call_seconds,
+            bmc_failures,
+            machines,
             registry: Mutex::new(registry),
             started: Instant::now(),
             uptime,
@@ -122,6 +177,18 @@ impl Metrics {
     }
 
     /// Prometheus text exposition, with the sampled gauges refreshed.
+    /// Record the number of machines per state (called at scrape time).
+    pub fn set_machine_states<'a>(&self, states: impl Iterator<Item = &'a str>) {
+        self.machines.clear();
+        for st in states {
+            self.machines
+                .get_or_create(&ReasonLabels {
+                    reason: st.to_string(),
+                })
+                .inc();
+        }
+    }
+
     pub fn render(&self, store_size: u64) -> String {
         self.uptime.set(self.started.elapsed().as_secs_f64());
         self.store_bytes

@@ -40,6 +40,7 @@ pub struct PowerService {
     cfg: PowerConfig,
     bmcs: Mutex<HashMap<String, (String, Arc<Paced>)>>,
     parallel: Semaphore,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// What the API answers.
@@ -65,6 +66,39 @@ impl PowerService {
             cfg,
             bmcs: Mutex::new(HashMap::new()),
             parallel,
+            metrics: None,
+        }
+    }
+
+    /// Record BMC call latency and failures in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn observe(&self, m: &Machine, started: std::time::Instant, ok: bool) {
+        let Some(metrics) = &self.metrics else { return };
+        let driver = m
+            .bmc
+            .as_ref()
+            .and_then(|b| b.url.split("://").next())
+            .unwrap_or("none")
+            .to_string();
+        let labels = crate::metrics::KindLabels {
+            kind: driver,
+            detail: if ok { "ok" } else { "error" }.into(),
+        };
+        metrics
+            .bmc_call_seconds
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        if !ok {
+            metrics
+                .bmc_failures
+                .get_or_create(&crate::metrics::ReasonLabels {
+                    reason: m.id.clone(),
+                })
+                .inc();
         }
     }
 
@@ -114,10 +148,12 @@ impl PowerService {
         let bmc = self.bmc_for(&m)?;
         let label = action.map_or("status".to_string(), |a| format!("{a:?}").to_lowercase());
         let _permit = self.parallel.acquire().await.ok();
+        let started = std::time::Instant::now();
         let result = match action {
             None => bmc.power_state().await,
             Some(a) => bmc.power(a).await,
         };
+        self.observe(&m, started, result.is_ok());
         match result {
             Ok(state) => {
                 if let Err(e) = self.inventory.set_power(&m.id, to_store(state)) {

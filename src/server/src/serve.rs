@@ -127,18 +127,21 @@ fn start_power_and_lifecycle(
     services: &mut Services,
     stop: &watch::Receiver<bool>,
 ) -> (Arc<power::PowerService>, Arc<lifecycle::Reconciler>) {
-    let power = Arc::new(power::PowerService::new(
-        shared.inventory.clone(),
-        power::PowerConfig {
-            pacing: rackboot_bmc::PacingConfig {
-                min_interval: Duration::from_millis(cfg.bmc_min_interval_ms),
-                verify_timeout: Duration::from_secs(cfg.bmc_verify_timeout_secs),
-                ..Default::default()
+    let power = Arc::new(
+        power::PowerService::new(
+            shared.inventory.clone(),
+            power::PowerConfig {
+                pacing: rackboot_bmc::PacingConfig {
+                    min_interval: Duration::from_millis(cfg.bmc_min_interval_ms),
+                    verify_timeout: Duration::from_secs(cfg.bmc_verify_timeout_secs),
+                    ..Default::default()
+                },
+                poll_interval: Duration::from_secs(cfg.bmc_poll_interval_secs.max(1)),
+                max_parallel: cfg.bmc_max_parallel as usize,
             },
-            poll_interval: Duration::from_secs(cfg.bmc_poll_interval_secs.max(1)),
-            max_parallel: cfg.bmc_max_parallel as usize,
-        },
-    ));
+        )
+        .with_metrics(shared.metrics.clone()),
+    );
     if cfg.bmc_poll_interval_secs > 0 {
         services.spawn(power.clone().poll_loop(stop.clone()));
     }

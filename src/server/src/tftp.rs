@@ -234,7 +234,10 @@ impl TftpService {
 
     fn finish(&self, t: &Transfer) {
         match t.outcome() {
-            Some(Outcome::Completed { bytes, .. }) => {
+            Some(Outcome::Completed { bytes, elapsed, .. }) => {
+                self.metrics
+                    .tftp_transfer_seconds
+                    .observe(elapsed.as_secs_f64());
                 self.metrics.tftp_bytes.inc_by(*bytes);
                 self.count("completed", "");
             }

@@ -109,6 +109,18 @@ async fn healthz() -> &'static str {
 }
 
 async fn metrics(axum::extract::State(s): axum::extract::State<AdminState>) -> Response {
+    let machines = s.inventory.store().list_machines().unwrap_or_default();
+    let states: Vec<String> = machines
+        .iter()
+        .map(|m| {
+            serde_json::to_value(m.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        })
+        .collect();
+    s.metrics
+        .set_machine_states(states.iter().map(String::as_str));
     let body = s.metrics.render(s.inventory.store().size_on_disk());
     (
         [(

@@ -80,6 +80,15 @@ fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
 }
 
 async fn boot_ipxe(State(s): State<BootHttp>, RawQuery(q): RawQuery) -> Response {
+    let started = std::time::Instant::now();
+    let resp = boot_ipxe_inner(&s, q).await;
+    s.metrics
+        .boot_script_seconds
+        .observe(started.elapsed().as_secs_f64());
+    resp
+}
+
+async fn boot_ipxe_inner(s: &BootHttp, q: Option<String>) -> Response {
     let query = match BootQuery::parse(q.as_deref().unwrap_or("")) {
         Ok(q) => q,
         Err(e) => {
