@@ -92,7 +92,7 @@ async fn boot_ipxe_inner(s: &BootHttp, q: Option<String>) -> Response {
     let query = match BootQuery::parse(q.as_deref().unwrap_or("")) {
         Ok(q) => q,
         Err(e) => {
-            count(&s, "boot_refused", "bad_query");
+            count(s, "boot_refused", "bad_query");
             return text(StatusCode::BAD_REQUEST, format!("bad boot query: {e}\n"));
         }
     };
@@ -108,10 +108,10 @@ async fn boot_ipxe_inner(s: &BootHttp, q: Option<String>) -> Response {
                 .unwrap_or_else(|| query.uuid.clone())
         }),
     };
-    let (mode, label) = match mode_for(&s, machine.as_ref()) {
+    let (mode, label) = match mode_for(s, machine.as_ref()) {
         Ok(m) => m,
         Err(msg) => {
-            count(&s, "boot_refused", "profile");
+            count(s, "boot_refused", "profile");
             return text(StatusCode::INTERNAL_SERVER_ERROR, format!("{msg}\n"));
         }
     };
@@ -134,10 +134,10 @@ async fn boot_ipxe_inner(s: &BootHttp, q: Option<String>) -> Response {
             note: Some(format!("boot.ipxe served: {label}")),
         };
         if s.sightings.try_send(sighting).is_err() {
-            count(&s, "sighting_dropped", "queue_full");
+            count(s, "sighting_dropped", "queue_full");
         }
     }
-    count(&s, "boot", label);
+    count(s, "boot", label);
     if let (Some(l), Some(m)) = (&s.lifecycle, &machine) {
         l.notify(&m.id, rackboot_lifecycle::Input::PxeSeen);
         if label == "profile" {
