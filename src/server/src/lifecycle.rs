@@ -288,24 +288,23 @@ impl Reconciler {
                     .pxe_once(&m.id, is_efi(m))
                     .await
                     .map_err(|e| e.to_string()),
-                Action::PowerOn => self
-                    .power
-                    .act(&m.id, Some(PowerAction::On))
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string()),
-                Action::PowerCycle => self
-                    .power
-                    .act(&m.id, Some(PowerAction::Cycle))
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string()),
-                Action::PowerOff => self
-                    .power
-                    .act(&m.id, Some(PowerAction::Off))
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string()),
+                Action::PowerOn | Action::PowerCycle | Action::PowerOff => {
+                    let p = match a {
+                        Action::PowerOn => PowerAction::On,
+                        Action::PowerCycle => PowerAction::Cycle,
+                        _ => PowerAction::Off,
+                    };
+                    // Off or a reboot ends the agent's session, even if its TCP connection
+                    // has not noticed yet.
+                    if p != PowerAction::On {
+                        self.agents.drop_link(&m.id);
+                    }
+                    self.power
+                        .act(&m.id, Some(p))
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }
                 Action::AgentWipe { full } => {
                     let r = self.agents.send(&m.id, AgentCommand::Wipe { full: *full });
                     if r.is_ok() {
