@@ -158,6 +158,7 @@ fn server_powers_a_registered_machine_through_its_bmc() {
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["power"], "on");
+    assert_eq!(v["bmc"]["health"]["reachable"], true, "{v}");
     let (code, out, err) = cli(&["power", "off", "rf1"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("power is off"), "{out}");

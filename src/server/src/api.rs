@@ -43,6 +43,8 @@ pub struct BmcView {
     pub username: String,
     pub password_set: bool,
     pub insecure_tls: bool,
+    /// Last call outcome; `None` until the BMC was first talked to.
+    pub health: Option<rackboot_store::BmcHealth>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -79,6 +81,7 @@ impl From<&Machine> for MachineView {
                 username: b.username.clone(),
                 password_set: !b.password_sealed.is_empty(),
                 insecure_tls: b.insecure_tls,
+                health: b.health.clone(),
             }),
             hardware: m.hardware.clone(),
             boot: m.boot.clone(),

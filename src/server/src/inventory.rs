@@ -70,6 +70,45 @@ impl Inventory {
         }
     }
 
+    /// Record whether the machine's BMC answered (written only when it changes, or hourly).
+    pub fn set_bmc_health(
+        &self,
+        id: &str,
+        reachable: bool,
+        error: Option<String>,
+    ) -> Result<(), InventoryError> {
+        let now = rackboot_store::now_ms();
+        for _ in 0..3 {
+            let Some(mut m) = self.store.get_machine(id)? else {
+                return Err(InventoryError::NotFound(id.to_string()));
+            };
+            let Some(b) = m.bmc.as_mut() else {
+                return Ok(());
+            };
+            let fresh = b.health.as_ref().is_some_and(|h| {
+                h.reachable == reachable
+                    && h.error == error
+                    && now.saturating_sub(h.checked_ms) < 3_600_000
+            });
+            if fresh {
+                return Ok(());
+            }
+            b.health = Some(rackboot_store::BmcHealth {
+                reachable,
+                checked_ms: now,
+                error: error.clone(),
+            });
+            match self.store.update_machine(m) {
+                Ok(_) => return Ok(()),
+                Err(StoreError::Stale { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(InventoryError::Conflict(format!(
+            "machine {id} kept changing"
+        )))
+    }
+
     /// Record an observed power state (no event: callers record what they did).
     pub fn set_power(
         &self,
@@ -240,6 +279,7 @@ impl Inventory {
             username,
             password_sealed,
             insecure_tls: b.insecure_tls,
+            health: None,
         })
     }
 

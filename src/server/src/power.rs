@@ -154,6 +154,10 @@ impl PowerService {
             Some(a) => bmc.power(a).await,
         };
         self.observe(&m, started, result.is_ok());
+        let err = result.as_ref().err().map(|e| e.to_string());
+        if let Err(e) = self.inventory.set_bmc_health(&m.id, result.is_ok(), err) {
+            tracing::debug!(error = %e, machine = %m.id, "could not record BMC health");
+        }
         match result {
             Ok(state) => {
                 if let Err(e) = self.inventory.set_power(&m.id, to_store(state)) {

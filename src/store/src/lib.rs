@@ -11,8 +11,8 @@ mod seal;
 mod sled_store;
 
 pub use model::{
-    BmcRecord, BootModeSetting, BootSeen, DiskMethod, Event, LifecycleData, Machine, MachineState,
-    PowerState, Profile,
+    BmcHealth, BmcRecord, BootModeSetting, BootSeen, DiskMethod, Event, LifecycleData, Machine,
+    MachineState, PowerState, Profile,
 };
 pub use seal::{SealError, Sealer};
 pub use sled_store::SledStore;

@@ -40,6 +40,18 @@ pub struct BmcRecord {
     pub password_sealed: String,
     #[serde(default)]
     pub insecure_tls: bool,
+    /// Outcome of the last call to this BMC (poll or action).
+    #[serde(default)]
+    pub health: Option<BmcHealth>,
+}
+
+/// Whether the BMC answered last time, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BmcHealth {
+    pub reachable: bool,
+    pub checked_ms: u64,
+    /// Why the last call failed (never contains credentials).
+    pub error: Option<String>,
 }
 
 /// What a network boot told us about the machine (ProxyDHCP, TFTP and HTTP requests).

@@ -140,7 +140,10 @@
     if (st) { put(st, [badge('state', m.state)]); st.title = m.state_reason || ''; }
     put(field(root, 'power'), [badge('power', m.power)]);
     if (m.bmc) {
-      put(field(root, 'bmc'), [document.createTextNode(bmcType(m.bmc.url)), el('div', 'sub mono', m.bmc.url)]);
+      var h = m.bmc.health;
+      var hb = !h ? el('span', 'badge', 'unchecked') : h.reachable ? el('span', 'badge power-on', 'reachable') : el('span', 'badge power-off', 'unreachable');
+      if (h && !h.reachable) { hb.title = h.error || ''; }
+      put(field(root, 'bmc'), [document.createTextNode(bmcType(m.bmc.url) + ' '), hb, el('div', 'sub mono', m.bmc.url)]);
     } else {
       put(field(root, 'bmc'), [el('span', 'muted', 'none')]);
     }

@@ -59,6 +59,18 @@ pub fn boot_label(m: &Option<BootModeSetting>) -> String {
     }
 }
 
+/// Reachability of a BMC as a small badge (same as `bmcHealth` in app.js).
+pub fn bmc_health_badge(h: Option<&rackboot_store::BmcHealth>) -> String {
+    match h {
+        None => "<span class=\"badge\">unchecked</span>".to_string(),
+        Some(h) if h.reachable => "<span class=\"badge power-on\">reachable</span>".to_string(),
+        Some(h) => format!(
+            "<span class=\"badge power-off\" title=\"{}\">unreachable</span>",
+            esc(h.error.as_deref().unwrap_or(""))
+        ),
+    }
+}
+
 /// BMC type from the URL scheme (same as `bmcType` in app.js).
 pub fn bmc_type(url: &str) -> &'static str {
     if url.starts_with("ipmi://") {
@@ -175,8 +187,9 @@ fn machine_row(now: u64, m: &MachineView, last: Option<&Event>, logged_in: bool)
         Some(b) => {
             let _ = write!(
                 r,
-                "<td data-field=\"bmc\">{}<div class=\"sub mono\">{}</div></td>",
+                "<td data-field=\"bmc\">{} {}<div class=\"sub mono\">{}</div></td>",
                 esc(bmc_type(&b.url)),
+                bmc_health_badge(b.health.as_ref()),
                 esc(&b.url)
             );
         }
@@ -491,6 +504,19 @@ pub(super) async fn machine(
     match &m.bmc {
         Some(b) => {
             fact("BMC", &format!("{} {}", bmc_type(&b.url), b.url));
+            let health = match &b.health {
+                None => "not checked yet".to_string(),
+                Some(h) if h.reachable => format!(
+                    "reachable ({})",
+                    crate::web::html::ago(rackboot_store::now_ms(), Some(h.checked_ms))
+                ),
+                Some(h) => format!(
+                    "unreachable ({}): {}",
+                    crate::web::html::ago(rackboot_store::now_ms(), Some(h.checked_ms)),
+                    h.error.as_deref().unwrap_or("")
+                ),
+            };
+            fact("BMC health", &health);
             fact("BMC user", &b.username);
             fact(
                 "BMC password",
