@@ -189,21 +189,12 @@ fn hardware_json(r: &HardwareReport) -> serde_json::Value {
 }
 
 fn store_hardware(inv: &Inventory, id: &str, hw: serde_json::Value) {
-    for _ in 0..3 {
-        let Ok(Some(mut m)) = inv.store().get_machine(id) else {
-            return;
-        };
+    let stored = inv.modify(id, |m| {
         m.hardware = Some(hw.clone());
-        match inv.store().update_machine(m) {
-            Ok(_) => {
-                inv.event(id, "agent", "hardware reported");
-                return;
-            }
-            Err(rackboot_store::StoreError::Stale { .. }) => continue,
-            Err(e) => {
-                tracing::warn!(error = %e, machine = id, "could not store the hardware report");
-                return;
-            }
-        }
+        true
+    });
+    match stored {
+        Ok(_) => inv.event(id, "agent", "hardware reported"),
+        Err(e) => tracing::warn!(error = %e, machine = id, "could not store the hardware report"),
     }
 }

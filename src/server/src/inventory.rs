@@ -70,6 +70,29 @@ impl Inventory {
         }
     }
 
+    /// Read-modify-write one machine, retrying when another writer got there first (generation
+    /// check). `change` returns false to leave the record as it is. Returns the stored record.
+    pub fn modify(
+        &self,
+        key: &str,
+        mut change: impl FnMut(&mut Machine) -> bool,
+    ) -> Result<Machine, InventoryError> {
+        for _ in 0..3 {
+            let mut m = self.find(key)?;
+            if !change(&mut m) {
+                return Ok(m);
+            }
+            match self.store.update_machine(m) {
+                Ok(m) => return Ok(m),
+                Err(StoreError::Stale { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(InventoryError::Conflict(format!(
+            "machine {key} kept changing"
+        )))
+    }
+
     /// Record whether the machine's BMC answered (written only when it changes, or hourly).
     pub fn set_bmc_health(
         &self,
@@ -78,35 +101,25 @@ impl Inventory {
         error: Option<String>,
     ) -> Result<(), InventoryError> {
         let now = rackboot_store::now_ms();
-        for _ in 0..3 {
-            let Some(mut m) = self.store.get_machine(id)? else {
-                return Err(InventoryError::NotFound(id.to_string()));
-            };
+        self.modify(id, |m| {
             let Some(b) = m.bmc.as_mut() else {
-                return Ok(());
+                return false;
             };
             let fresh = b.health.as_ref().is_some_and(|h| {
                 h.reachable == reachable
                     && h.error == error
                     && now.saturating_sub(h.checked_ms) < 3_600_000
             });
-            if fresh {
-                return Ok(());
+            if !fresh {
+                b.health = Some(rackboot_store::BmcHealth {
+                    reachable,
+                    checked_ms: now,
+                    error: error.clone(),
+                });
             }
-            b.health = Some(rackboot_store::BmcHealth {
-                reachable,
-                checked_ms: now,
-                error: error.clone(),
-            });
-            match self.store.update_machine(m) {
-                Ok(_) => return Ok(()),
-                Err(StoreError::Stale { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(InventoryError::Conflict(format!(
-            "machine {id} kept changing"
-        )))
+            !fresh
+        })
+        .map(|_| ())
     }
 
     /// Record an observed power state (no event: callers record what they did).
@@ -115,23 +128,12 @@ impl Inventory {
         id: &str,
         power: rackboot_store::PowerState,
     ) -> Result<(), InventoryError> {
-        for _ in 0..3 {
-            let Some(mut m) = self.store.get_machine(id)? else {
-                return Err(InventoryError::NotFound(id.to_string()));
-            };
-            if m.power == power {
-                return Ok(());
-            }
+        self.modify(id, |m| {
+            let changed = m.power != power;
             m.power = power;
-            match self.store.update_machine(m) {
-                Ok(_) => return Ok(()),
-                Err(StoreError::Stale { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(InventoryError::Conflict(format!(
-            "machine {id} kept changing"
-        )))
+            changed
+        })
+        .map(|_| ())
     }
 
     pub fn list(&self) -> Result<Vec<MachineView>, InventoryError> {
@@ -492,22 +494,13 @@ impl Inventory {
         if let Some(p) = problem {
             return Err(InventoryError::Invalid(p));
         }
-        for _ in 0..3 {
-            let mut m = self.find(key)?;
-            let label = serde_json::to_string(&mode).unwrap_or_default();
+        let label = serde_json::to_string(&mode).unwrap_or_default();
+        let m = self.modify(key, |m| {
             m.boot_mode = Some(mode.clone());
-            match self.store.update_machine(m) {
-                Ok(m) => {
-                    self.event(&m.id, "boot_mode", &format!("boot mode set to {label}"));
-                    return Ok(MachineView::from(&m));
-                }
-                Err(StoreError::Stale { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(InventoryError::Conflict(format!(
-            "machine {key} kept changing"
-        )))
+            true
+        })?;
+        self.event(&m.id, "boot_mode", &format!("boot mode set to {label}"));
+        Ok(MachineView::from(&m))
     }
 
     pub fn profiles(&self) -> Result<Vec<Profile>, InventoryError> {
