@@ -155,6 +155,10 @@ impl AgentLink for AgentLinkService {
                             }
                             Some(agent_message::Msg::Progress(p)) if p.total_bytes > 0 => {
                                 let pct = p.done_bytes.saturating_mul(100) / p.total_bytes;
+                                // Keyed by what the agent sends: keep the map bounded.
+                                if last_progress.len() > 256 {
+                                    last_progress.clear();
+                                }
                                 let seen = last_progress.entry((p.command_id, p.disk.clone())).or_insert(0);
                                 if pct >= *seen + 25 || (pct == 100 && *seen < 100) {
                                     *seen = pct;
