@@ -18,5 +18,25 @@ pub mod agent {
     }
 }
 
+/// Packages under `cosi`: the COSI resource state service Omni serves.
+pub mod cosi {
+    /// `cosi.resource`: resources, queries and the `State` service
+    /// ([`cosi::resource::state_client::StateClient`], [`cosi::resource::state_server::State`]).
+    pub mod resource {
+        #![allow(clippy::all, clippy::pedantic, missing_docs)]
+        tonic::include_proto!("cosi.resource");
+    }
+}
+
+/// Packages under `omni`: the Omni resource specs a provider reads and writes.
+pub mod omni {
+    /// `omni.specs`: InfraMachine, InfraMachineStatus, BMCConfig, ProviderJoinConfig, … specs.
+    pub mod specs {
+        #![allow(clippy::all, clippy::pedantic, missing_docs)]
+        tonic::include_proto!("omni.specs");
+    }
+}
+
 pub use prost;
+pub use prost_types;
 pub use tonic;

@@ -1,0 +1,1 @@
+//! The Omni link (work in progress).

@@ -1,0 +1,1 @@
+//! Omni test double (work in progress).
