@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# Boot storm: rackboot-fleet (simulated BIOS/UEFI/HTTP-boot/iPXE machines on one TAP) boots N
+# machines at once through (a) rackboot (ProxyDHCP + TFTP + boot HTTP) and (b) the reference
+# stack: dnsmasq in proxy mode (pxe-service + its TFTP) + nginx serving the same files. In both
+# cases dnsmasq is the address-only site DHCP server on the segment, as in tests/src/lib.rs Lab.
+# Same segment, same run. Prints markdown; writes per-run CSVs and a PNG next to the report.
+#
+# Env: FLEET_SIZES ("100 500 1000"), FLEET_MIX, FLEET_KERNEL_MB / FLEET_INITRD_MB (synthetic
+# agent images, default 4 + 4), FLEET_STACKS ("rackboot dnsmasq"), FLEET_OUT (dir for CSV/PNG),
+# FLEET_STAMP (file name prefix), FLEET_BIN.
+source "$(dirname "$0")/lib.sh"
+FLEET=${FLEET_BIN:-$ROOT/target/release/rackboot-fleet}
+SIZES=${FLEET_SIZES:-100 500 1000}
+MIX=${FLEET_MIX:-bios,efi7,efi9,http16,ipxe}
+KERNEL_MB=${FLEET_KERNEL_MB:-4}
+INITRD_MB=${FLEET_INITRD_MB:-4}
+STACKS=${FLEET_STACKS:-rackboot dnsmasq}
+OUT=${FLEET_OUT:-$ROOT/bench/results}
+STAMP=${FLEET_STAMP:-$(date -u +%Y-%m-%dT%H%MZ)}
+W=$WORK/fleet; A=$W/assets; WWW=$W/www
+mkdir -p "$W" "$OUT" "$A/tftp/x86_64" "$A/agent" "$WWW/ipxe"
+SW=${P}sw SITE=${P}site APPL=${P}appl
+SRV=10.97.0.2 HTTP=10.97.0.2:50042
+
+# --- the segment: bridge in $SW, site DHCP host, appliance host, the fleet's TAP ---------------
+# The kernel's ARP table is global across namespaces (gc_thresh3 = 1024 by default): one
+# appliance talking to 1,000 machines needs more. Raised for the run, restored on exit.
+GC_OLD=$(for i in 1 2 3; do sysctl -n net.ipv4.neigh.default.gc_thresh$i; done | xargs)
+restore_gc() { set -- $GC_OLD; sysctl -qw net.ipv4.neigh.default.gc_thresh1=$1 net.ipv4.neigh.default.gc_thresh2=$2 net.ipv4.neigh.default.gc_thresh3=$3; }
+trap 'restore_gc; cleanup' EXIT
+sysctl -qw net.ipv4.neigh.default.gc_thresh1=4096 net.ipv4.neigh.default.gc_thresh2=8192 net.ipv4.neigh.default.gc_thresh3=16384
+for ns in $SW $SITE $APPL; do
+  ip netns add $ns; NSS+=($ns); ip -n $ns link set lo up
+  ip netns exec $ns sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+done
+ip -n $SW link add br0 type bridge stp_state 0 forward_delay 0
+ip -n $SW link set br0 up
+attach() { # ns addr
+  ip link add ${1}a type veth peer name ${1}b
+  ip link set ${1}a netns $1; ip link set ${1}b netns $SW
+  ip -n $1 link set ${1}a name eth0
+  ip -n $SW link set ${1}b master br0 up
+  ip -n $1 addr add $2/21 dev eth0; ip -n $1 link set eth0 up
+}
+attach $SITE 10.97.0.1
+attach $APPL $SRV
+ip -n $SW tuntap add dev fleet0 mode tap
+ip -n $SW link set fleet0 txqueuelen 10000
+ip -n $SW link set fleet0 master br0 up
+
+# --- the files both stacks serve ------------------------------------------------------------------
+cp -f /usr/lib/ipxe/undionly.kpxe /usr/lib/ipxe/ipxe.efi $A/tftp/
+cp -f /usr/lib/ipxe/ipxe.efi $A/tftp/x86_64/ipxe.efi
+mkimg() { [ "$(stat -c %s "$1" 2>/dev/null)" = $(($2 * 1048576)) ] || head -c $(($2 * 1048576)) /dev/urandom > "$1"; }
+mkimg $A/agent/vmlinuz "$KERNEL_MB"
+mkimg $A/agent/initramfs.cpio.gz "$INITRD_MB"
+ln -sfn $A $WWW/assets; ln -sfn $A/tftp $WWW/tftp
+
+stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+now() { date +%s.%N; }
+rss_kb() { local t=0; for p in "$@"; do t=$((t + $(awk -v k="$KEY" '$1==k":"{print $2}' /proc/$p/status 2>/dev/null || echo 0))); done; echo $t; }
+http_up() { ip netns exec $APPL curl -sf -o /dev/null "http://$HTTP/ipxe/init.ipxe"; }
+
+site_dhcp() { # tag → starts dnsmasq (address only) in $SITE; sets SITE_PID
+  rm -f $W/site-$1.leases
+  cat > $W/site.conf <<CONF
+port=0
+interface=eth0
+bind-interfaces
+except-interface=lo
+dhcp-range=10.97.1.0,10.97.7.250,255.255.248.0,1h
+dhcp-lease-max=10000
+dhcp-leasefile=$W/site-$1.leases
+dhcp-authoritative
+no-ping
+quiet-dhcp
+CONF
+  bg ip netns exec $SITE dnsmasq --keep-in-foreground --conf-file=$W/site.conf --pid-file=$W/site-$1.pid \
+     --log-facility=$W/site-$1.log --user=root --group=root
+  SITE_PID=$!
+}
+
+start_rackboot() { # tag → STACK_PIDS
+  rm -rf $W/data-$1
+  printf '[boot]\nagent_cmdline = "console=ttyS0"\n' > $W/rackboot.toml
+  bg ip netns exec $APPL "$BIN" serve --config $W/rackboot.toml --interface eth0 --advertise-addr $SRV \
+     --data-dir $W/data-$1 --assets-dir $A --admin-listen 127.0.0.1:8080 --boot-http-listen $HTTP \
+     --tftp-listen $SRV:69 --log-level warn
+  STACK_PIDS=($!)
+}
+
+start_reference() { # tag → STACK_PIDS (dnsmasq proxy + TFTP, nginx master + workers)
+  cat > $W/proxy.conf <<CONF
+port=0
+interface=eth0
+bind-interfaces
+except-interface=lo
+dhcp-range=10.97.0.0,proxy,255.255.248.0
+dhcp-match=set:ipxe,175
+dhcp-pxe-vendor=PXEClient,HTTPClient
+pxe-service=tag:!ipxe,x86PC,"BIOS",undionly.kpxe
+pxe-service=tag:!ipxe,X86-64_EFI,"UEFI",ipxe.efi
+pxe-service=tag:!ipxe,BC_EFI,"UEFI BC",ipxe.efi
+pxe-service=tag:ipxe,x86PC,"iPXE",http://$HTTP/ipxe/init.ipxe
+pxe-service=tag:ipxe,X86-64_EFI,"iPXE",http://$HTTP/ipxe/init.ipxe
+dhcp-match=set:efihttp,option:client-arch,16
+dhcp-boot=tag:efihttp,http://$HTTP/tftp/x86_64/ipxe.efi
+dhcp-option-force=tag:efihttp,60,HTTPClient
+enable-tftp
+tftp-root=$A/tftp
+tftp-max=2048
+quiet-dhcp
+CONF
+  cat > $W/nginx.conf <<CONF
+daemon off;
+worker_processes 2;
+pid $W/nginx.pid;
+error_log $W/nginx-error.log warn;
+events { worker_connections 4096; }
+http { access_log off; sendfile on; tcp_nopush on; default_type application/octet-stream;
+  server { listen $HTTP; root $WWW; } }
+CONF
+  bg ip netns exec $APPL dnsmasq --keep-in-foreground --conf-file=$W/proxy.conf --pid-file=$W/proxy-$1.pid \
+     --log-facility=$W/proxy-$1.log --user=root --group=root
+  local d=$!
+  bg ip netns exec $APPL nginx -c $W/nginx.conf
+  STACK_PIDS=($d $!)
+}
+
+# The scripts nginx serves: what rackboot renders for an unknown machine (same URLs, same port).
+start_rackboot render
+for _ in $(seq 100); do http_up && break; sleep 0.1; done
+ip netns exec $APPL curl -sf "http://$HTTP/ipxe/init.ipxe" > $WWW/ipxe/init.ipxe
+ip netns exec $APPL curl -sf "http://$HTTP/ipxe/boot.ipxe?uuid=f1ee7000-0000-0000-0000-000000000000&mac=52-54-00-00-00-01&arch=x86_64" > $WWW/ipxe/boot.ipxe
+stop ${STACK_PIDS[0]}
+
+declare -A R
+seed=10
+for n in $SIZES; do
+  for stack in $STACKS; do
+    seed=$((seed + 1)); tag=$stack-$n
+    site_dhcp $tag
+    t0=$(now)
+    if [ $stack = rackboot ]; then start_rackboot $tag; else start_reference $tag; fi
+    for _ in $(seq 300); do http_up && [ -s $W/site-$tag.pid ] && break; sleep 0.02; done
+    cold=$(python3 -c "print(f'{($(now) - $t0) * 1000:.0f}')")
+    sleep 1
+    KEY=VmRSS; idle=$(rss_kb "${STACK_PIDS[@]}" $(pgrep -P "${STACK_PIDS[-1]}" || true))
+    ip netns exec $SW "$FLEET" --tap fleet0 --clients $n --mix "$MIX" --seed $seed \
+       --csv "$OUT/$STAMP-fleet-$tag.csv" --summary $W/$tag.sum --label "$stack, $n clients" > $W/$tag.md 2>&1 || true
+    KEY=VmHWM; peak=$(rss_kb "${STACK_PIDS[@]}" $(pgrep -P "${STACK_PIDS[-1]}" || true))
+    for p in "${STACK_PIDS[@]}"; do stop $p; done
+    stop $SITE_PID
+    get() { awk -F= -v k="$1" '$1==k{print $2}' $W/$tag.sum; }
+    R[$tag]="$(get booted) $(get failed) $(get unfinished) $(get all_booted_s) $(get boot_p50_s) $(get boot_p99_s) $cold $idle $peak"
+    cp $W/$tag.md "$OUT/$STAMP-fleet-$tag.md"
+  done
+done
+
+# --- report -----------------------------------------------------------------------------------------
+echo "Fleet: \`$(basename "$FLEET") --clients N --mix $MIX\` (all power on at once; firmware retry 4/8/16/32 s); agent images ${KERNEL_MB} MiB kernel + ${INITRD_MB} MiB initrd, iPXE NBPs from Debian's ipxe package. Segment 10.97.0.0/21: dnsmasq address-only site DHCP (10.97.0.1), boot server 10.97.0.2; ARP gc_thresh raised to 4096/8192/16384 for the run."
+echo
+echo "| stack | clients | booted | failed | unfinished | all booted (s) | boot p50 (s) | boot p99 (s) | cold start (ms) | idle RSS (MiB) | peak RSS (MiB) |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
+for n in $SIZES; do for stack in $STACKS; do
+  set -- ${R[$stack-$n]}
+  label=$stack; [ $stack = dnsmasq ] && label="dnsmasq proxy+TFTP, nginx"
+  echo "| $label | $n | $1 | $2 | $3 | $4 | $5 | $6 | $7 | $(python3 -c "print(round($8/1024,1))") | $(python3 -c "print(round($9/1024,1))") |"
+done; done
+echo
+for n in $SIZES; do
+  a=${R[rackboot-$n]:-}; b=${R[dnsmasq-$n]:-}
+  [ -n "$a" ] && [ -n "$b" ] || continue
+  set -- $a; ra=$4; set -- $b; rb=$4
+  echo "- $n clients: all-booted time ratio dnsmasq+nginx / rackboot = $( [ "$ra" != - ] && [ "$rb" != - ] && ratio $rb $ra || echo 'n/a (not all booted)')"
+done
+echo "- rackboot binary: $(( $(stat -c %s "$BIN") / 1048576 )) MiB ($(stat -c %s "$BIN") bytes, release with debug=1); stripped: $(( $(strip -o $W/rackboot.stripped "$BIN" && stat -c %s $W/rackboot.stripped) / 1048576 )) MiB"
+echo
+for n in $SIZES; do for stack in $STACKS; do
+  echo "<details><summary>$stack, $n clients: per-stage latency</summary>"; echo
+  sed -n '1,/^simulator:/p' $W/$stack-$n.md; echo; echo "</details>"; echo
+done; done
+
+# Boot completion over time, both stacks, largest fleet (gnuplot).
+big=$(echo $SIZES | tr ' ' '\n' | sort -n | tail -1)
+png="$OUT/$STAMP-fleet-$big.png"
+plots=()
+for stack in $STACKS; do
+  f="$OUT/$STAMP-fleet-$stack-$big.csv"
+  awk -F, 'NR>1 && $4=="booted"{print $5}' "$f" | sort -n | awk '{print $1, NR}' > $W/$stack.dat
+  plots+=("'$W/$stack.dat' using 1:2 with steps lw 2 title '$stack'")
+done
+gnuplot <<GP
+set terminal pngcairo size 900,500 noenhanced
+set output '$png'
+set title 'Boot storm: $big machines powered on at once — machines booted over time'
+set xlabel 'seconds since power-on'; set ylabel 'machines booted'; set key left top; set grid
+plot $(IFS=,; echo "${plots[*]}")
+GP
+echo "![boot completion, $big clients]($(basename "$png"))"
