@@ -50,16 +50,7 @@ fn transport(e: ureq::Error) -> BmcError {
         ureq::Error::Status(401 | 403, _) => BmcError::Auth,
         ureq::Error::Status(code, r) => {
             let body = r.into_string().unwrap_or_default();
-            let msg = serde_json::from_str::<Value>(&body)
-                .ok()
-                .and_then(|v| {
-                    v.pointer("/error/@Message.ExtendedInfo/0/Message")
-                        .or(v.pointer("/error/message"))
-                        .cloned()
-                })
-                .and_then(|m| m.as_str().map(str::to_string))
-                .unwrap_or_else(|| body.chars().take(200).collect());
-            BmcError::Refused(format!("HTTP {code}: {msg}"))
+            BmcError::Refused(format!("HTTP {code}: {}", parse::error_message(&body)))
         }
         ureq::Error::Transport(t) => {
             let s = t.to_string();
@@ -69,6 +60,99 @@ fn transport(e: ureq::Error) -> BmcError {
                 BmcError::Transport(s)
             }
         }
+    }
+}
+
+/// Pure readers of what a Redfish BMC sends (fuzzed in `fuzz/`): the BMC is not trusted, so
+/// every path it names must stay on the BMC (an absolute path, never an authority), and every
+/// message it sends is cut to a bounded, single-line text before it reaches an error or a log.
+pub mod parse {
+    use crate::{BmcError, PowerState};
+    use serde_json::Value;
+
+    /// Longest BMC message kept in an error (characters).
+    pub const MAX_MESSAGE: usize = 200;
+
+    /// A path the BMC names (`@odata.id`, action `target`): absolute, not `//authority`, no
+    /// whitespace or control characters, so `base + path` can only address the BMC itself.
+    pub fn bmc_path(what: &str, path: &str) -> Result<String, BmcError> {
+        let ok = path.starts_with('/')
+            && !path.starts_with("//")
+            && !path
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '\\');
+        if !ok {
+            return Err(BmcError::Protocol(format!(
+                "{what} {:?} is not a path on the BMC",
+                clean(path)
+            )));
+        }
+        Ok(path.to_string())
+    }
+
+    /// The system's path from `/redfish/v1/Systems`: the first member.
+    pub fn system_path(systems: &Value) -> Result<String, BmcError> {
+        let path = systems
+            .pointer("/Members/0/@odata.id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| BmcError::Protocol("/redfish/v1/Systems lists no system".into()))?;
+        bmc_path("system id", path)
+    }
+
+    /// `PowerState` of a ComputerSystem (transitions count as where they are going from).
+    pub fn power_state(system: &Value) -> Result<PowerState, BmcError> {
+        match system.get("PowerState").and_then(Value::as_str) {
+            Some("On") | Some("PoweringOff") => Ok(PowerState::On),
+            Some("Off") | Some("PoweringOn") => Ok(PowerState::Off),
+            other => Err(BmcError::Protocol(format!(
+                "unexpected PowerState {:?}",
+                other.map(clean)
+            ))),
+        }
+    }
+
+    /// The reset action of a ComputerSystem at `sys`: its target path (default
+    /// `<sys>/Actions/ComputerSystem.Reset`) and the allowable ResetType values.
+    pub fn reset_action(system: &Value, sys: &str) -> Result<(String, Vec<String>), BmcError> {
+        let reset = system.pointer("/Actions/#ComputerSystem.Reset");
+        let target = match reset.and_then(|r| r.get("target")).and_then(Value::as_str) {
+            Some(t) => bmc_path("reset target", t)?,
+            None => format!("{sys}/Actions/ComputerSystem.Reset"),
+        };
+        let allowed: Vec<String> = reset
+            .and_then(|r| r.get("ResetType@Redfish.AllowableValues"))
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .take(32)
+                    .map(clean)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok((target, allowed))
+    }
+
+    /// The message of an error reply: the Redfish extended info or `error.message` when the body
+    /// is JSON, else the body itself; always [`clean`]ed.
+    pub fn error_message(body: &str) -> String {
+        let msg = serde_json::from_str::<Value>(body)
+            .ok()
+            .and_then(|v| {
+                v.pointer("/error/@Message.ExtendedInfo/0/Message")
+                    .or(v.pointer("/error/message"))
+                    .cloned()
+            })
+            .and_then(|m| m.as_str().map(str::to_string));
+        clean(msg.as_deref().unwrap_or(body))
+    }
+
+    /// At most [`MAX_MESSAGE`] characters, control characters (line breaks) as spaces.
+    pub fn clean(s: &str) -> String {
+        s.chars()
+            .take(MAX_MESSAGE)
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect()
     }
 }
 
@@ -196,50 +280,20 @@ impl Redfish {
             return Ok(p);
         }
         let (v, _) = self.get("/redfish/v1/Systems")?;
-        let path = v
-            .pointer("/Members/0/@odata.id")
-            .and_then(Value::as_str)
-            .ok_or_else(|| BmcError::Protocol("/redfish/v1/Systems lists no system".into()))?
-            .to_string();
-        if !path.starts_with('/') {
-            return Err(BmcError::Protocol(format!(
-                "system id {path:?} is not a path"
-            )));
-        }
+        let path = parse::system_path(&v)?;
         *self.system.lock().unwrap_or_else(|p| p.into_inner()) = Some(path.clone());
         Ok(path)
     }
 
     fn blocking_state(&self) -> Result<PowerState, BmcError> {
         let (v, _) = self.get(&self.system_path()?)?;
-        match v.get("PowerState").and_then(Value::as_str) {
-            Some("On") | Some("PoweringOff") => Ok(PowerState::On),
-            Some("Off") | Some("PoweringOn") => Ok(PowerState::Off),
-            other => Err(BmcError::Protocol(format!(
-                "unexpected PowerState {other:?}"
-            ))),
-        }
+        parse::power_state(&v)
     }
 
     fn blocking_power(&self, action: PowerAction) -> Result<(), BmcError> {
         let sys = self.system_path()?;
         let (v, _) = self.get(&sys)?;
-        let reset = v.pointer("/Actions/#ComputerSystem.Reset");
-        let target = reset
-            .and_then(|r| r.get("target"))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("{sys}/Actions/ComputerSystem.Reset"));
-        let allowed: Vec<String> = reset
-            .and_then(|r| r.get("ResetType@Redfish.AllowableValues"))
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let (target, allowed) = parse::reset_action(&v, &sys)?;
         let reset_type = choose_reset_type(action, &allowed).ok_or_else(|| {
             BmcError::Unsupported(format!(
                 "power {action:?} (allowable: {})",
@@ -397,6 +451,42 @@ mod tests {
             choose_reset_type(PowerAction::Reset, &[]),
             Some("ForceRestart")
         );
+    }
+
+    #[test]
+    fn bmc_named_paths_stay_on_the_bmc() {
+        // A hostile BMC naming another host as its reset target would get our Basic
+        // credentials sent there (`https://bmc:443@evil/...`): refused.
+        let v = json!({"Actions": {"#ComputerSystem.Reset": {"target": "@evil.example/x"}}});
+        assert!(parse::reset_action(&v, "/redfish/v1/Systems/1").is_err());
+        for bad in ["//evil/x", "http://evil/x", "/a b", "/a\nb", "/a\\b", ""] {
+            assert!(parse::bmc_path("t", bad).is_err(), "{bad:?}");
+        }
+        let v = json!({"Members": [{"@odata.id": "@evil"}]});
+        assert!(parse::system_path(&v).is_err());
+        let v = json!({"Members": [{"@odata.id": "/redfish/v1/Systems/1"}]});
+        assert_eq!(
+            parse::system_path(&v).ok().as_deref(),
+            Some("/redfish/v1/Systems/1")
+        );
+        let (t, allowed) = parse::reset_action(&json!({}), "/s").expect("default target");
+        assert_eq!(t, "/s/Actions/ComputerSystem.Reset");
+        assert!(allowed.is_empty());
+    }
+
+    #[test]
+    fn bmc_messages_are_bounded_single_lines() {
+        let long = "x".repeat(5000);
+        let body = json!({"error": {"message": format!("bad\nline{long}")}}).to_string();
+        let m = parse::error_message(&body);
+        assert!(m.starts_with("bad line"));
+        assert_eq!(m.chars().count(), parse::MAX_MESSAGE);
+        assert_eq!(parse::error_message("plain\r\ntext"), "plain  text");
+        assert!(matches!(
+            parse::power_state(&json!({"PowerState": "On"})),
+            Ok(PowerState::On)
+        ));
+        assert!(parse::power_state(&json!({"PowerState": 3})).is_err());
     }
 
     #[test]
