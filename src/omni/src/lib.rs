@@ -1,1 +1,6 @@
-//! The Omni link (work in progress).
+//! The Omni link: rackboot as a static bare-metal infrastructure provider (omni-wire.md).
+//!
+//! - [`auth`]: service account keys and signed requests.
+#![forbid(unsafe_code)]
+
+pub mod auth;
