@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# make bench: every benchmark against its real peer in one run; writes bench/results/<date>.md.
+# make bench: every benchmark against its real peer in one run (bench/dhcp.sh, tftp.sh, http.sh,
+# bmc.sh; each also runs alone, as root); writes bench/results/<date>.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=bench/results/$(date -u +%Y-%m-%dT%H%MZ).md
@@ -7,7 +8,7 @@ out=bench/results/$(date -u +%Y-%m-%dT%H%MZ).md
   echo "# rackboot benchmarks, $(date -u +'%Y-%m-%d %H:%M UTC')"
   echo
   echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r); rackboot $(git rev-parse --short HEAD 2>/dev/null || echo '?') (release build)."
-  echo "Peers: $(dnsmasq --version | head -1 | cut -d' ' -f1-3); tftpd-hpa $(dpkg-query -W -f '${Version}' tftpd-hpa); atftpd $(dpkg-query -W -f '${Version}' atftpd 2>/dev/null || echo '0.8.0-3 (extracted .deb)'); nginx $(dpkg-query -W -f '${Version}' nginx-light 2>/dev/null || true); perfdhcp (kea-admin $(dpkg-query -W -f '${Version}' kea-admin)); wrk $(dpkg-query -W -f '${Version}' wrk); hyperfine $(dpkg-query -W -f '${Version}' hyperfine)."
+  echo "Peers: $(dnsmasq --version | head -1 | cut -d' ' -f1-3); tftpd-hpa $(dpkg-query -W -f '${Version}' tftpd-hpa); atftpd $(dpkg-query -W -f '${Version}' atftpd 2>/dev/null || echo '0.8.0-3 (extracted .deb)'); nginx $(dpkg-query -W -f '${Version}' nginx-light 2>/dev/null || true); perfdhcp (kea-admin $(dpkg-query -W -f '${Version}' kea-admin)); wrk $(dpkg-query -W -f '${Version}' wrk); hyperfine $(dpkg-query -W -f '${Version}' hyperfine); openipmi $(dpkg-query -W -f '${Version}' openipmi); ipmitool $(dpkg-query -W -f '${Version}' ipmitool)."
   echo "Ratios > 1 mean rackboot is ahead. Numbers from one run on a shared 2-core VM: expect noise."
   echo
   echo "## ProxyDHCP (perfdhcp, relayed PXE DISCOVERs, arch 7): rackboot vs dnsmasq proxy"
@@ -16,5 +17,7 @@ out=bench/results/$(date -u +%Y-%m-%dT%H%MZ).md
   echo; bench/tftp.sh; echo
   echo "## Boot HTTP: rackboot vs nginx"
   echo; bench/http.sh; echo
+  echo "## BMC fleet power status: rackboot's poll vs ipmitool per BMC (ipmi_sim)"
+  echo; bench/bmc.sh; echo
 } | tee "$out"
 echo "written: $out"

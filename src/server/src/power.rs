@@ -43,6 +43,17 @@ pub struct PowerService {
     metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
+/// One pass over every machine with a BMC ([`PowerService::poll_all`]).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PollReport {
+    /// Machines with a BMC that were polled.
+    pub machines: usize,
+    pub ok: usize,
+    pub failed: usize,
+    /// Wall time of the whole pass.
+    pub duration_ms: f64,
+}
+
 /// What the API answers.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PowerReply {
@@ -209,20 +220,41 @@ impl PowerService {
         Ok(())
     }
 
+    /// Read every BMC's power state once (at most `max_parallel` at a time, each through its
+    /// [`Paced`], so no BMC gets two commands at once or two closer than the minimum interval),
+    /// recording the results; returns when all are done. The background poll and
+    /// `POST /api/v1/power/poll` both run this.
+    pub async fn poll_all(self: &Arc<Self>) -> PollReport {
+        let started = std::time::Instant::now();
+        let machines = self.inventory.store().list_machines().unwrap_or_default();
+        let mut tasks = tokio::task::JoinSet::new();
+        for m in machines.into_iter().filter(|m| m.bmc.is_some()) {
+            let me = self.clone();
+            tasks.spawn(async move {
+                let r = me.act(&m.id, None).await;
+                if let Err(e) = &r {
+                    tracing::debug!(error = %e, machine = %m.id, "power poll failed");
+                }
+                r.is_ok()
+            });
+        }
+        let mut report = PollReport::default();
+        while let Some(done) = tasks.join_next().await {
+            report.machines += 1;
+            if done.unwrap_or(false) {
+                report.ok += 1;
+            } else {
+                report.failed += 1;
+            }
+        }
+        report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        report
+    }
+
     /// Poll every BMC's power state until `shutdown`.
     pub async fn poll_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         loop {
-            let machines = self.inventory.store().list_machines().unwrap_or_default();
-            let mut tasks = tokio::task::JoinSet::new();
-            for m in machines.into_iter().filter(|m| m.bmc.is_some()) {
-                let me = self.clone();
-                tasks.spawn(async move {
-                    if let Err(e) = me.act(&m.id, None).await {
-                        tracing::debug!(error = %e, machine = %m.id, "power poll failed");
-                    }
-                });
-            }
-            while tasks.join_next().await.is_some() {}
+            self.poll_all().await;
             // ±10 % jitter so a rack's BMCs are not polled in lockstep.
             let jitter = (rand_fraction() - 0.5) * 0.2;
             let wait = self.cfg.poll_interval.mul_f64(1.0 + jitter);

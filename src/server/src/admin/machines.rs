@@ -175,6 +175,11 @@ pub(super) async fn power(
     }
 }
 
+/// `POST /api/v1/power/poll`: poll every BMC now; answers when the pass is done.
+pub(super) async fn power_poll(State(s): State<AdminState>) -> Json<crate::power::PollReport> {
+    Json(s.power.poll_all().await)
+}
+
 /// Body of a lifecycle command; which fields apply depends on the action.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]

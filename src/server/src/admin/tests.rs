@@ -201,3 +201,45 @@ async fn metrics_has_build_info_uptime_and_store_size() {
         assert!(body.contains(name), "{name} missing in {body}");
     }
 }
+
+#[tokio::test]
+async fn power_poll_polls_every_bmc_once_and_needs_the_token() {
+    let e = env(true);
+    // Two BMCs nothing listens on (connection refused at once) and a machine without a BMC.
+    for (name, mac, bmc) in [
+        ("a", "52:54:00:99:00:21", Some("redfish+http://127.0.0.1:1")),
+        ("b", "52:54:00:99:00:22", Some("redfish+http://127.0.0.1:1")),
+        ("c", "52:54:00:99:00:23", None),
+    ] {
+        let mut m = serde_json::json!({"name": name, "macs": [mac]});
+        if let Some(url) = bmc {
+            m["bmc"] = serde_json::json!({"url": url, "username": "u", "password": "p"});
+        }
+        let (status, body) = call(
+            &e,
+            "POST",
+            "/api/v1/machines",
+            Some("s3cret-token"),
+            Some(&m.to_string()),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (status, _) = call(&e, "POST", "/api/v1/power/poll", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = call(&e, "POST", "/api/v1/power/poll", Some("s3cret-token"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (&v["machines"], &v["ok"], &v["failed"]),
+        (&2.into(), &0.into(), &2.into()),
+        "{v}"
+    );
+    assert!(v["duration_ms"].as_f64().unwrap() >= 0.0, "{v}");
+    // Each failure is recorded with its machine.
+    for name in ["a", "b"] {
+        let (_, body) = call(&e, "GET", &format!("/api/v1/machines/{name}"), None, None).await;
+        let m: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(m["bmc"]["health"]["reachable"], false, "{m}");
+    }
+}
