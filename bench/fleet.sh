@@ -45,7 +45,7 @@ attach() { # ns addr
 attach $SITE 10.97.0.1
 attach $APPL $SRV
 ip -n $SW tuntap add dev fleet0 mode tap
-ip -n $SW link set fleet0 txqueuelen 10000
+ip -n $SW link set fleet0 txqueuelen 50000
 ip -n $SW link set fleet0 master br0 up
 
 # --- the files both stacks serve ------------------------------------------------------------------
@@ -59,6 +59,8 @@ ln -sfn $A $WWW/assets; ln -sfn $A/tftp $WWW/tftp
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 now() { date +%s.%N; }
 rss_kb() { local t=0; for p in "$@"; do t=$((t + $(awk -v k="$KEY" '$1==k":"{print $2}' /proc/$p/status 2>/dev/null || echo 0))); done; echo $t; }
+# UDP datagrams a namespace's sockets dropped because their receive buffer was full.
+udp_drops() { ip netns exec $1 awk '/^Udp:/{if(!n){n=split($0,k);next} for(i=1;i<=n;i++) if(k[i]=="RcvbufErrors") print $i}' /proc/net/snmp; }
 http_up() { ip netns exec $APPL curl -sf -o /dev/null "http://$HTTP/ipxe/init.ipxe"; }
 
 site_dhcp() { # tag → starts dnsmasq (address only) in $SITE; sets SITE_PID
@@ -73,7 +75,7 @@ dhcp-lease-max=10000
 dhcp-leasefile=$W/site-$1.leases
 dhcp-authoritative
 no-ping
-quiet-dhcp
+${FLEET_DHCP_LOG:-quiet-dhcp}
 CONF
   bg ip netns exec $SITE dnsmasq --keep-in-foreground --conf-file=$W/site.conf --pid-file=$W/site-$1.pid \
      --log-facility=$W/site-$1.log --user=root --group=root
@@ -109,7 +111,7 @@ dhcp-option-force=tag:efihttp,60,HTTPClient
 enable-tftp
 tftp-root=$A/tftp
 tftp-max=2048
-quiet-dhcp
+${FLEET_DHCP_LOG:-quiet-dhcp}
 CONF
   cat > $W/nginx.conf <<CONF
 daemon off;
@@ -146,9 +148,17 @@ for n in $SIZES; do
     cold=$(python3 -c "print(f'{($(now) - $t0) * 1000:.0f}')")
     sleep 1
     KEY=VmRSS; idle=$(rss_kb "${STACK_PIDS[@]}" $(pgrep -P "${STACK_PIDS[-1]}" || true))
+    if [ -n "${FLEET_PCAP:-}" ]; then # debugging: DHCP/TFTP-control traffic on the bridge
+      bg ip netns exec $SW tcpdump -i br0 -s 400 -w $W/$tag.pcap 'udp and (port 67 or port 68 or port 4011 or port 69)' 2>/dev/null; sleep 1
+    fi
+    tapdrop0=$(ip netns exec $SW cat /sys/class/net/fleet0/statistics/tx_dropped)
+    sd0=$(udp_drops $SITE); ad0=$(udp_drops $APPL)
     ip netns exec $SW "$FLEET" --tap fleet0 --clients $n --mix "$MIX" --seed $seed \
        --csv "$OUT/$STAMP-fleet-$tag.csv" --summary $W/$tag.sum --label "$stack, $n clients" > $W/$tag.md 2>&1 || true
+    tapdrop=$(( $(ip netns exec $SW cat /sys/class/net/fleet0/statistics/tx_dropped) - tapdrop0 ))
+    echo "tap: $tapdrop frames dropped on the way to the simulator (its queue was full); UDP receive-buffer drops: site DHCP host $(( $(udp_drops $SITE) - sd0 )), boot server host $(( $(udp_drops $APPL) - ad0 ))" >> $W/$tag.md
     KEY=VmHWM; peak=$(rss_kb "${STACK_PIDS[@]}" $(pgrep -P "${STACK_PIDS[-1]}" || true))
+    [ -n "${FLEET_PCAP:-}" ] && stop ${PIDS[-1]}
     for p in "${STACK_PIDS[@]}"; do stop $p; done
     stop $SITE_PID
     get() { awk -F= -v k="$1" '$1==k{print $2}' $W/$tag.sum; }
@@ -178,7 +188,7 @@ echo "- rackboot binary: $(( $(stat -c %s "$BIN") / 1048576 )) MiB ($(stat -c %s
 echo
 for n in $SIZES; do for stack in $STACKS; do
   echo "<details><summary>$stack, $n clients: per-stage latency</summary>"; echo
-  sed -n '1,/^simulator:/p' $W/$stack-$n.md; echo; echo "</details>"; echo
+  sed -n '1,/^simulator:/p;/^tap:/p' $W/$stack-$n.md; echo; echo "</details>"; echo
 done; done
 
 # Boot completion over time, both stacks, largest fleet (gnuplot).

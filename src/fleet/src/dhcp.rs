@@ -50,16 +50,22 @@ fn put(p: &mut Vec<u8>, code: u8, v: &[u8]) {
     p.extend_from_slice(v);
 }
 
-/// A client packet: `msg` is the option 53 value; `requested`/`server_id` add options 50/54.
-pub fn client_packet(
-    id: &Identity,
-    xid: u32,
-    secs: u16,
-    msg: u8,
-    ciaddr: Ipv4Addr,
-    requested: Option<Ipv4Addr>,
-    server_id: Option<Ipv4Addr>,
-) -> Vec<u8> {
+/// The per-packet fields of a client packet besides the message type.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fields {
+    pub ciaddr: Option<Ipv4Addr>,
+    /// Option 50.
+    pub requested: Option<Ipv4Addr>,
+    /// Option 54.
+    pub server_id: Option<Ipv4Addr>,
+    /// Option 43 sub-option 71 (PXE boot item, layer 0) for boot server discovery.
+    pub boot_item: Option<u16>,
+}
+
+/// A client packet; `msg` is the option 53 value.
+pub fn client_packet(id: &Identity, xid: u32, secs: u16, msg: u8, f: Fields) -> Vec<u8> {
+    let ciaddr = f.ciaddr.unwrap_or(Ipv4Addr::UNSPECIFIED);
+    let (requested, server_id) = (f.requested, f.server_id);
     let mut p = vec![0u8; 236];
     p[0] = 1; // BOOTREQUEST
     p[1] = 1; // Ethernet
@@ -93,6 +99,10 @@ pub fn client_packet(
     let mut guid = vec![0u8];
     guid.extend_from_slice(&id.uuid);
     put(&mut p, 97, &guid);
+    if let Some(item) = f.boot_item {
+        let t = item.to_be_bytes();
+        put(&mut p, 43, &[71, 4, t[0], t[1], 0, 0, 255]);
+    }
     if id.ipxe {
         put(&mut p, 77, b"iPXE");
         // iPXE's feature list: priority, keep-san, … (what iPXE 1.0 sends; any 175 marks iPXE).
@@ -125,8 +135,8 @@ pub struct Reply {
     pub tftp_server: Option<String>,
     pub subnet_mask: Option<Ipv4Addr>,
     pub router: Option<Ipv4Addr>,
-    /// Option 43 present (PXE menu / discovery control).
-    pub pxe_options: bool,
+    /// Option 43 (PXE vendor options: discovery control, boot servers, menu).
+    pub pxe_options: Option<Vec<u8>>,
 }
 
 fn cstr(b: &[u8]) -> Option<String> {
@@ -180,7 +190,7 @@ impl Reply {
             tftp_server: opt(66).and_then(cstr).or_else(|| cstr(b.get(44..108)?)),
             subnet_mask: opt(1).and_then(ip4),
             router: opt(3).and_then(ip4),
-            pxe_options: opt(43).is_some(),
+            pxe_options: opt(43).map(<[u8]>::to_vec),
         })
     }
 
@@ -196,6 +206,27 @@ impl Reply {
                 .vendor_class
                 .as_deref()
                 .is_some_and(|v| v.starts_with("PXEClient") || v.starts_with("HTTPClient"))
+    }
+
+    /// Type of the first PXE boot menu item (option 43 sub-option 9), if there is a menu: a PXE
+    /// client then asks the boot server for that item (boot server discovery).
+    pub fn first_menu_item(&self) -> Option<u16> {
+        let mut v = self.pxe_options.as_deref()?;
+        while let [code, rest @ ..] = v {
+            match code {
+                0 => v = rest,
+                255 => return None,
+                _ => {
+                    let (&len, rest) = rest.split_first()?;
+                    let val = rest.get(..usize::from(len))?;
+                    if *code == 9 {
+                        return Some(u16::from_be_bytes([*val.first()?, *val.get(1)?]));
+                    }
+                    v = rest.get(usize::from(len)..)?;
+                }
+            }
+        }
+        None
     }
 
     fn server(&self) -> Option<Ipv4Addr> {
@@ -281,8 +312,12 @@ pub struct Exchange {
     backoff: Backoff,
     address: Option<(Reply, Option<[u8; 6]>)>,
     proxy: Option<(Reply, [u8; 6])>,
+    naks: u32,
     out: Vec<Datagram>,
 }
+
+/// NAKs after which an exchange fails.
+pub const MAX_NAKS: u32 = 3;
 
 impl Exchange {
     pub fn new(id: Identity, xid: u32, how: Behaviour, now: Duration) -> Exchange {
@@ -295,6 +330,7 @@ impl Exchange {
             backoff: Backoff::firmware(now),
             address: None,
             proxy: None,
+            naks: 0,
             out: Vec::new(),
         };
         x.send_discover(now);
@@ -320,9 +356,7 @@ impl Exchange {
             self.xid,
             self.secs(now),
             DISCOVER,
-            Ipv4Addr::UNSPECIFIED,
-            None,
-            None,
+            Fields::default(),
         );
         self.broadcast(p);
     }
@@ -332,15 +366,12 @@ impl Exchange {
             return;
         };
         let (yiaddr, server) = (offer.yiaddr, offer.server());
-        let p = client_packet(
-            &self.id,
-            self.xid,
-            self.secs(now),
-            REQUEST,
-            Ipv4Addr::UNSPECIFIED,
-            Some(yiaddr),
-            server,
-        );
+        let f = Fields {
+            requested: Some(yiaddr),
+            server_id: server,
+            ..Fields::default()
+        };
+        let p = client_packet(&self.id, self.xid, self.secs(now), REQUEST, f);
         self.broadcast(p);
     }
 
@@ -352,7 +383,12 @@ impl Exchange {
             return;
         };
         let mac = *mac;
-        let p = client_packet(&self.id, self.xid, self.secs(now), REQUEST, ip, None, None);
+        let f = Fields {
+            ciaddr: Some(ip),
+            boot_item: offer.first_menu_item(),
+            ..Fields::default()
+        };
+        let p = client_packet(&self.id, self.xid, self.secs(now), REQUEST, f);
         self.out.push(Datagram {
             src: SocketAddrV4::new(ip, self.how.proxy_src_port),
             dst: SocketAddrV4::new(server, PXE_PORT),
@@ -471,11 +507,17 @@ impl Exchange {
                 }
                 match r.msg_type {
                     ACK if r.offers_address() => self.on_ack(now, r),
-                    NAK => self.phase = Phase::Failed(Failure::Nak),
+                    NAK => self.restart(now),
                     _ => {}
                 }
             }
-            Phase::Proxy { mut lease } if r.msg_type == ACK && !r.offers_address() => {
+            // dnsmasq's 4011 ACK echoes the address in yiaddr: match on the server instead.
+            Phase::Proxy { mut lease }
+                if r.msg_type == ACK
+                    && (!r.offers_address()
+                        || r.server().is_some()
+                            && r.server() == self.proxy.as_ref().and_then(|(o, _)| o.server())) =>
+            {
                 if let Some(b) = boot_of(&r) {
                     lease.boot = Some(b);
                 } else if lease.boot.is_none() {
@@ -485,6 +527,21 @@ impl Exchange {
             }
             _ => {}
         }
+    }
+
+    /// A NAK (e.g. dnsmasq offered the same address to two machines and the other one got it):
+    /// start over with DISCOVER, as RFC 2131 §3.1 says; give up after [`MAX_NAKS`].
+    fn restart(&mut self, now: Duration) {
+        self.naks += 1;
+        if self.naks > MAX_NAKS {
+            self.phase = Phase::Failed(Failure::Nak);
+            return;
+        }
+        self.address = None;
+        self.proxy = None;
+        self.phase = Phase::Selecting { first_offer: None };
+        self.backoff = Backoff::firmware(now);
+        self.send_discover(now);
     }
 
     /// Address offer and boot information both present.

@@ -23,7 +23,11 @@ use crate::client::{Client, HttpEvent, Output};
 use crate::dhcp::{self, Datagram};
 
 const MTU: usize = 1514;
-const HTTP_RX: usize = 256 * 1024;
+/// Receive window per HTTP connection. One thread simulates every NIC, so all of them share one
+/// TAP queue: a small window keeps what the servers have in flight (N × window) and with it the
+/// queueing delay that DHCP and TFTP frames see behind bulk HTTP data small, without lowering the
+/// aggregate rate (1,000 × 16 KiB ≈ 11k frames; the bench sets txqueuelen 50000).
+const HTTP_RX: usize = 16 * 1024;
 const HTTP_TX: usize = 4 * 1024;
 
 /// A frame device: [`phy::TunTapInterface`] in the binary, a queue in tests.
@@ -451,6 +455,9 @@ impl Fleet {
                     tcp::SocketBuffer::new(vec![0; HTTP_TX]),
                 );
                 sock.set_timeout(Some(smoltcp::time::Duration::from_secs(30)));
+                // ACK every batch at once: delayed ACKs make the server send in bursts that
+                // overflow the shared TAP queue.
+                sock.set_ack_delay(None);
                 let port = next_port(s);
                 let remote = IpEndpoint::new(IpAddress::Ipv4(*to.ip()), to.port());
                 let ok = sock.connect(s.iface.context(), remote, port).is_ok();

@@ -95,15 +95,7 @@ fn xid_of(d: &Datagram) -> u32 {
 
 #[test]
 fn discover_carries_the_pxe_options_and_ipxe_marks() {
-    let p = client_packet(
-        &id(false),
-        0x1234,
-        0,
-        DISCOVER,
-        Ipv4Addr::UNSPECIFIED,
-        None,
-        None,
-    );
+    let p = client_packet(&id(false), 0x1234, 0, DISCOVER, Fields::default());
     assert_eq!(p[0], 1);
     assert_eq!(&p[28..34], &MAC);
     assert_eq!(p[10], 0x80, "broadcast flag before we have an address");
@@ -116,7 +108,7 @@ fn discover_carries_the_pxe_options_and_ipxe_marks() {
     assert_eq!(opt(&p, 94).unwrap(), vec![1, 3, 16]);
     assert_eq!(opt(&p, 97).unwrap().len(), 17);
     assert!(opt(&p, 77).is_none() && opt(&p, 175).is_none());
-    let p = client_packet(&id(true), 1, 0, DISCOVER, Ipv4Addr::UNSPECIFIED, None, None);
+    let p = client_packet(&id(true), 1, 0, DISCOVER, Fields::default());
     assert_eq!(opt(&p, 77).unwrap(), b"iPXE".to_vec());
     assert!(opt(&p, 175).is_some());
 }
@@ -193,6 +185,7 @@ fn address_and_proxy_offer_then_request_then_4011() {
     );
     assert_eq!(d[0].dst_mac, Some(APPL_MAC));
     assert_eq!(&d[0].payload[12..16], &[10, 97, 1, 5], "ciaddr set");
+    assert!(opt(&d[0].payload, 43).is_none(), "no menu, no boot item");
 
     let pack = Reply::parse(&reply(
         ACK,
@@ -329,9 +322,72 @@ fn nak_fails_and_malformed_replies_are_ignored() {
         Some("undionly.kpxe"),
     ))
     .unwrap();
-    x.handle_reply(secs(0), addr, SITE_MAC);
+    x.handle_reply(secs(0), addr.clone(), SITE_MAC);
     drain(&mut x);
     let nak = Reply::parse(&reply(NAK, 3, Ipv4Addr::UNSPECIFIED, SITE, None, None)).unwrap();
-    x.handle_reply(secs(0), nak, SITE_MAC);
+    // A NAK starts over with DISCOVER (RFC 2131 §3.1), a few times, then fails.
+    for _ in 0..MAX_NAKS {
+        x.handle_reply(secs(1), nak.clone(), SITE_MAC);
+        let d = drain(&mut x);
+        assert_eq!(opt(&d[0].payload, 53).unwrap(), vec![DISCOVER]);
+        assert!(x.result().is_none());
+        x.handle_reply(secs(1), addr.clone(), SITE_MAC);
+        let d = drain(&mut x);
+        assert_eq!(opt(&d[0].payload, 53).unwrap(), vec![REQUEST]);
+    }
+    x.handle_reply(secs(1), nak, SITE_MAC);
     assert_eq!(x.result(), Some(Err(&Failure::Nak)));
+}
+
+#[test]
+fn a_pxe_menu_makes_the_4011_request_ask_for_its_first_item() {
+    // dnsmasq's proxy offer to a BIOS client: discovery control, boot servers, menu, prompt.
+    let mut offer = reply(
+        OFFER,
+        4,
+        Ipv4Addr::UNSPECIFIED,
+        APPL,
+        Some("PXEClient"),
+        None,
+    );
+    offer.pop();
+    let menu: &[u8] = &[
+        6, 1, 3, 8, 7, 0x80, 0, 1, 10, 97, 0, 2, 9, 7, 0x80, 0, 4, b'B', b'I', b'O', b'S', 10, 2,
+        0, b'x', 255,
+    ];
+    offer.extend_from_slice(&[43, menu.len() as u8]);
+    offer.extend_from_slice(menu);
+    offer.push(255);
+    let offer = Reply::parse(&offer).unwrap();
+    assert_eq!(offer.first_menu_item(), Some(0x8000));
+
+    let mut x = Exchange::new(id(false), 4, how(true), secs(0));
+    drain(&mut x);
+    x.handle_reply(secs(0), offer, APPL_MAC);
+    let addr = Reply::parse(&reply(
+        OFFER,
+        4,
+        Ipv4Addr::new(10, 97, 1, 9),
+        SITE,
+        None,
+        None,
+    ))
+    .unwrap();
+    x.handle_reply(secs(0), addr, SITE_MAC);
+    drain(&mut x);
+    let ack = Reply::parse(&reply(
+        ACK,
+        4,
+        Ipv4Addr::new(10, 97, 1, 9),
+        SITE,
+        None,
+        None,
+    ))
+    .unwrap();
+    x.handle_reply(secs(0), ack, SITE_MAC);
+    let d = drain(&mut x);
+    assert_eq!(
+        opt(&d[0].payload, 43).unwrap(),
+        vec![71, 4, 0x80, 0, 0, 0, 255]
+    );
 }
