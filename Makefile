@@ -89,13 +89,13 @@ assets: deps
 	$(CARGO) build --release -p rackboot-agent
 	boot-assets/build-agent-image.sh $(ASSETS_DIR) target/release/rackboot-agent
 
-BENCH_PKGS := $(TEST_PKGS) hyperfine wrk nginx-light xxd
+BENCH_PKGS := $(TEST_PKGS) hyperfine wrk nginx-light xxd gnuplot-nox
 
 # Benchmarks against real peers (dnsmasq, tftpd-hpa, atftpd, nginx) in one run, as ratios;
 # writes bench/results/<date>.md. Needs root (network namespaces).
 bench: deps-test
 	$(call apt_install,$(BENCH_PKGS))
-	$(CARGO) build --release -p rackboot
+	$(CARGO) build --release -p rackboot -p rackboot-fleet
 	bench/run.sh
 
 # Appliance disk image (image/build.sh): rackboot.img, .qcow2, .efi in $(IMAGE_DIR).

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # make bench: every benchmark against its real peer in one run (bench/dhcp.sh, tftp.sh, http.sh,
-# bmc.sh; each also runs alone, as root); writes bench/results/<date>.md.
+# fleet.sh, bmc.sh; each also runs alone, as root); writes bench/results/<date>.md (fleet.sh adds
+# <date>-fleet-*.csv and a PNG beside it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=bench/results/$(date -u +%Y-%m-%dT%H%MZ).md
+stamp=$(date -u +%Y-%m-%dT%H%MZ)
+out=bench/results/$stamp.md
 {
   echo "# rackboot benchmarks, $(date -u +'%Y-%m-%d %H:%M UTC')"
   echo
@@ -17,6 +19,8 @@ out=bench/results/$(date -u +%Y-%m-%dT%H%MZ).md
   echo; bench/tftp.sh; echo
   echo "## Boot HTTP: rackboot vs nginx"
   echo; bench/http.sh; echo
+  echo "## Boot storm: 100 / 500 / 1,000 simulated machines, rackboot vs dnsmasq proxy + nginx"
+  echo; FLEET_OUT=bench/results FLEET_STAMP=$stamp bench/fleet.sh; echo
   echo "## BMC fleet power status: rackboot's poll vs ipmitool per BMC (ipmi_sim)"
   echo; bench/bmc.sh; echo
 } | tee "$out"

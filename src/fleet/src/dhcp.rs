@@ -316,8 +316,9 @@ pub struct Exchange {
     out: Vec<Datagram>,
 }
 
-/// NAKs after which an exchange fails.
-pub const MAX_NAKS: u32 = 3;
+/// NAKs after which an exchange fails (dnsmasq, storming, offers one free address to several
+/// machines at once and NAKs all but the first REQUEST; each restart gets a fresh offer).
+pub const MAX_NAKS: u32 = 8;
 
 impl Exchange {
     pub fn new(id: Identity, xid: u32, how: Behaviour, now: Duration) -> Exchange {

@@ -62,7 +62,7 @@ pub fn parse_mix(s: &str) -> Result<Vec<(Kind, u32)>, String> {
     Ok(out)
 }
 
-/// The machines of a fleet: MAC 52:54:<seed>:<index, 3 bytes>, UUID from the same.
+/// The machines of a fleet: MAC 52:54:<seed>:<index mixed, 3 bytes>, UUID from the index.
 pub fn build(spec: &FleetSpec) -> Vec<Client> {
     let wheel: Vec<Kind> = spec
         .mix
@@ -72,7 +72,11 @@ pub fn build(spec: &FleetSpec) -> Vec<Client> {
     (0..spec.clients)
         .map(|i| {
             let b = (i as u32).to_be_bytes();
-            let mac = [0x52, 0x54, spec.seed, b[1], b[2], b[3]];
+            // A bijective mix of the 24-bit index: unique MACs that are not consecutive (DHCP
+            // servers hash MACs to pick addresses; a rack's NICs are not one serial run either).
+            let m = ((i as u32).wrapping_mul(0x9e_3779) ^ 0x5a_5a5a) & 0xff_ffff;
+            let mb = m.to_be_bytes();
+            let mac = [0x52, 0x54, spec.seed, mb[1], mb[2], mb[3]];
             let mut uuid = [0u8; 16];
             uuid[..4].copy_from_slice(&[0xf1, 0xee, 0x70, spec.seed]);
             uuid[12..].copy_from_slice(&b);
