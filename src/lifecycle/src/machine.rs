@@ -80,6 +80,9 @@ pub struct Lifecycle {
     pub agent_requested_ms: Option<u64>,
     /// The state to return to on uncordon.
     pub before_cordon: Option<State>,
+    /// Keep an available machine powered on (Omni's preferred power state ON) instead of
+    /// powering it off when idle.
+    pub stay_on: bool,
 }
 
 impl Lifecycle {
@@ -99,6 +102,7 @@ impl Lifecycle {
             last_power_on_ms: None,
             agent_requested_ms: None,
             before_cordon: None,
+            stay_on: false,
         }
     }
 

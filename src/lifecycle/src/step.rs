@@ -7,11 +7,19 @@ use crate::machine::{Config, Lifecycle, Power, State};
 pub enum Command {
     Accept,
     Reject,
-    Provision { profile: String },
+    Provision {
+        profile: String,
+    },
     Release,
-    Wipe { full: bool },
-    Cordon { reason: String },
+    Wipe {
+        full: bool,
+    },
+    Cordon {
+        reason: String,
+    },
     Uncordon,
+    /// Keep an available machine on (`true`) or let it power off when idle (`false`).
+    StayOn(bool),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -239,6 +247,7 @@ fn command(r: &mut Lifecycle, c: &Command, actions: &mut Vec<Action>) -> Result<
             r.reason = Some(reason.clone());
             go(r, State::Cordoned, actions, if reason.is_empty() { "cordoned" } else { reason });
         }
+        Command::StayOn(on) => r.stay_on = *on,
         Command::Uncordon => {
             if r.state != State::Cordoned {
                 return Err(format!("a {here} machine is not cordoned"));
@@ -312,7 +321,14 @@ fn converge(r: &mut Lifecycle, now: u64, cfg: &Config, actions: &mut Vec<Action>
             let idle = r
                 .last_power_on_ms
                 .is_none_or(|t| now >= t.saturating_add(cfg.idle_power_off_after));
-            if r.has_bmc && r.power != Power::Off && idle {
+            if r.stay_on {
+                if r.has_bmc && r.power == Power::Off && power_allowed(r, now, cfg) {
+                    actions.push(Action::PowerOn);
+                    actions.push(Action::Event("kept on (preferred power state on)".into()));
+                    r.power = Power::On;
+                    r.last_power_on_ms = Some(now);
+                }
+            } else if r.has_bmc && r.power != Power::Off && idle {
                 actions.push(Action::PowerOff);
                 actions.push(Action::Event("idle: powered off".into()));
                 r.power = Power::Off;

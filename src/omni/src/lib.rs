@@ -4,3 +4,5 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod desired;
+pub mod transport;

@@ -146,6 +146,7 @@ fn to_lifecycle(m: &Machine, agent_connected: bool) -> Lifecycle {
     l.last_power_on_ms = d.last_power_on_ms;
     l.agent_requested_ms = d.agent_requested_ms;
     l.before_cordon = d.before_cordon.map(to_state);
+    l.stay_on = d.stay_on;
     l
 }
 
@@ -163,6 +164,7 @@ fn write_back(m: &mut Machine, l: &Lifecycle) {
         last_power_on_ms: l.last_power_on_ms,
         agent_requested_ms: l.agent_requested_ms,
         before_cordon: l.before_cordon.map(from_state),
+        stay_on: l.stay_on,
     };
     // The lifecycle sets the boot mode on every transition; an operator's `machines boot`
     // override stands until the next one.

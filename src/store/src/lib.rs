@@ -12,7 +12,7 @@ mod sled_store;
 
 pub use model::{
     BmcHealth, BmcRecord, BootModeSetting, BootSeen, DiskMethod, Event, LifecycleData, Machine,
-    MachineState, PowerState, Profile,
+    MachineState, OmniBook, PowerState, Profile,
 };
 pub use seal::{SealError, Sealer};
 pub use sled_store::SledStore;

@@ -88,6 +88,10 @@ pub struct Machine {
     /// The lifecycle's bookkeeping (see `rackboot-lifecycle`).
     #[serde(default)]
     pub lifecycle: LifecycleData,
+    /// Omni mode: what the appliance did for this machine's InfraMachine (so a restart of the
+    /// appliance or of Omni repeats no completed wipe, reboot or power-off).
+    #[serde(default)]
+    pub omni: OmniBook,
     /// Facts the agent reported (free-form JSON until the agent protocol lands).
     #[serde(default)]
     pub hardware: Option<serde_json::Value>,
@@ -112,6 +116,28 @@ pub struct LifecycleData {
     pub last_power_on_ms: Option<u64>,
     pub agent_requested_ms: Option<u64>,
     pub before_cordon: Option<MachineState>,
+    #[serde(default)]
+    pub stay_on: bool,
+}
+
+/// Omni-mode bookkeeping for one machine (see `rackboot-omni`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct OmniBook {
+    /// InfraMachine `wipe_id` at the last completed wipe (`None`: never wiped for Omni).
+    pub wiped_wipe_id: Option<String>,
+    /// A wipe is running for this `wipe_id`.
+    pub wipe_for: Option<String>,
+    /// `install_event_id` when the last wipe completed: a greater one means installed since.
+    pub install_event_id_at_wipe: u64,
+    /// `node_unique_token` at the last completed wipe.
+    pub wiped_node_unique_token: String,
+    pub token_for: String,
+    pub last_reboot_id: String,
+    pub last_reboot_ms: Option<u64>,
+    pub last_power_off_id: String,
+    /// The machine is cordoned because Omni said so (uncordon when Omni does).
+    pub cordoned_by_omni: bool,
 }
 
 /// How a machine boots from disk once provisioned (iPXE `exit` does not work everywhere).

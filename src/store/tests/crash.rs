@@ -29,6 +29,7 @@ fn machine(id: &str, n: u64) -> Machine {
         power: Default::default(),
         boot_mode: None,
         lifecycle: Default::default(),
+        omni: Default::default(),
         hardware: None,
         boot: Default::default(),
         created_ms: 0,

@@ -15,6 +15,7 @@ pub(crate) fn machine(id: &str, mac: &str) -> Machine {
         power: PowerState::Unknown,
         boot_mode: None,
         lifecycle: Default::default(),
+        omni: Default::default(),
         hardware: None,
         boot: Default::default(),
         created_ms: 0,
