@@ -1,7 +1,9 @@
 //! The web status page in a real browser: `rackboot serve` on loopback with three machines,
 //! headless Chromium for a screenshot (kept in the scratch dir as `web.png`), and ChromeDriver
 //! (WebDriver over plain HTTP/JSON) to check the table, a live SSE update without a reload,
-//! and a power button that calls the API with the session cookie and CSRF token. Also greps
+//! a power button that calls the API with the session cookie and CSRF token, and Provision:
+//! a machine made available by a real agent (scratch file as its disk) is provisioned through
+//! the profile picker, checked in the page's API calls and the machine's new state. Also greps
 //! every page and JSON reply for the BMC password and the admin token. Loopback only.
 #![allow(clippy::unwrap_used)]
 
@@ -124,6 +126,8 @@ fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &st
 
 struct Server {
     port: u16,
+    /// Boot HTTP, where the agent link (gRPC) is.
+    boot_port: u16,
     token: String,
 }
 
@@ -149,6 +153,7 @@ impl Server {
 fn serve(p: &mut Procs) -> Server {
     let data = p.dir.join("data");
     let port = free_port();
+    let boot_port = free_port();
     let admin = format!("127.0.0.1:{port}");
     p.spawn(
         "rackboot",
@@ -161,7 +166,7 @@ fn serve(p: &mut Procs) -> Server {
             "--tftp-listen",
             "off",
             "--boot-http-listen",
-            "127.0.0.1:0",
+            &format!("127.0.0.1:{boot_port}"),
             "--admin-listen",
             &admin,
         ]),
@@ -175,7 +180,11 @@ fn serve(p: &mut Procs) -> Server {
         .unwrap()
         .trim()
         .to_string();
-    Server { port, token }
+    Server {
+        port,
+        boot_port,
+        token,
+    }
 }
 
 fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
@@ -581,5 +590,126 @@ fn status_page_in_headless_chromium() {
     wait_until("the row to show it", Duration::from_secs(10), || {
         b.js(ROW_FIELD, json!([bare, "boot_mode"])) == json!("agent")
     });
+
+    // Provision through the profile picker. First make the bare machine available: accept it
+    // (no BMC, so nothing is powered) and let a real agent, run here with a scratch file as
+    // its only disk and power actions answered without doing them, wipe it.
+    for name in ["demo", "zz-other"] {
+        let r = s.call(
+            "PUT",
+            &format!("/api/v1/profiles/{name}"),
+            &json!({"name": name, "kernel": format!("{name}/vmlinuz"), "cmdline": "console=ttyS0"})
+                .to_string(),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let logged_in_load = b.js("return document.body.dataset.loadId;", json!([]));
+    let r = s.call("POST", &format!("/api/v1/machines/{bare}/accept"), "{}");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let disk = p.dir.join("agent-disk.img");
+    std::fs::write(&disk, vec![0xa5u8; 4 << 20]).unwrap();
+    std::fs::write(p.dir.join("agent-cmdline"), "console=ttyS0\n").unwrap();
+    p.spawn(
+        "agent",
+        Command::new(workspace_bin("rackboot-agent"))
+            .arg("--appliance")
+            .arg(format!("127.0.0.1:{}", s.boot_port))
+            .args(["--machine", &bare, "--dry-run-power", "--heartbeat", "1"])
+            .arg("--cmdline")
+            .arg(p.dir.join("agent-cmdline"))
+            .arg("--disk")
+            .arg(&disk),
+    );
+    wait_until(
+        "the agent's wipe: available",
+        Duration::from_secs(60),
+        || {
+            s.call("GET", &format!("/api/v1/machines/{bare}"), "")
+                .json()["state"]
+                == json!("available")
+        },
+    );
+    assert!(
+        std::fs::read(&disk).unwrap()[..1 << 20]
+            .iter()
+            .all(|b| *b == 0),
+        "the agent zeroed its disk's first MiB"
+    );
+    wait_until("the row to show available", Duration::from_secs(10), || {
+        b.js(ROW_FIELD, json!([bare, "state"])) == json!("available")
+    });
+    // Record the page's API calls.
+    b.js(
+        "window.__calls = []; var f = window.fetch; window.fetch = function (u, o) { window.__calls.push({url: String(u), method: (o && o.method) || 'GET', body: (o && o.body) || null}); return f.apply(this, arguments); };",
+        json!([]),
+    );
+    b.click(&format!(
+        "button.act[data-op=\"provision\"][data-machine=\"{bare}\"]"
+    ));
+    wait_until("the profile picker", Duration::from_secs(10), || {
+        b.js(
+            "var s = document.getElementById('provision-profile'); return s && !s.disabled ? Array.prototype.map.call(s.options, function (o) { return o.value; }) : null;",
+            json!([]),
+        ) == json!(["demo", "zz-other"])
+    });
+    b.click("#provision-profile option[value=\"zz-other\"]");
+    b.click("#provision-go");
+    wait_until("provisioning", Duration::from_secs(10), || {
+        s.call("GET", &format!("/api/v1/machines/{bare}"), "")
+            .json()["state"]
+            == json!("provisioning")
+    });
+    let m = s
+        .call("GET", &format!("/api/v1/machines/{bare}"), "")
+        .json();
+    assert_eq!(
+        m["boot_mode"],
+        json!({"mode": "profile", "profile": "zz-other"}),
+        "{m}"
+    );
+    let asked = b.js("return window.__confirmed;", json!([]));
+    assert_eq!(
+        asked.as_array().unwrap().last().unwrap(),
+        &json!("Provision r1-u03 with profile zz-other?"),
+        "{asked}"
+    );
+    let calls = b.js("return window.__calls;", json!([]));
+    let provision: Vec<&Value> = calls
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["url"].as_str().unwrap().ends_with("/provision"))
+        .collect();
+    assert_eq!(provision.len(), 1, "{calls}");
+    assert_eq!(
+        provision[0]["url"],
+        json!(format!("/api/v1/machines/{bare}/provision"))
+    );
+    assert_eq!(provision[0]["method"], json!("POST"));
+    assert_eq!(provision[0]["body"], json!(r#"{"profile":"zz-other"}"#));
+    assert!(calls
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["url"] == json!("/api/v1/profiles") && c["method"] == json!("GET")));
+    wait_until(
+        "the row to show provisioning",
+        Duration::from_secs(10),
+        || b.js(ROW_FIELD, json!([bare, "state"])) == json!("provisioning"),
+    );
+    wait_until("the done message", Duration::from_secs(10), || {
+        b.js(
+            "return document.getElementById('flash').textContent;",
+            json!([]),
+        )
+        .as_str()
+        .unwrap_or("")
+        .contains("Provision r1-u03 with profile zz-other: done, now provisioning")
+    });
+    assert_eq!(
+        b.js("return document.body.dataset.loadId;", json!([])),
+        logged_in_load,
+        "the page reloaded"
+    );
     drop(b);
 }

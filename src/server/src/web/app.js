@@ -87,7 +87,7 @@
     var d = el('div', 'actions');
     [['power', 'on', 'On', ''], ['power', 'off', 'Off', 'warn'], ['power', 'cycle', 'Cycle', 'warn'],
       ['boot', 'disk', 'Disk', ''], ['boot', 'agent', 'Agent', ''], ['lifecycle', 'accept', 'Accept', ''],
-      ['lifecycle', 'release', 'Release', 'warn'], ['lifecycle', 'wipe', 'Wipe', 'warn'],
+      ['provision', '', 'Provision…', ''], ['lifecycle', 'release', 'Release', 'warn'], ['lifecycle', 'wipe', 'Wipe', 'warn'],
       ['lifecycle', 'cordon', 'Cordon', 'warn']
     ].forEach(function (a) {
       var b = el('button', 'act ' + a[3], a[2]);
@@ -254,19 +254,12 @@
     if (op === 'lifecycle') { return arg.charAt(0).toUpperCase() + arg.slice(1); }
     return 'Boot mode ' + arg + ' for';
   }
-  // power: POST .../power {action}; boot: PUT .../boot {mode}; lifecycle: POST .../{action}.
-  function act(b) {
-    var op = b.dataset.op, arg = b.dataset.arg, id = b.dataset.machine, name = b.dataset.name;
-    var what = describe(op, arg) + ' ' + name;
-    if (!window.confirm(what + '?')) { return; }
-    var path = op === 'lifecycle' ? arg : op;
-    var body = op === 'power' ? { action: arg }
-      : op === 'boot' ? { mode: arg }
-        : arg === 'cordon' ? { reason: 'cordoned from the web page' } : {};
+  // Send one API call for button b (disabled meanwhile) and report the outcome in the flash.
+  function send(b, what, method, path, body) {
     b.disabled = true;
     show(what + ': working…', 'busy');
-    fetch('/api/v1/machines/' + encodeURIComponent(id) + '/' + path, {
-      method: op === 'boot' ? 'PUT' : 'POST',
+    return fetch(path, {
+      method: method,
       credentials: 'same-origin',
       headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf || '' },
       body: JSON.stringify(body)
@@ -275,7 +268,9 @@
         var j = null;
         try { j = JSON.parse(t); } catch (_) { j = null; }
         if (r.ok) {
-          show(what + ': done' + (j && j.power ? ', power is ' + j.power : ''), 'ok');
+          // A power reply says the power; a lifecycle reply is the machine.
+          show(what + ': done' + (j && j.action && j.power ? ', power is ' + j.power : '')
+            + (j && j.state ? ', now ' + j.state : ''), 'ok');
         } else {
           show(what + ' failed (' + r.status + '): ' + (j && j.error ? j.error : t), 'error');
         }
@@ -283,6 +278,78 @@
     }).catch(function (err) {
       show(what + ' failed: ' + err, 'error');
     }).then(function () { b.disabled = false; });
+  }
+  function machinePath(id) { return '/api/v1/machines/' + encodeURIComponent(id); }
+  // power: POST .../power {action}; boot: PUT .../boot {mode}; lifecycle: POST .../{action}.
+  function act(b) {
+    var op = b.dataset.op, arg = b.dataset.arg, id = b.dataset.machine, name = b.dataset.name;
+    if (op === 'provision') { openPicker(b); return; }
+    var what = describe(op, arg) + ' ' + name;
+    if (!window.confirm(what + '?')) { return; }
+    var path = op === 'lifecycle' ? arg : op;
+    var body = op === 'power' ? { action: arg }
+      : op === 'boot' ? { mode: arg }
+        : arg === 'cordon' ? { reason: 'cordoned from the web page' } : {};
+    send(b, what, op === 'boot' ? 'PUT' : 'POST', machinePath(id) + '/' + path, body);
+  }
+
+  // ---- provision: pick a profile, confirm, POST .../provision {profile} ---------------------
+  function closePicker() {
+    var p = document.getElementById('provision-picker');
+    if (p) { p.remove(); }
+  }
+  function openPicker(b) {
+    closePicker();
+    var box = el('div', 'picker');
+    box.id = 'provision-picker';
+    box.dataset.machine = b.dataset.machine;
+    var label = el('label', '', 'Profile ');
+    var sel = el('select');
+    sel.id = 'provision-profile';
+    sel.disabled = true;
+    sel.appendChild(el('option', '', 'loading…'));
+    label.appendChild(sel);
+    var go = el('button', 'go', 'Provision');
+    go.type = 'button';
+    go.id = 'provision-go';
+    go.disabled = true;
+    var cancel = el('button', '', 'Cancel');
+    cancel.type = 'button';
+    cancel.id = 'provision-cancel';
+    box.appendChild(label);
+    box.appendChild(go);
+    box.appendChild(cancel);
+    b.parentNode.appendChild(box);
+    cancel.addEventListener('click', closePicker);
+    go.addEventListener('click', function () {
+      var profile = sel.value;
+      var what = 'Provision ' + b.dataset.name + ' with profile ' + profile;
+      if (!profile || !window.confirm(what + '?')) { return; }
+      closePicker();
+      send(b, what, 'POST', machinePath(b.dataset.machine) + '/provision', { profile: profile });
+    });
+    fetch('/api/v1/profiles', { credentials: 'same-origin' }).then(function (r) {
+      if (!r.ok) { throw new Error('profiles: HTTP ' + r.status); }
+      return r.json();
+    }).then(function (list) {
+      while (sel.firstChild) { sel.removeChild(sel.firstChild); }
+      if (!list.length) {
+        closePicker();
+        show('No profiles to provision with: add one with `rackboot profiles set`.', 'warn');
+        return;
+      }
+      list.forEach(function (p) {
+        var o = el('option', '', p.name);
+        o.value = p.name;
+        sel.appendChild(o);
+      });
+      sel.disabled = false;
+      go.disabled = false;
+      sel.focus();
+    }).catch(function (err) {
+      closePicker();
+      show('Cannot list profiles: ' + err, 'error');
+    });
   }
   document.addEventListener('click', function (e) {
     var b = e.target.closest ? e.target.closest('button.act') : null;

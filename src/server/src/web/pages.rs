@@ -113,7 +113,8 @@ fn badge(kind: &str, value: &str) -> String {
     )
 }
 
-/// Action buttons for one machine (rendered only for a logged-in session).
+/// Action buttons for one machine (rendered only for a logged-in session). "Provision…" opens
+/// a profile picker (app.js, profiles from `GET /api/v1/profiles`) before it asks to confirm.
 fn actions(m: &MachineView) -> String {
     let name = m.name.clone().unwrap_or_else(|| m.id.clone());
     let mut out = String::from("<div class=\"actions\">");
@@ -124,6 +125,7 @@ fn actions(m: &MachineView) -> String {
         ("boot", "disk", "Disk", ""),
         ("boot", "agent", "Agent", ""),
         ("lifecycle", "accept", "Accept", ""),
+        ("provision", "", "Provision…", ""),
         ("lifecycle", "release", "Release", "warn"),
         ("lifecycle", "wipe", "Wipe", "warn"),
         ("lifecycle", "cordon", "Cordon", "warn"),
@@ -674,7 +676,12 @@ pub(super) async fn login_form(
     )
 }
 
-pub(super) async fn login(State(w): State<WebState>, headers: HeaderMap, body: String) -> Response {
+pub(super) async fn login(
+    State(w): State<WebState>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
     let refuse = |reason: &str| {
         w.admin
             .metrics
@@ -710,7 +717,8 @@ pub(super) async fn login(State(w): State<WebState>, headers: HeaderMap, body: S
         );
     };
     let mut resp = Redirect::to(&next).into_response();
-    if let Ok(v) = session::set_cookie(&id, session::LIFETIME).parse() {
+    let secure = session::is_https(&uri, &headers);
+    if let Ok(v) = session::set_cookie(&id, session::LIFETIME, secure).parse() {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
     resp
@@ -718,6 +726,7 @@ pub(super) async fn login(State(w): State<WebState>, headers: HeaderMap, body: S
 
 pub(super) async fn logout(
     State(w): State<WebState>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: String,
 ) -> Response {
@@ -736,7 +745,7 @@ pub(super) async fn logout(
         w.sessions.remove(&id);
     }
     let mut resp = Redirect::to("/").into_response();
-    if let Ok(v) = session::clear_cookie().parse() {
+    if let Ok(v) = session::clear_cookie(session::is_https(&uri, &headers)).parse() {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
     resp

@@ -2,9 +2,10 @@
 //! in an `HttpOnly; SameSite=Strict` cookie. The table is in memory (a restart logs everyone
 //! out) and keyed by a SHA-256 of the id, so lookups leak nothing useful through timing. Each
 //! session has its own CSRF token, which pages carry in a `<meta>` and app.js sends back as
-//! `X-CSRF-Token` on state-changing calls.
+//! `X-CSRF-Token` on state-changing calls. Over HTTPS (a TLS proxy in front, see [`is_https`])
+//! the cookie is also `Secure`.
 
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, Uri};
 use ring::rand::{SecureRandom, SystemRandom};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -118,16 +119,53 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// `Set-Cookie` for a new session (no `Secure`: the admin listener has no TLS yet).
-pub fn set_cookie(id: &str, lifetime: Duration) -> String {
+/// `Set-Cookie` for a new session; `secure` (the browser came over HTTPS, see [`is_https`])
+/// adds `Secure`, so the browser never sends the cookie over plain HTTP.
+pub fn set_cookie(id: &str, lifetime: Duration, secure: bool) -> String {
     format!(
-        "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
-        lifetime.as_secs()
+        "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
+        lifetime.as_secs(),
+        if secure { "; Secure" } else { "" }
     )
 }
 
-pub fn clear_cookie() -> String {
-    format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0")
+pub fn clear_cookie(secure: bool) -> String {
+    format!(
+        "{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{}",
+        if secure { "; Secure" } else { "" }
+    )
+}
+
+/// Did the browser reach the admin listener over HTTPS? The listener itself speaks plain HTTP,
+/// so HTTPS means a TLS-terminating proxy in front that says so (`X-Forwarded-Proto: https`,
+/// or RFC 7239 `Forwarded: proto=https`; the first, client-facing hop counts), or a request
+/// URI with the `https` scheme (HTTP/2's `:scheme`, an absolute-form request line). Trusting
+/// these headers is safe here: a false `https` only makes the cookie `Secure`.
+pub fn is_https(uri: &Uri, headers: &HeaderMap) -> bool {
+    if uri
+        .scheme_str()
+        .is_some_and(|s| s.eq_ignore_ascii_case("https"))
+    {
+        return true;
+    }
+    let first = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(|v| v.trim().to_string())
+    };
+    if let Some(proto) = first("x-forwarded-proto") {
+        return proto.eq_ignore_ascii_case("https");
+    }
+    first("forwarded").is_some_and(|hop| {
+        hop.split(';')
+            .filter_map(|kv| kv.split_once('='))
+            .any(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("proto")
+                    && v.trim().trim_matches('"').eq_ignore_ascii_case("https")
+            })
+    })
 }
 
 /// Constant-time string comparison.
@@ -210,5 +248,52 @@ mod tests {
         h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
         assert!(same_origin(&h).is_ok());
         assert!(ct_eq("abc", "abc") && !ct_eq("abc", "abd") && !ct_eq("abc", "ab"));
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn https_is_recognised_from_the_scheme_and_proxy_headers() {
+        let plain: Uri = "/login".parse().unwrap();
+        let https: Uri = "https://rack.example/login".parse().unwrap();
+        let http: Uri = "http://rack.example/login".parse().unwrap();
+        assert!(!is_https(&plain, &HeaderMap::new()));
+        assert!(is_https(&https, &HeaderMap::new()));
+        assert!(!is_https(&http, &HeaderMap::new()));
+        for (h, want) in [
+            (headers(&[("x-forwarded-proto", "https")]), true),
+            (headers(&[("x-forwarded-proto", "HTTPS")]), true),
+            (headers(&[("x-forwarded-proto", "https, http")]), true),
+            (headers(&[("x-forwarded-proto", "http, https")]), false),
+            (headers(&[("x-forwarded-proto", "http")]), false),
+            (headers(&[("x-forwarded-proto", "httpsx")]), false),
+            (
+                headers(&[("forwarded", "for=10.0.0.9;proto=https;by=10.0.0.1")]),
+                true,
+            ),
+            (headers(&[("forwarded", "Proto=\"https\"")]), true),
+            (headers(&[("forwarded", "proto=http, proto=https")]), false),
+            (headers(&[("forwarded", "for=\"proto=https\"")]), false),
+            (headers(&[("x-forwarded-host", "https")]), false),
+        ] {
+            assert_eq!(is_https(&plain, &h), want, "{h:?}");
+        }
+    }
+
+    #[test]
+    fn the_cookie_is_secure_only_over_https() {
+        let c = set_cookie("abc", Duration::from_secs(60), true);
+        assert!(c.split("; ").any(|f| f == "Secure"), "{c}");
+        assert!(c.split("; ").any(|f| f == "HttpOnly"), "{c}");
+        let c = set_cookie("abc", Duration::from_secs(60), false);
+        assert!(!c.contains("Secure"), "{c}");
+        assert!(clear_cookie(true).ends_with("; Secure"));
+        assert!(!clear_cookie(false).contains("Secure"));
     }
 }

@@ -256,7 +256,25 @@ async fn login_sets_a_strict_httponly_session_cookie() {
             "{cookie} lacks {flag}"
         );
     }
-    assert!(!cookie.contains("Secure"), "no TLS yet: {cookie}");
+    assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
+    // Behind a TLS-terminating proxy the cookie is Secure (and so is the logout's).
+    let r = send(
+        &e,
+        "POST",
+        "/login",
+        &[("x-forwarded-proto", "https")],
+        &format!("token={TOKEN}"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let secure = r.headers["set-cookie"].to_str().unwrap();
+    assert!(secure.split("; ").any(|f| f == "Secure"), "{secure}");
+    let r = send(&e, "POST", "/logout", &[("x-forwarded-proto", "https")], "").await;
+    let cleared = r.headers["set-cookie"].to_str().unwrap();
+    assert!(
+        cleared.contains("Max-Age=0") && cleared.ends_with("; Secure"),
+        "{cleared}"
+    );
     assert!(!cookie.contains(TOKEN));
     let pair = cookie.split(';').next().unwrap();
     let sid = pair.split('=').nth(1).unwrap();
@@ -265,6 +283,7 @@ async fn login_sets_a_strict_httponly_session_cookie() {
     let page = send(&e, "GET", "/", &[("cookie", pair)], "").await;
     assert!(page.body.contains("<meta name=\"csrf-token\""));
     assert!(page.body.contains("data-op=\"power\""));
+    assert!(page.body.contains("data-op=\"provision\""));
     assert!(
         !page.body.contains(sid),
         "the session id must stay in the cookie"
