@@ -1,8 +1,10 @@
 #!/bin/sh
 # OpenIPMI ipmi_sim chassis_control program wiring the simulated BMC to a QEMU VM.
 # lan.conf: chassis_control "<this script> <dir> 0x20"; ipmi_sim appends "get|set parm [val]...".
-# <dir>/vm.env defines TAP, MAC, UUID and optionally DISK (a raw image file). QEMU runs in the
-# caller's network namespace (the one ipmi_sim runs in, which holds the tap).
+# <dir>/vm.env defines TAP, MAC, UUID and optionally DISK (a raw image file), FIRMWARE=uefi (OVMF
+# with its native PXE client instead of SeaBIOS + the iPXE ROM; NVRAM kept in <dir>/vars.fd) and
+# MEM (MiB, default 512). QEMU runs in the caller's network namespace (the one ipmi_sim runs in,
+# which holds the tap). Also driven by redfish-bridge.py for the Redfish BMC.
 D=$1; shift
 . "$D/vm.env"
 echo "$(date +%T.%N) $*" >> "$D/chassis.log"
@@ -11,12 +13,18 @@ vm_on() {
   running && return 0
   rm -f "$D/vm.pid"
   case "$(cat "$D/boot" 2>/dev/null || echo default)" in disk|hd) order=c ;; *) order=n ;; esac
-  disk=""; [ -n "${DISK:-}" ] && disk="-drive file=$DISK,format=raw,if=virtio"
-  setsid -f qemu-system-x86_64 -accel tcg -machine q35 -m 512 -display none -nodefaults \
+  disk=""; [ -n "${DISK:-}" ] && disk="-drive file=$DISK,format=raw,if=none,id=d0 -device virtio-blk-pci,drive=d0,bootindex=2"
+  fw=""; rom=""
+  if [ "${FIRMWARE:-bios}" = uefi ]; then
+    [ -f "$D/vars.fd" ] || cp /usr/share/OVMF/OVMF_VARS_4M.fd "$D/vars.fd"
+    fw="-drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd -drive if=pflash,format=raw,unit=1,file=$D/vars.fd"
+    rom=",romfile="
+  fi
+  setsid -f qemu-system-x86_64 -accel tcg -machine q35 -m "${MEM:-512}" -display none -nodefaults \
     -uuid "$UUID" -boot "$order" -pidfile "$D/vm.pid" -monitor "unix:$D/vm.mon,server,nowait" \
-    -chardev "file,id=s0,path=$D/serial.log,append=on" -serial chardev:s0 \
+    -chardev "file,id=s0,path=$D/serial.log,append=on" -serial chardev:s0 $fw \
     -netdev "tap,id=n0,ifname=$TAP,script=no,downscript=no" \
-    -device "virtio-net-pci,netdev=n0,mac=$MAC,bootindex=1" $disk </dev/null >>"$D/qemu.log" 2>&1
+    -device "virtio-net-pci,netdev=n0,mac=$MAC,bootindex=1$rom" $disk </dev/null >>"$D/qemu.log" 2>&1
   for _ in 1 2 3 4 5 6 7 8 9 10; do [ -s "$D/vm.pid" ] && break; sleep 0.1; done
 }
 vm_off() {

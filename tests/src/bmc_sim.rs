@@ -1,14 +1,43 @@
-//! A simulated BMC on the lab segment: OpenIPMI's ipmi_sim in LAN mode, its chassis control wired
-//! (by `tests/bmc/chassis-control.sh`) to a QEMU VM on a tap of the lab's bridge.
+//! Simulated BMCs on the lab segment, each wired to a QEMU VM on a tap of the lab's bridge by
+//! `tests/bmc/chassis-control.sh`: OpenIPMI's ipmi_sim in LAN mode (its `chassis_control`
+//! program), or sushy-emulator (Redfish, fake driver) whose change notifications
+//! `tests/bmc/redfish-bridge.py` turns into the same chassis-control calls.
 
-use crate::Lab;
+use crate::qemu::Firmware;
+use crate::{venv_tool, Lab};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+#[derive(Default)]
 pub struct SimVm<'a> {
     pub mac: &'a str,
     pub uuid: &'a str,
     pub disk: Option<&'a Path>,
+    /// SeaBIOS + iPXE ROM (default) or OVMF with its native PXE client.
+    pub firmware: Firmware,
+    /// Guest RAM in MiB (0: 512).
+    pub mem_mb: u32,
+}
+
+/// Write `<dir>/vm.env` for the chassis-control script and give the VM a tap on the bridge.
+fn vm_env(lab: &mut Lab, dir: &Path, vm: &SimVm) {
+    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let tap = lab.tap();
+    let mut env = format!("TAP={tap}\nMAC={}\nUUID={}\n", vm.mac, vm.uuid);
+    if let Some(d) = vm.disk {
+        env.push_str(&format!("DISK={}\n", d.display()));
+    }
+    if vm.firmware == Firmware::UefiNativePxe {
+        env.push_str("FIRMWARE=uefi\n");
+    }
+    if vm.mem_mb > 0 {
+        env.push_str(&format!("MEM={}\n", vm.mem_mb));
+    }
+    std::fs::write(dir.join("vm.env"), env).unwrap_or_else(|e| panic!("{e}"));
+}
+
+fn chassis_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("bmc/chassis-control.sh")
 }
 
 /// Kills the VM the chassis-control script started (by the PID it wrote), on drop.
@@ -32,17 +61,8 @@ impl Drop for VmGuard {
 pub fn start_ipmi_sim(lab: &mut Lab, name: &str, addr: &str, port: u16, vm: &SimVm) -> PathBuf {
     let dir = lab.dir.join(name);
     std::fs::create_dir_all(dir.join("state")).unwrap_or_else(|e| panic!("{e}"));
-    let tap = lab.tap();
-    let disk = vm
-        .disk
-        .map(|d| format!("DISK={}\n", d.display()))
-        .unwrap_or_default();
-    std::fs::write(
-        dir.join("vm.env"),
-        format!("TAP={tap}\nMAC={}\nUUID={}\n{disk}", vm.mac, vm.uuid),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bmc/chassis-control.sh");
+    vm_env(lab, &dir, vm);
+    let script = chassis_script();
     let lan = format!(
         "name \"{name}\"\nset_working_mc 0x20\n  startlan 1\n    addr {addr} {port}\n    priv_limit admin\n\
          allowed_auths_callback none md2 md5 straight\n    allowed_auths_user none md2 md5 straight\n\
@@ -74,6 +94,75 @@ pub fn start_ipmi_sim(lab: &mut Lab, name: &str, addr: &str, port: u16, vm: &Sim
     lab.spawn(name, &sw, &refs);
     std::thread::sleep(Duration::from_millis(500));
     assert!(lab.alive(name), "ipmi_sim died: {}", lab.log(name));
+    dir
+}
+
+/// Start sushy-emulator (fake driver, one system whose UUID is the VM's, no authentication) in
+/// the switch namespace on `addr:port`, and the bridge that powers the VM when the emulator's
+/// power state changes (on `127.0.0.1:bridge_port` there). Returns the BMC's directory, laid out
+/// as for [`start_ipmi_sim`].
+pub fn start_redfish(
+    lab: &mut Lab,
+    name: &str,
+    addr: &str,
+    port: u16,
+    bridge_port: u16,
+    vm: &SimVm,
+) -> PathBuf {
+    let dir = lab.dir.join(name);
+    std::fs::create_dir_all(dir.join("state")).unwrap_or_else(|e| panic!("{e}"));
+    vm_env(lab, &dir, vm);
+    let conf = dir.join("emulator.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "SUSHY_EMULATOR_LISTEN_IP = '{addr}'\nSUSHY_EMULATOR_LISTEN_PORT = {port}\n\
+             SUSHY_EMULATOR_FAKE_DRIVER = True\nSUSHY_EMULATOR_STATE_DIR = '{}'\n\
+             SUSHY_EMULATOR_FAKE_SYSTEMS = [{{'uuid': '{}', 'name': '{name}', 'power_state': 'Off', \
+             'external_notifier': True, 'nics': [{{'mac': '{}'}}]}}]\n\
+             EXTERNAL_NOTIFICATION_URL = 'http://127.0.0.1:{bridge_port}/notify'\n",
+            dir.join("state").display(),
+            vm.uuid,
+            vm.mac
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let sw = lab.switch.clone();
+    let python = venv_tool("python3");
+    let bridge = Path::new(env!("CARGO_MANIFEST_DIR")).join("bmc/redfish-bridge.py");
+    let bridge_args = [
+        python.display().to_string(),
+        bridge.display().to_string(),
+        bridge_port.to_string(),
+        chassis_script().display().to_string(),
+        dir.display().to_string(),
+    ];
+    let refs: Vec<&str> = bridge_args.iter().map(String::as_str).collect();
+    lab.spawn(&format!("{name}-bridge"), &sw, &refs);
+    let sushy = venv_tool("sushy-emulator");
+    let args = [
+        sushy.display().to_string(),
+        "--config".into(),
+        conf.display().to_string(),
+    ];
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    lab.spawn(name, &sw, &refs);
+    let url = format!("http://{addr}:{port}/redfish/v1/Systems");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !lab.exec(&sw, &["curl", "-sf", "-o", "/dev/null", &url]).0 {
+        assert!(lab.alive(name), "sushy-emulator died: {}", lab.log(name));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sushy-emulator did not answer on {url}: {}",
+            lab.log(name)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        lab.alive(&format!("{name}-bridge")),
+        "redfish bridge died: {}",
+        lab.log(&format!("{name}-bridge"))
+    );
     dir
 }
 

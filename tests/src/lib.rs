@@ -5,10 +5,14 @@
 //! Needs root (`ip netns`). Names carry a per-lab prefix so labs can run side by side.
 #![allow(clippy::unwrap_used)]
 
+pub mod admin;
 pub mod bmc_sim;
 pub mod dhcp_client;
+pub mod forward;
 pub mod image;
 pub mod qemu;
+pub mod rack;
+pub mod scenario;
 
 use std::fs;
 use std::io::Write;
@@ -50,15 +54,19 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     )) {
         return PathBuf::from(p);
     }
+    // Test executables live in target/<profile>/deps, binaries of this crate in target/<profile>.
     let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let p = dir.join(name);
-    assert!(
-        p.is_file(),
-        "{} not built: run `cargo build --workspace` first",
-        p.display()
+    let dirs = [exe.parent(), exe.parent().and_then(Path::parent)];
+    for dir in dirs.into_iter().flatten() {
+        let p = dir.join(name);
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!(
+        "{name} not built next to {}: run `cargo build --workspace` first",
+        exe.display()
     );
-    p
 }
 
 /// The scratch dir of a lab (kept on failure for the logs).
@@ -77,6 +85,9 @@ pub struct Lab {
     namespaces: Vec<String>,
     children: Vec<(String, Child)>,
     taps: u32,
+    /// Start children in their own process group, so a Ctrl-C at the terminal reaches only the
+    /// program that owns the lab (which then tears it down in order).
+    pub detach_children: bool,
 }
 
 /// One host on the segment: its namespace and address; its NIC is `eth0`.
@@ -89,17 +100,25 @@ pub struct Host {
 impl Lab {
     /// A new segment: namespace `<prefix>sw` with bridge `br0`.
     pub fn new(tag: &str) -> Lab {
-        require_root();
         let n = LAB_SEQ.fetch_add(1, Ordering::SeqCst);
         let prefix = format!("rb{}{}", std::process::id() % 100_000, n);
+        Lab::at(&prefix, scratch(tag))
+    }
+
+    /// A new segment with fixed names (`<prefix>sw`, `<prefix><host>`; a namespace left over
+    /// from an earlier run with the same name is deleted first) and scratch dir `dir`.
+    pub fn at(prefix: &str, dir: PathBuf) -> Lab {
+        require_root();
+        let prefix = prefix.to_string();
         let switch = format!("{prefix}sw");
         let mut lab = Lab {
             prefix,
-            dir: scratch(tag),
+            dir,
             switch: switch.clone(),
             namespaces: vec![],
             children: vec![],
             taps: 0,
+            detach_children: false,
         };
         lab.netns(&switch);
         sh(&[
@@ -209,14 +228,16 @@ impl Lab {
     /// Start a process inside `ns`, logging to `<dir>/<name>.log`; killed (by PID) on drop.
     pub fn spawn(&mut self, name: &str, ns: &str, args: &[&str]) -> u32 {
         let log = fs::File::create(self.dir.join(format!("{name}.log"))).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns])
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns])
             .args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+            .stderr(log);
+        if self.detach_children {
+            std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("{name}: {e}"));
         let pid = child.id();
         self.children.push((name.to_string(), child));
         pid
@@ -241,6 +262,60 @@ impl Lab {
 
     pub fn log(&self, name: &str) -> String {
         fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// Stop the named child politely (SIGTERM, then SIGKILL after `grace`), e.g. so tcpdump
+    /// finishes its capture file.
+    pub fn stop(&mut self, name: &str, grace: Duration) {
+        for (n, c) in self.children.iter_mut() {
+            if n != name {
+                continue;
+            }
+            if let Ok(pid) = i32::try_from(c.id()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+            let deadline = Instant::now() + grace;
+            while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Capture every frame crossing the segment's bridge (a promiscuous bridge hands forwarded
+    /// frames to its own interface too) into `<dir>/<name>.pcap`. Large HTTP payload segments
+    /// from the boot server are left out so a capture with kernels in it stays small.
+    pub fn capture(&mut self, name: &str) -> PathBuf {
+        let pcap = self.dir.join(format!("{name}.pcap"));
+        let sw = self.switch.clone();
+        let file = pcap.display().to_string();
+        self.spawn(
+            name,
+            &sw,
+            &[
+                "tcpdump",
+                "-i",
+                "br0",
+                "-U",
+                "-n",
+                "-s",
+                "1600",
+                "-w",
+                &file,
+                "not (tcp src port 50042 and greater 600)",
+            ],
+        );
+        // tcpdump prints "listening on br0" once its filter is attached.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.log(name).contains("listening on") && Instant::now() < deadline {
+            assert!(self.alive(name), "tcpdump died: {}", self.log(name));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        pcap
     }
 
     /// Is the named child still running?

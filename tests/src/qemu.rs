@@ -4,9 +4,10 @@ use crate::Lab;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Firmware {
     /// SeaBIOS with the iPXE option ROM of ipxe-qemu (iPXE in ROM, legacy BIOS).
+    #[default]
     BiosIpxeRom,
     /// OVMF with its own PXE client (`romfile=` removes the iPXE ROM): TFTP → ipxe.efi.
     UefiNativePxe,

@@ -33,6 +33,7 @@ fn setup() -> (Lab, Host, PathBuf) {
             mac: MAC,
             uuid: UUID,
             disk: None,
+            ..SimVm::default()
         },
     );
     (lab, appl, bmc)

@@ -123,6 +123,7 @@ fn accept_wipe_park_provision_release() {
             mac: MAC,
             uuid: UUID,
             disk: Some(&disk),
+            ..SimVm::default()
         },
     );
     let _vm = VmGuard(bmc.clone());
