@@ -143,6 +143,9 @@ for n in $SIZES; do
   seed=$((seed + 1)) # the same machines (MACs) for both stacks at one size
   for stack in $STACKS; do
     tag=$stack-$n
+    # Same addresses, new MACs each run: forget the last run's neighbours (a stale ARP entry
+    # sends replies to a MAC that is gone until the kernel re-probes, seconds later).
+    for ns in $SITE $APPL; do ip -n $ns neigh flush all; done
     site_dhcp $tag
     t0=$(now)
     if [ $stack = rackboot ]; then start_rackboot $tag; else start_reference $tag; fi
@@ -151,7 +154,7 @@ for n in $SIZES; do
     sleep 1
     KEY=VmRSS; idle=$(rss_kb "${STACK_PIDS[@]}" $(pgrep -P "${STACK_PIDS[-1]}" || true))
     if [ -n "${FLEET_PCAP:-}" ]; then # debugging: DHCP/TFTP-control traffic on the bridge
-      bg ip netns exec $SW tcpdump -i br0 -s 400 -w $W/$tag.pcap 'udp and (port 67 or port 68 or port 4011 or port 69)' 2>/dev/null; sleep 1
+      bg ip netns exec $SW tcpdump -i br0 -s 400 -w $W/$tag.pcap 'arp or (udp and (port 67 or port 68 or port 4011 or port 69))' 2>/dev/null; sleep 1
     fi
     tapdrop0=$(ip netns exec $SW cat /sys/class/net/fleet0/statistics/tx_dropped)
     sd0=$(udp_drops $SITE); ad0=$(udp_drops $APPL)

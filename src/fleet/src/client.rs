@@ -103,6 +103,7 @@ impl Kind {
                 dhcp::CLIENT_PORT
             },
             proxy_wait,
+            need_boot: true,
         }
     }
 }
@@ -263,7 +264,7 @@ enum Fetching {
 enum Phase {
     Off,
     Dhcp {
-        x: Exchange,
+        x: Box<Exchange>,
         purpose: DhcpPurpose,
         bound: bool,
     },
@@ -558,6 +559,7 @@ impl Client {
                     proxy_request: true,
                     proxy_src_port: dhcp::CLIENT_PORT,
                     proxy_wait: self.settings.proxy_wait,
+                    need_boot: false,
                 },
             ),
         };
@@ -571,7 +573,7 @@ impl Client {
         );
         let xid = self.xid();
         self.phase = Phase::Dhcp {
-            x: Exchange::new(id, xid, how, now),
+            x: Box::new(Exchange::new(id, xid, how, now)),
             purpose,
             bound: false,
         };

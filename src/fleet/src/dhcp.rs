@@ -260,6 +260,9 @@ pub struct Behaviour {
     pub proxy_src_port: u16,
     /// Wait this long after the first address offer for a boot offer before settling.
     pub proxy_wait: Duration,
+    /// PXE firmware: without a boot offer keep DISCOVERing (4/8/16/32 s) instead of settling
+    /// for the address alone (iPXE settles and then has nothing to boot).
+    pub need_boot: bool,
 }
 
 /// A datagram for the shell to send as a raw frame (no ARP: `dst_mac` None = broadcast).
@@ -424,7 +427,7 @@ impl Exchange {
             Phase::Done(_) | Phase::Failed(_) => None,
             Phase::Selecting {
                 first_offer: Some(t),
-            } if self.address.is_some() => {
+            } if self.address.is_some() && !self.how.need_boot => {
                 Some(self.backoff.deadline().min(*t + self.how.proxy_wait))
             }
             _ => Some(self.backoff.deadline()),
@@ -435,7 +438,10 @@ impl Exchange {
         match self.phase.clone() {
             Phase::Selecting { first_offer } => {
                 if let Some(t) = first_offer {
-                    if now >= t + self.how.proxy_wait && self.settle(now) {
+                    if now >= t + self.how.proxy_wait
+                        && (!self.how.need_boot || self.complete())
+                        && self.settle(now)
+                    {
                         return;
                     }
                 }

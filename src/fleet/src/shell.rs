@@ -604,3 +604,7 @@ pub fn raw_frame(src_mac: [u8; 6], d: &Datagram) -> Option<Vec<u8>> {
     );
     Some(buf)
 }
+
+#[cfg(test)]
+#[path = "tests/shell.rs"]
+mod tests;

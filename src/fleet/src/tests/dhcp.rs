@@ -23,6 +23,7 @@ fn how(proxy_request: bool) -> Behaviour {
         proxy_request,
         proxy_src_port: PXE_PORT,
         proxy_wait: Duration::from_secs(3),
+        need_boot: false,
     }
 }
 
@@ -390,4 +391,60 @@ fn a_pxe_menu_makes_the_4011_request_ask_for_its_first_item() {
         opt(&d[0].payload, 43).unwrap(),
         vec![71, 4, 0x80, 0, 0, 0, 255]
     );
+}
+
+#[test]
+fn pxe_firmware_without_a_boot_offer_keeps_discovering_then_fails() {
+    let firmware = Behaviour {
+        need_boot: true,
+        ..how(true)
+    };
+    let addr = |xid| {
+        Reply::parse(&reply(
+            OFFER,
+            xid,
+            Ipv4Addr::new(10, 97, 1, 6),
+            SITE,
+            None,
+            None,
+        ))
+        .unwrap()
+    };
+    let mut x = Exchange::new(id(false), 6, firmware, secs(0));
+    let mut discovers = vec![];
+    for t in 0..=70 {
+        let now = secs(t);
+        if x.poll_timeout().is_some_and(|d| d <= now) {
+            x.handle_timeout(now);
+        }
+        for d in drain(&mut x) {
+            assert_eq!(
+                opt(&d.payload, 53).unwrap(),
+                vec![DISCOVER],
+                "never settles on the address alone"
+            );
+            discovers.push(t);
+            x.handle_reply(now, addr(6), SITE_MAC);
+        }
+    }
+    assert_eq!(discovers, vec![0, 4, 12, 28]);
+    assert_eq!(x.result(), Some(Err(&Failure::NoBootOffer)));
+
+    // The boot offer answering a retransmitted DISCOVER completes it.
+    let mut x = Exchange::new(id(false), 7, firmware, secs(0));
+    drain(&mut x);
+    x.handle_reply(secs(0), addr(7), SITE_MAC);
+    x.handle_timeout(secs(4));
+    assert_eq!(opt(&drain(&mut x)[0].payload, 53).unwrap(), vec![DISCOVER]);
+    let proxy = Reply::parse(&reply(
+        OFFER,
+        7,
+        Ipv4Addr::UNSPECIFIED,
+        APPL,
+        Some("PXEClient"),
+        Some("ipxe.efi"),
+    ))
+    .unwrap();
+    x.handle_reply(secs(4), proxy, APPL_MAC);
+    assert_eq!(opt(&drain(&mut x)[0].payload, 53).unwrap(), vec![REQUEST]);
 }
