@@ -448,3 +448,59 @@ fn pxe_firmware_without_a_boot_offer_keeps_discovering_then_fails() {
     x.handle_reply(secs(4), proxy, APPL_MAC);
     assert_eq!(opt(&drain(&mut x)[0].payload, 53).unwrap(), vec![REQUEST]);
 }
+
+#[test]
+fn a_4011_ack_echoing_the_address_is_taken_from_the_proxy_server_only() {
+    // dnsmasq puts the client's address in yiaddr of its 4011 ACK.
+    let mut x = Exchange::new(id(false), 9, how(true), secs(0));
+    drain(&mut x);
+    let proxy = Reply::parse(&reply(
+        OFFER,
+        9,
+        Ipv4Addr::UNSPECIFIED,
+        APPL,
+        Some("PXEClient"),
+        None,
+    ))
+    .unwrap();
+    x.handle_reply(secs(0), proxy, APPL_MAC);
+    let ip = Ipv4Addr::new(10, 97, 1, 12);
+    x.handle_reply(
+        secs(0),
+        Reply::parse(&reply(OFFER, 9, ip, SITE, None, None)).unwrap(),
+        SITE_MAC,
+    );
+    drain(&mut x);
+    x.handle_reply(
+        secs(0),
+        Reply::parse(&reply(ACK, 9, ip, SITE, None, None)).unwrap(),
+        SITE_MAC,
+    );
+    drain(&mut x);
+    // A repeated site ACK is not the proxy's answer.
+    x.handle_reply(
+        secs(0),
+        Reply::parse(&reply(ACK, 9, ip, SITE, None, None)).unwrap(),
+        SITE_MAC,
+    );
+    assert!(x.result().is_none());
+    let pack = Reply::parse(&reply(
+        ACK,
+        9,
+        ip,
+        APPL,
+        Some("PXEClient"),
+        Some("undionly.kpxe"),
+    ))
+    .unwrap();
+    x.handle_reply(secs(0), pack, APPL_MAC);
+    let lease = x.result().unwrap().unwrap();
+    assert_eq!(lease.ip, ip);
+    assert_eq!(
+        lease.boot,
+        Some(BootTarget::Tftp {
+            server: APPL,
+            file: "undionly.kpxe".into()
+        })
+    );
+}
