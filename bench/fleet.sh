@@ -154,7 +154,7 @@ for n in $SIZES; do
     sleep 1
     KEY=VmRSS; idle=$(rss_kb "${STACK_PIDS[@]}" $(pgrep -P "${STACK_PIDS[-1]}" || true))
     if [ -n "${FLEET_PCAP:-}" ]; then # debugging: DHCP/TFTP-control traffic on the bridge
-      bg ip netns exec $SW tcpdump -i br0 -s 400 -w $W/$tag.pcap 'arp or (udp and (port 67 or port 68 or port 4011 or port 69))' 2>/dev/null; sleep 1
+      bg ip netns exec $SW tcpdump -U -i br0 -s 400 -w $W/$tag.pcap "${FLEET_PCAP_FILTER:-arp or (udp and (port 67 or port 68 or port 4011 or port 69))}" 2>/dev/null; sleep 1
     fi
     tapdrop0=$(ip netns exec $SW cat /sys/class/net/fleet0/statistics/tx_dropped)
     sd0=$(udp_drops $SITE); ad0=$(udp_drops $APPL)

@@ -630,7 +630,7 @@ impl Client {
                 match purpose {
                     DhcpPurpose::Firmware | DhcpPurpose::Autoboot => match lease.boot {
                         Some(target) => self.load(now, target),
-                        None => self.fail(now, "dhcp: no boot file offered".into()),
+                        None => self.fail_after_stage(now, "dhcp: no boot file offered".into()),
                     },
                     DhcpPurpose::Script => {
                         if let Some(i) = self.interp.as_mut() {

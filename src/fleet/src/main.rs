@@ -68,7 +68,11 @@ fn main() -> anyhow::Result<()> {
     let tap = TunTapInterface::new(&a.tap, Medium::Ethernet)
         .with_context(|| format!("opening tap {}", a.tap))?;
     let mut wire = Tap(tap);
-    let mut fleet = Fleet::new(build(&spec));
+    let salt = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let mut fleet = Fleet::new(build(&spec), salt);
     let start = Instant::now();
     let clock = move || start.elapsed();
     let limit = spec.ramp + settings.deadline + Duration::from_secs(5);

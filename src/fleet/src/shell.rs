@@ -164,7 +164,10 @@ fn ts(d: Duration) -> Instant {
 }
 
 impl Fleet {
-    pub fn new(clients: Vec<Client>) -> Fleet {
+    /// `salt` varies the machines' TCP/UDP source ports between runs (iPXE picks random ports): a
+    /// second run with the same machines and addresses must not hit the server's TIME_WAIT
+    /// entries of the first (a SYN inside an old 4-tuple costs a 1 s retransmission).
+    pub fn new(clients: Vec<Client>, salt: u64) -> Fleet {
         let mut tx = Vec::new();
         let mut slots = Vec::with_capacity(clients.len());
         let mut by_mac = HashMap::new();
@@ -190,7 +193,8 @@ impl Fleet {
                 http: None,
                 closing: Vec::new(),
                 wake: None,
-                next_port: 49152 + (i as u16 % 8192),
+                next_port: 49152
+                    + ((salt ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) % 15_000) as u16,
             });
         }
         let n = slots.len();

@@ -72,7 +72,7 @@ fn raw_frames_are_valid_udp_with_checksums() {
 
 #[test]
 fn every_machine_discovers_from_its_own_mac_and_replies_reach_the_right_one() {
-    let mut fleet = Fleet::new(machines(3));
+    let mut fleet = Fleet::new(machines(3), 0);
     let mut wire = FakeWire::default();
     let t = Cell::new(Duration::ZERO);
     let clock = || {
