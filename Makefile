@@ -18,10 +18,12 @@ TEST_PKGS := $(RUN_PKGS) gnupg chromium chromium-driver iproute2 openipmi ipmito
 # Sans-IO crates: must never depend on tokio (checked by `make check`).
 SANS_IO_CRATES := rackboot-tftp rackboot-dhcp rackboot-ipxe rackboot-config rackboot-store rackboot-lifecycle rackboot-ipmi
 
-.PHONY: help deps deps-test build release run check test test-assets bench assets image clean
+.PHONY: help deps deps-test build release run serve check test test-assets bench assets image clean
 
 help:
-	@echo "make run    build and serve (standalone, data in var/), admin on http://$(ADMIN_LISTEN)"
+	@echo "make run    (root) a virtual rack: segment, site DHCP, rackboot, SERVERS=$(SERVERS) VMs with BMCs;"
+	@echo "            admin page on http://$(ADMIN_LISTEN), a demo scenario moves the machines; Ctrl-C stops"
+	@echo "make serve  build and serve standalone on loopback (data in var/), no segment"
 	@echo "make test   install test peers, run the gate (fmt, clippy, no-tokio) and every test"
 	@echo "make check  the gate alone; make deps / deps-test install packages; make clean"
 	@echo "make assets iPXE binaries into var/assets; make bench  benchmarks vs real peers"
@@ -56,7 +58,22 @@ build: deps
 release: deps
 	$(CARGO) build --release -p rackboot
 
-run: release assets
+# The virtual rack (tests/src/bin/virtual-rack.rs): network namespaces, dnsmasq as the site DHCP
+# server, rackboot in proxy mode, QEMU servers behind ipmi_sim / sushy-emulator BMCs.
+SERVERS ?= 3
+SCENARIO ?= demo
+run:
+	@if [ "$$(id -u)" != 0 ]; then \
+	  echo "make run builds a virtual rack (network namespaces, QEMU VMs, BMC simulators) and needs root:"; \
+	  echo "    sudo make run [SERVERS=5]"; \
+	  echo "to serve a real provisioning segment instead: make serve, or"; \
+	  echo "    rackboot serve --interface <provisioning NIC>"; exit 1; fi
+	@$(MAKE) --no-print-directory test-assets
+	$(CARGO) build -p rackboot -p rackboot-e2e --bin rackboot --bin virtual-rack
+	./target/debug/virtual-rack --servers $(SERVERS) --scenario $(SCENARIO) \
+	  --admin-listen $(ADMIN_LISTEN) --dir $(CURDIR)/var/virtual-rack
+
+serve: release assets
 	@mkdir -p $(DATA_DIR) $(ASSETS_DIR)/tftp
 	@echo "rackboot: admin http://$(ADMIN_LISTEN)  boot http://$(BOOT_HTTP_LISTEN)  tftp $(TFTP_LISTEN)  data $(DATA_DIR)"
 	@echo "admin token: $(DATA_DIR)/admin-token   (Ctrl-C stops)"
