@@ -227,6 +227,15 @@ impl OmniHandle {
     /// A machine booted in agent mode and joined Omni: a PENDING InfraMachine (random UUID
     /// unless given), with the accept-pending and provider labels. Returns its id.
     pub fn machine_joins(&self, uuid: Option<&str>) -> Result<String, OmniError> {
+        self.machine_joins_for(&self.provider_id.clone(), uuid)
+    }
+
+    /// Like [`Self::machine_joins`] for a machine of another provider (`provider_id`).
+    pub fn machine_joins_for(
+        &self,
+        provider_id: &str,
+        uuid: Option<&str>,
+    ) -> Result<String, OmniError> {
         let id = uuid.map_or_else(random_uuid, str::to_string);
         let spec = InfraMachineSpec {
             acceptance_status: AcceptanceStatus::Pending as i32,
@@ -234,10 +243,7 @@ impl OmniHandle {
             node_unique_token: random_uuid(),
             ..Default::default()
         };
-        let l = labels(&[
-            (LABEL_PROVIDER_ID, &self.provider_id),
-            (LABEL_ACCEPT_PENDING, ""),
-        ]);
+        let l = labels(&[(LABEL_PROVIDER_ID, provider_id), (LABEL_ACCEPT_PENDING, "")]);
         let r = new_resource(
             NS_INFRA_PROVIDER,
             TYPE_INFRA_MACHINE,

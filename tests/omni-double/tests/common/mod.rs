@@ -157,9 +157,22 @@ fn mv(s: &str) -> MetadataValue<tonic::metadata::Ascii> {
     MetadataValue::try_from(s).expect("ascii metadata")
 }
 
-pub type Client = StateClient<
-    InterceptedService<Channel, Box<dyn FnMut(Request<()>) -> Result<Request<()>, Status> + Send>>,
->;
+/// Signs each call with the method path tonic's generated client records.
+#[derive(Clone)]
+pub struct SignInterceptor(pub Signer);
+
+impl tonic::service::Interceptor for SignInterceptor {
+    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
+        let method = req
+            .extensions()
+            .get::<tonic::GrpcMethod>()
+            .map(|m| format!("/{}/{}", m.service(), m.method()))
+            .unwrap_or_default();
+        Ok(self.0.sign(req, &method))
+    }
+}
+
+pub type Client = StateClient<InterceptedService<Channel, SignInterceptor>>;
 
 /// A State client over `running` that signs with `signer`.
 pub async fn client(running: &Running, signer: Signer) -> Client {
@@ -168,16 +181,7 @@ pub async fn client(running: &Running, signer: Signer) -> Client {
         .connect()
         .await
         .expect("connect");
-    let f: Box<dyn FnMut(Request<()>) -> Result<Request<()>, Status> + Send> =
-        Box::new(move |req: Request<()>| {
-            let method = req
-                .extensions()
-                .get::<tonic::GrpcMethod>()
-                .map(|m| format!("/{}/{}", m.service(), m.method()))
-                .unwrap_or_default();
-            Ok(signer.sign(req, &method))
-        });
-    StateClient::with_interceptor(ch, f)
+    StateClient::with_interceptor(ch, SignInterceptor(signer))
 }
 
 pub fn key(id: &str) -> GeneratedKey {
