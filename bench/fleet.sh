@@ -58,6 +58,7 @@ ln -sfn $A $WWW/assets; ln -sfn $A/tftp $WWW/tftp
 
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 now() { date +%s.%N; }
+cpu_s() { python3 -c 'import os,sys; t=os.sysconf("SC_CLK_TCK"); print(round(sum(sum(int(x) for x in open(f"/proc/{p}/stat").read().rsplit(")",1)[1].split()[11:13]) for p in sys.argv[1:])/t,1))' "$@" 2>/dev/null || echo 0; }
 rss_kb() { local t=0; for p in "$@"; do t=$((t + $(awk -v k="$KEY" '$1==k":"{print $2}' /proc/$p/status 2>/dev/null || echo 0))); done; echo $t; }
 # UDP datagrams a namespace's sockets dropped because their receive buffer was full.
 udp_drops() { ip netns exec $1 awk '/^Udp:/{if(!n){n=split($0,k);next} for(i=1;i<=n;i++) if(k[i]=="RcvbufErrors") print $i}' /proc/net/snmp; }
@@ -163,11 +164,12 @@ for n in $SIZES; do
     tapdrop=$(( $(ip netns exec $SW cat /sys/class/net/fleet0/statistics/tx_dropped) - tapdrop0 ))
     echo "tap: $tapdrop frames dropped on the way to the simulator (its queue was full); UDP receive-buffer drops: site DHCP host $(( $(udp_drops $SITE) - sd0 )), boot server host $(( $(udp_drops $APPL) - ad0 ))" >> $W/$tag.md
     KEY=VmHWM; peak=$(rss_kb "${STACK_PIDS[@]}" $(pgrep -P "${STACK_PIDS[-1]}" || true))
+    cpu=$(cpu_s "${STACK_PIDS[@]}" $(pgrep -P "${STACK_PIDS[-1]}" || true))
     [ -n "${FLEET_PCAP:-}" ] && stop ${PIDS[-1]}
     for p in "${STACK_PIDS[@]}"; do stop $p; done
     stop $SITE_PID
     get() { awk -F= -v k="$1" '$1==k{print $2}' $W/$tag.sum; }
-    R[$tag]="$(get booted) $(get failed) $(get unfinished) $(get all_booted_s) $(get boot_p50_s) $(get boot_p99_s) $cold $idle $peak"
+    R[$tag]="$(get booted) $(get failed) $(get unfinished) $(get all_booted_s) $(get boot_p50_s) $(get boot_p99_s) $cold $idle $peak $cpu"
     cp $W/$tag.md "$OUT/$STAMP-fleet-$tag.md"
   done
 done
@@ -175,12 +177,12 @@ done
 # --- report -----------------------------------------------------------------------------------------
 echo "Fleet: \`$(basename "$FLEET") --clients N --mix $MIX\` (all power on at once; firmware retry 4/8/16/32 s); agent images ${KERNEL_MB} MiB kernel + ${INITRD_MB} MiB initrd, iPXE NBPs from Debian's ipxe package. Segment 10.97.0.0/21: dnsmasq address-only site DHCP (10.97.0.1), boot server 10.97.0.2; ARP gc_thresh raised to 4096/8192/16384 for the run."
 echo
-echo "| stack | clients | booted | failed | unfinished | all booted (s) | boot p50 (s) | boot p99 (s) | cold start (ms) | idle RSS (MiB) | peak RSS (MiB) |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| stack | clients | booted | failed | unfinished | all booted (s) | boot p50 (s) | boot p99 (s) | cold start (ms) | idle RSS (MiB) | peak RSS (MiB) | server CPU (s) |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 for n in $SIZES; do for stack in $STACKS; do
   set -- ${R[$stack-$n]}
   label=$stack; [ $stack = dnsmasq ] && label="dnsmasq proxy+TFTP, nginx"
-  echo "| $label | $n | $1 | $2 | $3 | $4 | $5 | $6 | $7 | $(python3 -c "print(round($8/1024,1))") | $(python3 -c "print(round($9/1024,1))") |"
+  echo "| $label | $n | $1 | $2 | $3 | $4 | $5 | $6 | $7 | $(python3 -c "print(round($8/1024,1))") | $(python3 -c "print(round($9/1024,1))") | ${10} |"
 done; done
 echo
 for n in $SIZES; do
