@@ -113,6 +113,18 @@ pub struct ServeArgs {
     /// Infrastructure provider id [key: omni.provider_id].
     #[arg(long, env = "RACKBOOT_PROVIDER_ID")]
     pub provider_id: Option<String>,
+    /// Extra CA certificates (PEM) for Omni's TLS [key: omni.ca_file].
+    #[arg(long, env = "RACKBOOT_OMNI_CA_FILE")]
+    pub omni_ca_file: Option<PathBuf>,
+    /// Do not verify Omni's TLS certificate (lab only) [key: omni.insecure_skip_verify].
+    #[arg(long, env = "RACKBOOT_OMNI_INSECURE_SKIP_VERIFY")]
+    pub omni_insecure_skip_verify: Option<bool>,
+    /// Image Factory base URL [key: omni.image_factory_url].
+    #[arg(long, env = "RACKBOOT_IMAGE_FACTORY_URL")]
+    pub image_factory_url: Option<String>,
+    /// Image Factory PXE base URL [key: omni.image_factory_pxe_url].
+    #[arg(long, env = "RACKBOOT_IMAGE_FACTORY_PXE_URL")]
+    pub image_factory_pxe_url: Option<String>,
     /// `human` or `json` [key: log.format].
     #[arg(long, env = "RACKBOOT_LOG_FORMAT")]
     pub log_format: Option<String>,

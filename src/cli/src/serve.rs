@@ -50,6 +50,10 @@ fn flags(a: &ServeArgs) -> RawConfig {
     r.omni.endpoint = a.omni_endpoint.clone();
     r.omni.key_file = a.omni_key_file.clone();
     r.omni.provider_id = a.provider_id.clone();
+    r.omni.ca_file = a.omni_ca_file.clone();
+    r.omni.insecure_skip_verify = a.omni_insecure_skip_verify;
+    r.omni.image_factory_url = a.image_factory_url.clone();
+    r.omni.image_factory_pxe_url = a.image_factory_pxe_url.clone();
     r
 }
 

@@ -143,6 +143,16 @@ pub struct RawOmni {
     pub key_file: Option<PathBuf>,
     /// Flag `--provider-id`.
     pub provider_id: Option<String>,
+    /// PEM file of extra CA certificates for a private Omni CA (flag `--omni-ca-file`).
+    pub ca_file: Option<PathBuf>,
+    /// Accept any Omni TLS certificate (lab only; flag `--omni-insecure-skip-verify`).
+    pub insecure_skip_verify: Option<bool>,
+    /// Image Factory base URL (schematics), default `https://factory.talos.dev`.
+    pub image_factory_url: Option<String>,
+    /// Image Factory PXE base URL, default `https://pxe.factory.talos.dev`.
+    pub image_factory_pxe_url: Option<String>,
+    /// Heartbeat interval in seconds (default 10; Omni shows a provider disconnected after 31 s).
+    pub heartbeat_secs: Option<u64>,
 }
 
 /// `Option::or` for every field: values in `self` win over `lower`.
@@ -171,7 +181,7 @@ layer_struct!(RawHttp { listen } nested {});
 layer_struct!(RawTftp { listen, single_port, max_blksize, max_windowsize, max_transfers,
     max_transfers_per_client } nested {});
 layer_struct!(RawDhcp { mode, port, pxe_port, discovery_control, boot_files } nested {});
-layer_struct!(RawOmni { endpoint, key_file, provider_id } nested {});
+layer_struct!(RawOmni { endpoint, key_file, provider_id, ca_file, insecure_skip_verify, image_factory_url, image_factory_pxe_url, heartbeat_secs } nested {});
 layer_struct!(RawLifecycle { idle_power_off_secs, min_power_interval_secs, agent_timeout_secs } nested {});
 layer_struct!(RawBmc { poll_interval_secs, max_parallel, min_interval_ms, verify_timeout_secs } nested {});
 layer_struct!(RawBoot { agent_kernel, agent_initrds, agent_cmdline, init_rounds } nested {});

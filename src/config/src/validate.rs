@@ -172,6 +172,26 @@ pub(crate) fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
         }
     }
     c.existing_file("omni.key_file", raw.omni.key_file.as_ref());
+    c.existing_file("omni.ca_file", raw.omni.ca_file.as_ref());
+    for (key, url) in [
+        ("omni.image_factory_url", &raw.omni.image_factory_url),
+        (
+            "omni.image_factory_pxe_url",
+            &raw.omni.image_factory_pxe_url,
+        ),
+    ] {
+        if let Some(u) = url {
+            if !(u.starts_with("https://") || u.starts_with("http://")) {
+                c.push(key, format!("{u:?} must start with https:// or http://"));
+            }
+        }
+    }
+    if raw.omni.heartbeat_secs.is_some_and(|s| s == 0 || s > 30) {
+        c.push(
+            "omni.heartbeat_secs",
+            "must be 1..=30 (Omni marks a provider disconnected after 31 s)",
+        );
+    }
     if let Some(id) = &raw.omni.provider_id {
         if !is_dns1123_label(id) {
             c.push(
@@ -262,6 +282,23 @@ pub(crate) fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
         omni_endpoint,
         omni_key_file: raw.omni.key_file.clone(),
         provider_id: raw.omni.provider_id.clone(),
+        omni_ca_file: raw.omni.ca_file.clone(),
+        omni_insecure_skip_verify: raw.omni.insecure_skip_verify.unwrap_or(false),
+        image_factory_url: raw
+            .omni
+            .image_factory_url
+            .clone()
+            .unwrap_or_else(|| "https://factory.talos.dev".into())
+            .trim_end_matches('/')
+            .to_string(),
+        image_factory_pxe_url: raw
+            .omni
+            .image_factory_pxe_url
+            .clone()
+            .unwrap_or_else(|| "https://pxe.factory.talos.dev".into())
+            .trim_end_matches('/')
+            .to_string(),
+        omni_heartbeat_secs: raw.omni.heartbeat_secs.unwrap_or(10),
         agent_kernel,
         agent_initrds,
         agent_cmdline,

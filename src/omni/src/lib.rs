@@ -5,4 +5,6 @@
 
 pub mod auth;
 pub mod desired;
+pub mod factory;
+pub mod state;
 pub mod transport;

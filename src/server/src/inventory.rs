@@ -244,6 +244,37 @@ impl Inventory {
         Ok(MachineView::from(&removed))
     }
 
+    /// Set a machine's BMC from Omni's BMCConfig (IPMI). Returns false when nothing changed (or
+    /// the machine is not in the inventory yet).
+    pub fn set_bmc_from_omni(
+        &self,
+        uuid: &str,
+        url: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<bool, InventoryError> {
+        let Ok(m) = self.find(uuid) else {
+            return Ok(false);
+        };
+        if let Some(b) = &m.bmc {
+            let same_pw = self.bmc_password(&m)?.as_deref().unwrap_or("") == password;
+            if b.url == url && b.username == username && same_pw {
+                return Ok(false);
+            }
+        }
+        let record = self.bmc_record(NewBmc {
+            url: url.to_string(),
+            username: Some(username.to_string()),
+            password: Some(password.to_string()),
+            insecure_tls: false,
+        })?;
+        self.modify(&m.id, |m| {
+            m.bmc = Some(record.clone());
+            true
+        })?;
+        Ok(true)
+    }
+
     /// Validate a BMC endpoint; credentials in the URL move to the record and the password is sealed.
     fn bmc_record(&self, b: NewBmc) -> Result<BmcRecord, InventoryError> {
         let scheme = BMC_SCHEMES

@@ -14,6 +14,7 @@ pub mod inventory;
 pub mod lifecycle;
 pub mod metrics;
 pub mod net;
+pub mod omni_link;
 pub mod power;
 mod serve;
 #[cfg(test)]

@@ -96,7 +96,7 @@ pub struct Reconciler {
     tx: mpsc::Sender<(String, Input)>,
 }
 
-fn to_state(s: MachineState) -> State {
+pub(crate) fn to_state(s: MachineState) -> State {
     match s {
         MachineState::Registered => State::Registered,
         MachineState::Discovered | MachineState::Inspecting => State::Discovered,
@@ -187,7 +187,7 @@ fn write_back(m: &mut Machine, l: &Lifecycle) {
 }
 
 /// UEFI firmware (option 93 ≥ 6) wants the EFI bit in the PXE override.
-fn is_efi(m: &Machine) -> bool {
+pub(crate) fn is_efi(m: &Machine) -> bool {
     m.boot.arch.is_some_and(|a| a >= 6)
 }
 

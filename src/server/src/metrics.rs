@@ -7,7 +7,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -48,6 +48,9 @@ pub struct Metrics {
     pub bmc_failures: Family<ReasonLabels, Counter>,
     /// Machines by lifecycle state (sampled at scrape time).
     pub machines: Family<ReasonLabels, Gauge>,
+    /// The Omni link's state (disabled in standalone mode); its heartbeat age is exported.
+    pub omni: Arc<crate::omni_link::OmniShared>,
+    omni_heartbeat_age: Gauge<f64, AtomicU64>,
 }
 
 fn seconds_buckets() -> impl Iterator<Item = f64> {
@@ -147,7 +150,15 @@ impl Metrics {
             "Machines by lifecycle state (reason label)",
             machines.clone(),
         );
+        let omni_heartbeat_age = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "omni_heartbeat_age_seconds",
+            "Seconds since Omni last accepted a heartbeat (-1: never; absent in standalone mode)",
+            omni_heartbeat_age.clone(),
+        );
         Self {
+            omni: Arc::default(),
+            omni_heartbeat_age,
             boot_script_seconds,
             tftp_transfer_seconds,
             bmc_call_seconds,
@@ -191,6 +202,11 @@ impl Metrics {
 
     pub fn render(&self, store_size: u64) -> String {
         self.uptime.set(self.started.elapsed().as_secs_f64());
+        let link = self.omni.status();
+        self.omni_heartbeat_age.set(match link.last_heartbeat_ms {
+            Some(t) => rackboot_store::now_ms().saturating_sub(t) as f64 / 1000.0,
+            None => -1.0,
+        });
         self.store_bytes
             .set(i64::try_from(store_size).unwrap_or(i64::MAX));
         let mut out = String::new();

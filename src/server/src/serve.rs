@@ -14,6 +14,10 @@ type Services = JoinSet<()>;
 
 /// Run every service until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> Result<(), ServeError> {
+    if config.mode == rackboot_config::Mode::Omni {
+        // Refuse a missing, malformed, expired or non-signing key before serving anything.
+        crate::omni_link::load_key(&config)?;
+    }
     let (shared, token) = crate::open_shared(config)?;
     let cfg = shared.config.clone();
     let (stop_tx, stop) = watch::channel(false);
@@ -44,6 +48,16 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         }
     }
     let (power, reconciler) = start_power_and_lifecycle(&cfg, &shared, &mut services, &stop);
+    if cfg.mode == rackboot_config::Mode::Omni {
+        crate::omni_link::link(
+            &cfg,
+            shared.metrics.omni.clone(),
+            shared.inventory.clone(),
+            reconciler.clone(),
+            power.clone(),
+        )?
+        .spawn(&mut services, &stop);
+    }
     let agent_link = crate::agent_link::AgentLinkService::new(
         shared.inventory.clone(),
         reconciler.agents.clone(),

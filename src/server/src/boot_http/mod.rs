@@ -170,10 +170,10 @@ fn lookup(inv: &Inventory, uuid: Option<&str>, mac: Option<&str>) -> Option<Mach
 /// The boot mode for a machine: unknown machines and machines without a setting get the agent.
 fn mode_for(s: &BootHttp, m: Option<&Machine>) -> Result<(BootMode, &'static str), String> {
     let Some(setting) = m.and_then(|m| m.boot_mode.clone()) else {
-        return Ok((s.agent.clone(), "agent"));
+        return Ok((s.agent_mode(), "agent"));
     };
     Ok(match setting {
-        BootModeSetting::Agent => (s.agent.clone(), "agent"),
+        BootModeSetting::Agent => (s.agent_mode(), "agent"),
         BootModeSetting::Chain { url } => (BootMode::Chain { url }, "chain"),
         BootModeSetting::Cordoned { reason } => {
             let reason = if reason.is_empty() {
@@ -223,6 +223,26 @@ fn mode_for(s: &BootHttp, m: Option<&Machine>) -> Result<(BootMode, &'static str
 }
 
 impl BootHttp {
+    /// The agent boot, with Omni's join kernel arguments appended in Omni mode.
+    fn agent_mode(&self) -> BootMode {
+        let join = self.metrics.omni.join_kernel_args();
+        match (&self.agent, join.is_empty()) {
+            (
+                BootMode::Agent {
+                    kernel,
+                    initrds,
+                    cmdline,
+                },
+                false,
+            ) => BootMode::Agent {
+                kernel: kernel.clone(),
+                initrds: initrds.clone(),
+                cmdline: format!("{cmdline} {}", join.join(" ")).trim().to_string(),
+            },
+            (a, _) => a.clone(),
+        }
+    }
+
     /// A profile file named by `http(s)://` URL is served from the appliance's cache instead.
     fn via_cache(&self, file: &str, sums: &std::collections::BTreeMap<String, String>) -> String {
         if file.starts_with("http://") || file.starts_with("https://") {
@@ -313,11 +333,17 @@ async fn asset_file(
     r.unwrap_or_else(|e| e)
 }
 
-/// `GET /config?u=<uuid>`: the machine's config document (the Omni join config in Omni mode;
-/// empty in standalone mode).
+/// `GET /config?u=<uuid>`: the machine's config document (the Omni join config documents in
+/// Omni mode; empty in standalone mode or before Omni sent one).
 async fn config_doc(State(s): State<BootHttp>) -> Response {
     count(&s, "config", "");
-    text(StatusCode::OK, String::new())
+    let doc = s.metrics.omni.join_config().unwrap_or_default();
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/yaml")],
+        doc,
+    )
+        .into_response()
 }
 
 #[cfg(test)]

@@ -1,0 +1,313 @@
+//! The Omni link shell (omni-wire.md §5): provider status, heartbeat, join config, watches of
+//! InfraMachines and BMCConfigs, and the sync loop that turns them into lifecycle commands and
+//! InfraMachineStatuses. The decisions are `rackboot_omni::desired` (sans-IO); this module only
+//! moves data. Machines keep booting from the local store whatever happens to the link.
+
+mod sync;
+mod watch;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use rackboot_config::Config;
+use rackboot_omni::auth::ServiceAccountKey;
+use rackboot_omni::state::{self, types, OmniClient, LABEL_STATIC_PROVIDER};
+use rackboot_proto::omni::specs::{
+    InfraMachineSpec, InfraProviderHealthStatusSpec, InfraProviderStatusSpec,
+    ProviderJoinConfigSpec,
+};
+use serde::Serialize;
+use tokio::sync::{watch as tokio_watch, Notify};
+
+use crate::inventory::Inventory;
+use crate::lifecycle::Reconciler;
+use crate::power::PowerService;
+use crate::ServeError;
+
+/// What the page, the API and /metrics show about the link.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct LinkStatus {
+    pub enabled: bool,
+    pub endpoint: String,
+    pub provider_id: String,
+    /// The last heartbeat was accepted by Omni.
+    pub connected: bool,
+    pub last_heartbeat_ms: Option<u64>,
+    pub last_error: Option<String>,
+    /// InfraMachines Omni has for this provider (last watch state).
+    pub infra_machines: usize,
+}
+
+/// Omni's join configuration: kernel arguments for agent and install boots, and the documents
+/// served at `/config`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JoinConfig {
+    pub kernel_args: Vec<String>,
+    pub config: String,
+}
+
+/// State shared between the link tasks, the boot server and the admin side.
+#[derive(Debug, Default)]
+pub struct OmniShared {
+    pub status: RwLock<LinkStatus>,
+    pub join: RwLock<Option<JoinConfig>>,
+    /// InfraMachine specs by machine UUID, as last seen on the watch.
+    specs: Mutex<HashMap<String, InfraMachineSpec>>,
+    wake: Notify,
+}
+
+impl OmniShared {
+    pub fn status(&self) -> LinkStatus {
+        self.status
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+    fn set_status(&self, f: impl FnOnce(&mut LinkStatus)) {
+        f(&mut self.status.write().unwrap_or_else(|p| p.into_inner()));
+    }
+    /// Kernel arguments Omni wants on every boot it may join from (empty when none).
+    pub fn join_kernel_args(&self) -> Vec<String> {
+        self.join
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|j| j.kernel_args.clone())
+            .unwrap_or_default()
+    }
+    pub fn join_config(&self) -> Option<String> {
+        self.join
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|j| j.config.clone())
+    }
+}
+
+pub struct Link {
+    pub shared: Arc<OmniShared>,
+    pub inventory: Inventory,
+    pub reconciler: Arc<Reconciler>,
+    pub power: Arc<PowerService>,
+    pub client: OmniClient,
+    pub provider_id: String,
+    pub factory_url: String,
+    pub factory_pxe_url: String,
+    pub heartbeat: Duration,
+}
+
+/// Load the service account key: `omni.key_file`, else `OMNI_SERVICE_ACCOUNT_KEY`. Refuses a
+/// key that is missing, malformed, expired, cannot sign or belongs to another provider.
+pub fn load_key(cfg: &Config) -> Result<ServiceAccountKey, ServeError> {
+    let text = match &cfg.omni_key_file {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| {
+            ServeError::Config(format!("omni.key_file {}: {e}", path.display()))
+        })?,
+        None => std::env::var("OMNI_SERVICE_ACCOUNT_KEY").map_err(|_| {
+            ServeError::Config(
+                "omni mode needs a service account key: omni.key_file (--omni-key-file) or OMNI_SERVICE_ACCOUNT_KEY"
+                    .into(),
+            )
+        })?,
+    };
+    let key = ServiceAccountKey::from_base64(&text, SystemTime::now())
+        .map_err(|e| ServeError::Config(e.to_string()))?;
+    if let Some(id) = &cfg.provider_id {
+        key.check_provider(id)
+            .map_err(|e| ServeError::Config(e.to_string()))?;
+    }
+    Ok(key)
+}
+
+/// Build the link from the config (refusing a bad key or endpoint before anything starts).
+pub fn link(
+    cfg: &Config,
+    shared: Arc<OmniShared>,
+    inventory: Inventory,
+    reconciler: Arc<Reconciler>,
+    power: Arc<PowerService>,
+) -> Result<Link, ServeError> {
+    let key = Arc::new(load_key(cfg)?);
+    let endpoint = cfg
+        .omni_endpoint
+        .clone()
+        .ok_or_else(|| ServeError::Config("omni.endpoint: required when mode = \"omni\"".into()))?;
+    let provider_id = cfg
+        .provider_id
+        .clone()
+        .unwrap_or_else(|| key.provider_id().to_string());
+    let channel = rackboot_omni::transport::channel(&rackboot_omni::transport::TransportConfig {
+        endpoint: endpoint.clone(),
+        ca_file: cfg.omni_ca_file.clone(),
+        insecure_skip_verify: cfg.omni_insecure_skip_verify,
+    })
+    .map_err(|e| ServeError::Config(e.to_string()))?;
+    shared.set_status(|s| {
+        s.enabled = true;
+        s.endpoint = endpoint;
+        s.provider_id = provider_id.clone();
+    });
+    tracing::info!(provider = %provider_id, key = %key.name(), fingerprint = %key.fingerprint(), "omni link configured");
+    Ok(Link {
+        shared,
+        inventory,
+        reconciler,
+        power,
+        client: OmniClient::new(channel, key),
+        provider_id,
+        factory_url: cfg.image_factory_url.clone(),
+        factory_pxe_url: cfg.image_factory_pxe_url.clone(),
+        heartbeat: Duration::from_secs(cfg.omni_heartbeat_secs.max(1)),
+    })
+}
+
+impl Link {
+    /// Run every link task until `stop`.
+    pub fn spawn(self, set: &mut tokio::task::JoinSet<()>, stop: &tokio_watch::Receiver<bool>) {
+        let me = Arc::new(self);
+        set.spawn(stoppable(stop.clone(), me.clone().heartbeat_loop()));
+        set.spawn(stoppable(stop.clone(), me.clone().join_config_loop()));
+        set.spawn(stoppable(stop.clone(), me.clone().machines_watch()));
+        set.spawn(stoppable(stop.clone(), me.clone().bmc_watch()));
+        set.spawn(stoppable(stop.clone(), me.sync_loop()));
+    }
+
+    fn note_error(&self, what: &str, e: &rackboot_proto::tonic::Status) {
+        // Status messages come from Omni; they never contain our key.
+        let msg = format!("{what}: {:?}: {}", e.code(), e.message());
+        tracing::warn!(error = %msg, "omni link");
+        self.shared.set_status(|s| {
+            s.connected = false;
+            s.last_error = Some(msg);
+        });
+    }
+
+    /// Provider status once per (re)connection, then the health heartbeat.
+    async fn heartbeat_loop(self: Arc<Self>) {
+        let mut status_written = false;
+        let mut backoff = Backoff::default();
+        loop {
+            let mut c = self.client.clone();
+            if !status_written {
+                let spec = InfraProviderStatusSpec {
+                    schema: String::new(),
+                    name: "rackboot".into(),
+                    description:
+                        "rackboot: network-boot appliance for bare metal (static provider)".into(),
+                    icon: String::new(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                };
+                match c
+                    .put(
+                        state::NS,
+                        types::PROVIDER_STATUS,
+                        &self.provider_id,
+                        &spec,
+                        &[(LABEL_STATIC_PROVIDER, "")],
+                    )
+                    .await
+                {
+                    Ok(_) => status_written = true,
+                    Err(e) => {
+                        self.note_error("provider status", &e);
+                        tokio::time::sleep(backoff.next()).await;
+                        continue;
+                    }
+                }
+            }
+            let now = SystemTime::now();
+            let spec = InfraProviderHealthStatusSpec {
+                last_heartbeat_timestamp: Some(prost_types::Timestamp::from(now)),
+                error: String::new(),
+            };
+            match c
+                .put(
+                    state::NS_EPHEMERAL,
+                    types::PROVIDER_HEALTH,
+                    &self.provider_id,
+                    &spec,
+                    &[],
+                )
+                .await
+            {
+                Ok(_) => {
+                    backoff = Backoff::default();
+                    self.shared.set_status(|s| {
+                        s.connected = true;
+                        s.last_heartbeat_ms = Some(rackboot_store::now_ms());
+                        s.last_error = None;
+                    });
+                    tokio::time::sleep(self.heartbeat).await;
+                }
+                Err(e) => {
+                    self.note_error("heartbeat", &e);
+                    // Omni may have lost its state (restart): write the provider status again.
+                    status_written = false;
+                    tokio::time::sleep(backoff.next()).await;
+                }
+            }
+        }
+    }
+
+    /// ProviderJoinConfigs: read at start and every 30 s (a watch is not worth it for this).
+    async fn join_config_loop(self: Arc<Self>) {
+        loop {
+            let mut c = self.client.clone();
+            match c
+                .get(state::NS, types::JOIN_CONFIG, &self.provider_id)
+                .await
+            {
+                Ok(Some(r)) => match state::spec_of::<ProviderJoinConfigSpec>(&r) {
+                    Ok(spec) => {
+                        let j = spec.config.unwrap_or_default();
+                        let new = JoinConfig {
+                            kernel_args: j.kernel_args,
+                            config: j.config,
+                        };
+                        let mut cur = self.shared.join.write().unwrap_or_else(|p| p.into_inner());
+                        if cur.as_ref() != Some(&new) {
+                            tracing::info!(
+                                kernel_args = new.kernel_args.len(),
+                                "omni join config updated"
+                            );
+                            *cur = Some(new);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "omni join config: undecodable spec"),
+                },
+                Ok(None) => {}
+                Err(e) => self.note_error("join config", &e),
+            }
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+    }
+}
+
+async fn stoppable(
+    mut stop: tokio_watch::Receiver<bool>,
+    f: impl std::future::Future<Output = ()>,
+) {
+    tokio::select! {
+        _ = f => {}
+        _ = stop.changed() => {}
+    }
+}
+
+/// Exponential backoff 1 s → 30 s.
+#[derive(Debug)]
+struct Backoff(u32);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self(0)
+    }
+}
+
+impl Backoff {
+    fn next(&mut self) -> Duration {
+        let secs = (1u64 << self.0.min(5)).min(30);
+        self.0 = self.0.saturating_add(1);
+        Duration::from_secs(secs)
+    }
+}
