@@ -264,6 +264,14 @@ impl Lab {
         fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
     }
 
+    /// The PIDs of the children started so far, with their names.
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        self.children
+            .iter()
+            .map(|(n, c)| (n.clone(), c.id()))
+            .collect()
+    }
+
     /// Stop the named child politely (SIGTERM, then SIGKILL after `grace`), e.g. so tcpdump
     /// finishes its capture file.
     pub fn stop(&mut self, name: &str, grace: Duration) {

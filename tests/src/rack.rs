@@ -250,11 +250,27 @@ impl Rack {
     }
 
     /// Build a rack with fixed names: namespaces `<prefix>*`, everything under `dir` (wiped).
+    /// A run that was SIGKILLed leaves its processes behind (they are in their own process
+    /// groups); they are found by the PIDs it recorded and stopped before the dir is wiped.
     pub fn start_at(prefix: &str, dir: &Path, spec: &RackSpec) -> Result<Rack, RackError> {
         preflight()?;
+        reap_leftovers(dir);
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir)?;
-        Self::build(Lab::at(prefix, dir.to_path_buf()), prefix, spec)
+        let rack = Self::build(Lab::at(prefix, dir.to_path_buf()), prefix, spec)?;
+        let pids: String = rack
+            .lab
+            .pids()
+            .iter()
+            .map(|(name, pid)| {
+                format!(
+                    "{pid} {}\n",
+                    process_name(*pid).unwrap_or_else(|| name.clone())
+                )
+            })
+            .collect();
+        std::fs::write(dir.join("pids"), pids)?;
+        Ok(rack)
     }
 
     fn build(mut lab: Lab, tag: &str, spec: &RackSpec) -> Result<Rack, RackError> {
@@ -429,6 +445,47 @@ impl Rack {
             std::fs::write(dest.join("events.json"), format!("{v:#}"))?;
         }
         Ok(())
+    }
+}
+
+/// The executable name of a live process (`/proc/<pid>/comm`).
+fn process_name(pid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+fn kill_if(pid: u32, comm: &str) {
+    if process_name(pid).as_deref() == Some(comm) {
+        if let Ok(pid) = i32::try_from(pid) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// Stop what an earlier run in `dir` left running: the VMs (by their `vm.pid`) and the peers
+/// (by `<dir>/pids`), each only if the PID still names the same program.
+fn reap_leftovers(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let pid = std::fs::read_to_string(e.path().join("vm.pid"))
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok());
+            if let Some(pid) = pid {
+                kill_if(pid, "qemu-system-x86");
+            }
+        }
+    }
+    let recorded = std::fs::read_to_string(dir.join("pids")).unwrap_or_default();
+    for line in recorded.lines() {
+        if let Some((pid, comm)) = line.split_once(' ') {
+            if let Ok(pid) = pid.parse::<u32>() {
+                kill_if(pid, comm);
+            }
+        }
     }
 }
 
