@@ -76,7 +76,7 @@ fn header_name(line: &str) -> Option<String> {
     let t = line.trim();
     let inner = t.strip_prefix("[[").or_else(|| t.strip_prefix('['))?;
     let inner = inner.split(']').next()?;
-    Some(inner.trim().replace([' ', '"'], ""))
+    Some(inner.trim().replace([' ', '"'], "")).filter(|n| !n.is_empty())
 }
 
 fn key_of_line(line: &str) -> Option<String> {
@@ -85,7 +85,7 @@ fn key_of_line(line: &str) -> Option<String> {
         return None;
     }
     let (k, _) = t.split_once('=')?;
-    Some(k.trim().replace([' ', '"'], ""))
+    Some(k.trim().replace([' ', '"'], "")).filter(|k| !k.is_empty())
 }
 
 /// Dotted key defined at (1-based) `line`, with the enclosing table's name.

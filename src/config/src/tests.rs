@@ -111,3 +111,16 @@ fn shipped_config_files_are_valid() {
         assert!(real.is_empty(), "{}: {real:?}", f.display());
     }
 }
+
+/// Found by `fuzz/fuzz_targets/config.rs`: a line with an empty key (` = 1`) or an empty table
+/// header (`[]`) was reported under the key "" (`FILE:2: : invalid key`).
+#[test]
+fn a_problem_without_a_key_is_named_file() {
+    for text in ["mode = \"omni\"\n = 1\n", "[]\nx = 1\n"] {
+        let problems = check_source(text);
+        assert!(!problems.is_empty(), "{text:?}");
+        for p in &problems {
+            assert!(!p.key.is_empty(), "{text:?}: {p:?}");
+        }
+    }
+}

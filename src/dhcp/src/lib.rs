@@ -23,7 +23,8 @@
 //!   option 43 (discovery control = 8) only when configured; padded to 300
 //!   bytes. Destination: relayed (giaddr ≠ 0) → giaddr:67; else arrived on
 //!   4011 → the source ip:port; else ciaddr ≠ 0 → ciaddr:68; else broadcast
-//!   255.255.255.255:68 ([`Reply::broadcast`] set).
+//!   255.255.255.255:68 ([`Reply::broadcast`] set). Client-chosen addresses
+//!   count only when unicast (not broadcast, multicast or loopback).
 //! - Architecture choice: option 93 may list several u16 values. We take the
 //!   **first value, in the client's order, that has a boot file** (a
 //!   [`BOOT_TABLE`] default or a configured override). If none has one the

@@ -137,19 +137,28 @@ pub fn build(
 ///    if the source address is 0.0.0.0, fall through to broadcast;
 /// 3. ciaddr ≠ 0 → ciaddr:68;
 /// 4. otherwise (no address yet) → 255.255.255.255:68.
+///
+/// giaddr, ciaddr and the source address come from the client: only a unicast address counts
+/// (not 0.0.0.0, 255.255.255.255, multicast or loopback), so a hostile client cannot aim a reply
+/// at a broadcast or multicast group, or at the appliance itself; otherwise the next rule
+/// applies. Only rule 4 broadcasts.
 pub fn destination(
     request: &Request,
     port: ArrivalPort,
     source: SocketAddrV4,
 ) -> (SocketAddrV4, bool) {
-    if !request.giaddr.is_unspecified() {
+    if is_unicast(request.giaddr) {
         return (SocketAddrV4::new(request.giaddr, 67), false);
     }
-    if port == ArrivalPort::Pxe && !source.ip().is_unspecified() {
+    if port == ArrivalPort::Pxe && is_unicast(*source.ip()) {
         return (source, false);
     }
-    if !request.ciaddr.is_unspecified() {
+    if is_unicast(request.ciaddr) {
         return (SocketAddrV4::new(request.ciaddr, 68), false);
     }
     (SocketAddrV4::new(Ipv4Addr::BROADCAST, 68), true)
+}
+
+fn is_unicast(ip: Ipv4Addr) -> bool {
+    !(ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || ip.is_loopback())
 }

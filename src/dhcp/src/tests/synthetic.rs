@@ -317,6 +317,41 @@ fn boot_reply_and_bootp_are_ignored() {
     assert_eq!(reason(&bootp), IgnoreReason::NotDhcp);
 }
 
+/// Found by `fuzz/fuzz_targets/dhcp.rs`: a client-chosen ciaddr/giaddr of 255.255.255.255
+/// was used as a unicast destination. Non-unicast addresses are skipped (next rule applies).
+#[test]
+fn client_chosen_non_unicast_addresses_are_not_destinations() {
+    for bad in [
+        Ipv4Addr::BROADCAST,
+        Ipv4Addr::new(224, 0, 0, 1),
+        Ipv4Addr::LOCALHOST,
+    ] {
+        let mut pkt = Pkt::pxe(DISCOVER, 7);
+        pkt.ciaddr = bad;
+        let (_, reply) = offer(&pkt);
+        assert_eq!(
+            reply.dest,
+            SocketAddrV4::new(Ipv4Addr::BROADCAST, 68),
+            "{bad}"
+        );
+        assert!(reply.broadcast);
+        pkt.giaddr = bad;
+        let (_, reply) = offer(&pkt);
+        assert_eq!(
+            reply.dest,
+            SocketAddrV4::new(Ipv4Addr::BROADCAST, 68),
+            "{bad}"
+        );
+        assert!(reply.broadcast);
+        let d = run(
+            &Pkt::pxe(REQUEST, 7).bytes(),
+            ArrivalPort::Pxe,
+            SocketAddrV4::new(bad, 4011),
+        );
+        assert!(d.reply.expect("reply").broadcast, "{bad}");
+    }
+}
+
 #[test]
 fn destination_rules() {
     // ciaddr set, no relay, on 67 → ciaddr:68.

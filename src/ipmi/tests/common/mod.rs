@@ -215,8 +215,14 @@ impl FakeBmc {
 
     fn rakp1(&mut self, p: &[u8]) -> Option<Vec<u8>> {
         let tag = p[0];
-        assert_eq!(le32(&p[4..8]), SIDC);
         let s = self.session.as_mut()?;
+        if le32(&p[4..8]) != SIDC {
+            // Not our session (the client believed a forged Open Session Response, as the
+            // fuzz target makes it): RMCP+ status 0x02, invalid session ID, as a BMC answers.
+            let mut b = vec![tag, 0x02, 0, 0];
+            b.extend(s.sidm.to_le_bytes());
+            return Some(Self::rmcpp(0x13, 0, 0, &b));
+        }
         s.rm = p[8..24].to_vec();
         s.role = p[24];
         s.user = p[28..28 + p[27] as usize].to_vec();
