@@ -26,6 +26,7 @@ help:
 	@echo "make serve  build and serve standalone on loopback (data in var/), no segment"
 	@echo "make test   install test peers, run the gate (fmt, clippy, no-tokio) and every test"
 	@echo "make check  the gate alone; make deps / deps-test install packages; make clean"
+	@echo "make fuzz   every fuzz target FUZZ_SECONDS each (default $(FUZZ_SECONDS)); make fuzz-smoke: $(FUZZ_SMOKE_SECONDS) s each"
 	@echo "make assets iPXE binaries into var/assets; make bench  benchmarks vs real peers"
 	@echo "make image  appliance disk image in $(IMAGE_DIR) (IMAGE_OVERLAY=lab|prod): rackboot.img, .qcow2, .efi"
 
@@ -95,9 +96,24 @@ test-assets: deps-test
 	$(CARGO) build -p rackboot-agent
 	tests/assets/prepare.sh
 
-test: deps-test check test-assets
+test: deps-test check test-assets fuzz-smoke
 	$(CARGO) build --workspace
 	$(CARGO) test --workspace
+
+# Fuzzing (fuzz/: its own cargo workspace, cargo-fuzz + libFuzzer). Stable Rust suffices with
+# `-s none` (coverage instrumentation only; the sanitizers would need nightly). Seeds come from
+# the captured packets in src/*/testdata (fuzz/seed.py); found inputs stay in fuzz/corpus.
+FUZZ_SECONDS ?= 600
+FUZZ_SMOKE_SECONDS ?= 15
+fuzz-deps: deps
+	$(call apt_install,python3 g++)
+	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+
+fuzz-smoke: fuzz-deps
+	fuzz/run.sh $(FUZZ_SMOKE_SECONDS)
+
+fuzz: fuzz-deps
+	fuzz/run.sh $(FUZZ_SECONDS)
 
 # iPXE binaries (pinned, sha256-checked) into $(ASSETS_DIR)/tftp, and the agent image into
 # $(ASSETS_DIR)/agent (Debian kernel + busybox + modules + rackboot-agent).

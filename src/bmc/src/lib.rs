@@ -8,7 +8,7 @@
 
 mod ipmi;
 mod paced;
-mod redfish;
+pub mod redfish;
 mod url;
 
 pub use ipmi::Ipmi;
