@@ -28,6 +28,7 @@ use tonic::Status;
 
 use crate::names::{LABEL_PROVIDER_ID, PHASE_RUNNING};
 use crate::query::Filter;
+use crate::server::{query_error, RpcError};
 use crate::shared::Shared;
 use crate::store::{EventKind, Since, Store, StoredEvent};
 
@@ -151,42 +152,35 @@ impl Plan {
     }
 }
 
-fn bad(e: crate::store::StoreError) -> Status {
-    crate::server::store_status(e)
-}
-
 /// Validates the request, takes the initial snapshot and spawns the stream task.
 pub fn start(
     shared: Arc<Shared>,
     req: WatchRequest,
     label: Option<String>,
-) -> Result<WatchStream, Status> {
+) -> Result<WatchStream, RpcError> {
     let opts = req.options.clone().unwrap_or_default();
     let single = req.id.is_some();
     if single && opts.bootstrap_contents {
-        return Err(Status::unimplemented(
-            "bootstrap contents is not implemented for resource watch",
+        return Err(RpcError::Unimplemented(
+            "bootstrap contents is not implemented for resource watch".into(),
         ));
     }
     if single && !opts.label_query.is_empty() {
-        return Err(Status::unimplemented(
-            "label query is not implemented for resource watch",
+        return Err(RpcError::Unimplemented(
+            "label query is not implemented for resource watch".into(),
         ));
     }
     if opts.tail_events > 0 && opts.start_from_bookmark.is_some() {
-        return Err(Status::invalid_argument(
-            "cannot use both TailEvents and StartFromBookmark options",
+        return Err(RpcError::InvalidArgument(
+            "cannot use both TailEvents and StartFromBookmark options".into(),
         ));
     }
     if opts.bootstrap_contents && (opts.tail_events > 0 || opts.start_from_bookmark.is_some()) {
-        return Err(Status::invalid_argument(
-            "cannot use BootstrapContents with TailEvents and StartFromBookmark options",
+        return Err(RpcError::InvalidArgument(
+            "cannot use BootstrapContents with TailEvents and StartFromBookmark options".into(),
         ));
     }
-    let filter = Filter::new(&opts.label_query, opts.id_query.as_ref()).map_err(|e| match e {
-        crate::query::QueryError::UnknownOp(_) => Status::unimplemented(e.to_string()),
-        crate::query::QueryError::Regexp(_) => Status::invalid_argument(e.to_string()),
-    })?;
+    let filter = Filter::new(&opts.label_query, opts.id_query.as_ref()).map_err(query_error)?;
     let plan = Plan {
         ns: req.namespace.clone(),
         ty: req.r#type.clone(),
@@ -199,12 +193,12 @@ pub fn start(
 
     let mut changes = shared.subscribe();
     changes.borrow_and_update();
-    let (pos, initial) = shared.read(|store| -> Result<(i64, Vec<Event>), Status> {
+    let (pos, initial) = shared.read(|store| -> Result<(i64, Vec<Event>), RpcError> {
         let (ns, ty) = (plan.ns.as_str(), plan.ty.as_str());
         let write_pos = store.write_pos(ns, ty);
         let mut initial = Vec::new();
         let pos = if let Some(b) = &opts.start_from_bookmark {
-            store.resume_from(ns, ty, b).map_err(bad)?
+            store.resume_from(ns, ty, b)?
         } else if opts.tail_events > 0 {
             tail_start(store, &plan, opts.tail_events as i64, write_pos)
         } else {

@@ -282,6 +282,7 @@ fn binary_keygen_serve_kill_restart_restore() {
                     .map(|m| m.version)
                     .unwrap_or_default()
             })
+            .map_err(|s| s.code())
         })
     };
     assert_eq!(get(grpc.clone()).expect("signed get"), "2");
@@ -289,7 +290,7 @@ fn binary_keygen_serve_kill_restart_restore() {
 
     let (_p2, grpc, control) = serve(bin, &pubf, &state);
     assert_eq!(
-        get(grpc.clone()).expect_err("restarted empty").code(),
+        get(grpc.clone()).expect_err("restarted empty"),
         tonic::Code::NotFound
     );
     let (code, _) = call("POST", &format!("http://{control}/control/restore"), None);

@@ -528,7 +528,7 @@ async fn namespaces_ids_and_types_are_checked() {
     let r = res(&own_ns, &good_ty, "x", "undefined", Spec::default());
     let stored = create(&mut c, r, "").await.expect("private create");
     assert!(
-        md(&stored).labels.get(LABEL_PROVIDER_ID).is_none(),
+        !md(&stored).labels.contains_key(LABEL_PROVIDER_ID),
         "no label in the private namespace"
     );
     let r = res(
