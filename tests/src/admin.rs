@@ -122,6 +122,43 @@ impl Admin {
     }
 }
 
+impl Admin {
+    /// The kernel arguments of the agent boot script rackboot serves the machine `uuid`/`mac`
+    /// (`GET /ipxe/boot.ipxe`, as iPXE asks it; call on an `Admin` for the boot HTTP port).
+    /// They carry the per-boot `rackboot.token=`: write them to a file for the agent's
+    /// `--cmdline`, as the agent image reads `/proc/cmdline`.
+    pub fn agent_kernel_args(&self, uuid: &str, mac: &str) -> Result<String, AdminError> {
+        let path = format!(
+            "/ipxe/boot.ipxe?uuid={uuid}&mac={}&arch=x86_64",
+            mac.replace(':', "-")
+        );
+        let (status, script) = self.raw("GET", &path, None)?;
+        let malformed = || AdminError::Malformed {
+            method: "GET".into(),
+            path: path.clone(),
+        };
+        if status != 200 {
+            return Err(AdminError::Status {
+                method: "GET".into(),
+                path: path.clone(),
+                status,
+                body: script,
+            });
+        }
+        let kernel = script
+            .lines()
+            .find(|l| l.starts_with("kernel ") && l.contains("rackboot.token="))
+            .ok_or_else(malformed)?;
+        let args = kernel
+            .split_whitespace()
+            .skip(2)
+            .take_while(|w| *w != "||")
+            .collect::<Vec<_>>()
+            .join(" ");
+        Ok(args)
+    }
+}
+
 /// Status and body of a complete HTTP/1.1 reply (Content-Length, chunked or until EOF).
 fn parse_reply(raw: &[u8]) -> Option<(u16, String)> {
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;

@@ -7,6 +7,7 @@
 //! every page and JSON reply for the BMC password and the admin token. Loopback only.
 #![allow(clippy::unwrap_used)]
 
+use rackboot_e2e::admin::Admin;
 use rackboot_e2e::{free_port, wait_tcp, workspace_bin, Procs};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -608,7 +609,14 @@ fn status_page_in_headless_chromium() {
     assert_eq!(r.status, 200, "{}", r.body);
     let disk = p.dir.join("agent-disk.img");
     std::fs::write(&disk, vec![0xa5u8; 4 << 20]).unwrap();
-    std::fs::write(p.dir.join("agent-cmdline"), "console=ttyS0\n").unwrap();
+    // The agent's command line is the one its boot script carries (with the per-boot token
+    // the agent link requires), as the agent image reads it from /proc/cmdline.
+    let boot_http = Admin::new(format!("127.0.0.1:{}", s.boot_port).parse().unwrap(), "");
+    let args = boot_http
+        .agent_kernel_args("4c4c4544-0042-3510-8052-b4c04f4d3232", "52:54:00:99:00:03")
+        .unwrap();
+    assert!(args.contains("rackboot.token="), "{args}");
+    std::fs::write(p.dir.join("agent-cmdline"), format!("{args}\n")).unwrap();
     p.spawn(
         "agent",
         Command::new(workspace_bin("rackboot-agent"))

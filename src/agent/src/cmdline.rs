@@ -1,4 +1,5 @@
-//! The kernel command line: `rackboot.appliance=<host:port>` and `rackboot.machine=<id>`.
+//! The kernel command line: `rackboot.appliance=<host:port>`, `rackboot.machine=<id>` and
+//! `rackboot.token=<hex>` (the per-boot token the appliance issued with the boot script).
 
 use std::path::Path;
 
@@ -9,6 +10,9 @@ pub struct BootParams {
     pub appliance: String,
     /// The machine id the appliance gave this machine (may be empty for an unknown machine).
     pub machine_id: String,
+    /// The per-boot token (empty when the command line has none; the appliance then refuses
+    /// the agent). Never logged.
+    pub token: String,
 }
 
 /// Why the command line is unusable.
@@ -35,6 +39,7 @@ pub enum CmdlineError {
 pub fn parse(line: &str) -> Result<BootParams, CmdlineError> {
     let mut appliance = None;
     let mut machine_id = String::new();
+    let mut token = String::new();
     for word in split_words(line) {
         let Some((k, v)) = word.split_once('=') else {
             continue;
@@ -43,6 +48,7 @@ pub fn parse(line: &str) -> Result<BootParams, CmdlineError> {
         match k {
             "rackboot.appliance" => appliance = Some(v.to_string()),
             "rackboot.machine" => machine_id = v.to_string(),
+            "rackboot.token" => token = v.to_string(),
             _ => {}
         }
     }
@@ -51,6 +57,7 @@ pub fn parse(line: &str) -> Result<BootParams, CmdlineError> {
     Ok(BootParams {
         appliance,
         machine_id,
+        token,
     })
 }
 
@@ -58,7 +65,11 @@ pub fn parse(line: &str) -> Result<BootParams, CmdlineError> {
 pub fn validate_appliance(a: &str) -> Result<(), CmdlineError> {
     let bad = || CmdlineError::BadAppliance(a.to_string());
     let (host, port) = a.rsplit_once(':').ok_or_else(bad)?;
-    if host.is_empty() || host.contains('/') || port.parse::<u16>().map_or(true, |p| p == 0) {
+    if host.is_empty()
+        || host.contains('/')
+        || host.chars().any(|c| c.is_whitespace() || c.is_control())
+        || port.parse::<u16>().map_or(true, |p| p == 0)
+    {
         return Err(bad());
     }
     if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
@@ -109,11 +120,12 @@ mod tests {
     fn parses_both_keys() {
         let p = parse(
             "BOOT_IMAGE=vmlinuz console=ttyS0 rackboot.appliance=10.0.0.1:50042 \
-             rackboot.machine=m-42 quiet\n",
+             rackboot.machine=m-42 rackboot.token=00ff quiet\n",
         )
         .expect("parse");
         assert_eq!(p.appliance, "10.0.0.1:50042");
         assert_eq!(p.machine_id, "m-42");
+        assert_eq!(p.token, "00ff");
     }
 
     #[test]
@@ -143,6 +155,7 @@ mod tests {
             "h:99999",
             "fd00::1:80",
             "http://h:1",
+            "\"a b:1\"",
         ] {
             assert!(
                 matches!(

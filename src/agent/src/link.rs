@@ -32,13 +32,15 @@ pub enum PowerMode {
     Refuse,
 }
 
-/// How the agent runs.
-#[derive(Debug, Clone)]
+/// How the agent runs. `Debug` never shows the boot token.
+#[derive(Clone)]
 pub struct AgentConfig {
     /// `host:port` of the appliance.
     pub appliance: String,
     /// `rackboot.machine=` from the command line.
     pub machine_id: String,
+    /// `rackboot.token=` from the command line: sent in `Hello`, never logged.
+    pub boot_token: String,
     /// Root of `/sys`, `/proc`, `/dev` (`/` except in tests).
     pub root: PathBuf,
     /// Wipe exactly these paths instead of the disks under `<root>/sys/block` (tests, and
@@ -55,12 +57,29 @@ pub struct AgentConfig {
     pub power_grace: Duration,
 }
 
+impl std::fmt::Debug for AgentConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentConfig")
+            .field("appliance", &self.appliance)
+            .field("machine_id", &self.machine_id)
+            .field("boot_token", &"<redacted>")
+            .field("root", &self.root)
+            .field("disk_override", &self.disk_override)
+            .field("allow_wipe", &self.allow_wipe)
+            .field("power", &self.power)
+            .field("heartbeat", &self.heartbeat)
+            .field("power_grace", &self.power_grace)
+            .finish()
+    }
+}
+
 impl AgentConfig {
     /// Defaults for `appliance`/`machine_id`: root `/`, no override, nothing destructive.
     pub fn new(appliance: impl Into<String>, machine_id: impl Into<String>) -> Self {
         Self {
             appliance: appliance.into(),
             machine_id: machine_id.into(),
+            boot_token: String::new(),
             root: PathBuf::from("/"),
             disk_override: None,
             allow_wipe: false,
@@ -309,6 +328,7 @@ pub fn hello_and_report(cfg: &AgentConfig) -> (Hello, HardwareReport) {
             .unwrap_or_default(),
         boot_mac: facts::boot_mac(&report.nics),
         agent_version: crate::VERSION.to_string(),
+        boot_token: cfg.boot_token.clone(),
     };
     (hello, report)
 }

@@ -12,13 +12,14 @@ const USAGE: &str = "\
 usage: rackboot-agent [options]
 
 Finds the appliance on the kernel command line (rackboot.appliance=<host:port>,
-rackboot.machine=<id>), connects to its AgentLink gRPC service, reports hardware,
+rackboot.machine=<id>, rackboot.token=<per-boot token>), connects to its AgentLink gRPC service, reports hardware,
 heartbeats and executes its commands (wipe, reboot, power off, BMC user).
 
 options:
   --cmdline FILE         kernel command line to read (default /proc/cmdline)
   --appliance HOST:PORT  override rackboot.appliance=
   --machine ID           override rackboot.machine=
+  --token-file FILE      read the per-boot token from FILE instead of rackboot.token=
   --root DIR             root of /sys, /proc, /dev (default /; tests use fake trees)
   --disk PATH            wipe exactly PATH instead of the disks found under /sys/block
                          (repeatable; for tests and hand-picked devices; also
@@ -39,6 +40,7 @@ struct Args {
     cmdline: PathBuf,
     appliance: Option<String>,
     machine: Option<String>,
+    token_file: Option<PathBuf>,
     root: PathBuf,
     disks: Vec<PathBuf>,
     allow_destructive: bool,
@@ -53,6 +55,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         cmdline: PathBuf::from("/proc/cmdline"),
         appliance: None,
         machine: None,
+        token_file: None,
         root: PathBuf::from("/"),
         disks: Vec::new(),
         allow_destructive: false,
@@ -67,6 +70,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "--cmdline" => a.cmdline = val("--cmdline")?.into(),
             "--appliance" => a.appliance = Some(val("--appliance")?),
             "--machine" => a.machine = Some(val("--machine")?),
+            "--token-file" => a.token_file = Some(val("--token-file")?.into()),
             "--root" => a.root = val("--root")?.into(),
             "--disk" => a.disks.push(val("--disk")?.into()),
             "--allow-destructive" => a.allow_destructive = true,
@@ -93,16 +97,24 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
 }
 
 fn config(a: &Args) -> Result<AgentConfig, String> {
-    let (appliance, machine) = match (&a.appliance, cmdline::read(&a.cmdline)) {
-        (Some(app), Ok(p)) => (app.clone(), p.machine_id),
-        (Some(app), Err(_)) => (app.clone(), String::new()),
-        (None, Ok(p)) => (p.appliance, p.machine_id),
+    let (appliance, machine, token) = match (&a.appliance, cmdline::read(&a.cmdline)) {
+        (Some(app), Ok(p)) => (app.clone(), p.machine_id, p.token),
+        (Some(app), Err(_)) => (app.clone(), String::new(), String::new()),
+        (None, Ok(p)) => (p.appliance, p.machine_id, p.token),
         (None, Err(e)) => return Err(e.to_string()),
+    };
+    let token = match &a.token_file {
+        Some(f) => std::fs::read_to_string(f)
+            .map_err(|e| format!("--token-file {}: {e}", f.display()))?
+            .trim()
+            .to_string(),
+        None => token,
     };
     cmdline::validate_appliance(&appliance).map_err(|e| e.to_string())?;
     let machine = a.machine.clone().unwrap_or(machine);
     let in_image = Path::new("/").join(IMAGE_MARKER).exists();
     let mut cfg = AgentConfig::new(appliance, machine);
+    cfg.boot_token = token;
     cfg.root = a.root.clone();
     cfg.disk_override = (!a.disks.is_empty()).then(|| a.disks.clone());
     cfg.allow_wipe = in_image || a.allow_destructive || cfg.disk_override.is_some();
@@ -142,10 +154,15 @@ fn main() -> ExitCode {
         }
     };
     log!(
-        "version {} appliance={} machine={:?} wipe={} power={:?}",
+        "version {} appliance={} machine={:?} token={} wipe={} power={:?}",
         rackboot_agent::VERSION,
         cfg.appliance,
         cfg.machine_id,
+        if cfg.boot_token.is_empty() {
+            "none"
+        } else {
+            "set"
+        },
         if cfg.allow_wipe { "allowed" } else { "refused" },
         cfg.power
     );

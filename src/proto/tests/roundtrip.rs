@@ -26,6 +26,7 @@ fn agent_messages_roundtrip() {
             uuid: "4c4c4544-0042-3510-8052-b4c04f4d4e31".into(),
             boot_mac: "52:54:00:12:34:56".into(),
             agent_version: "0.1.0".into(),
+            boot_token: "0123456789abcdef0123456789abcdef".into(),
         }),
         agent_message::Msg::Report(HardwareReport {
             system: Some(SystemInfo {

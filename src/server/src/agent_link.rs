@@ -41,19 +41,57 @@ impl AgentLinkService {
     }
 }
 
-/// The machine an agent belongs to: by id, UUID or boot MAC; unknown ones are discovered.
-fn machine_for(inventory: &Inventory, h: &Hello) -> Result<String, String> {
+/// Why an agent was not accepted.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    #[error("the agent's boot token is not the one issued with this machine's last agent boot")]
+    Token,
+    #[error("unknown machine and no usable boot MAC in Hello")]
+    NoMac,
+    #[error("{0}")]
+    Inventory(#[from] crate::inventory::InventoryError),
+}
+
+impl From<Refusal> for Status {
+    fn from(r: Refusal) -> Status {
+        match r {
+            Refusal::Token => Status::permission_denied(r.to_string()),
+            Refusal::NoMac => Status::not_found(r.to_string()),
+            Refusal::Inventory(e) => Status::internal(e.to_string()),
+        }
+    }
+}
+
+/// The machine an agent belongs to: by id, UUID or boot MAC; unknown ones are discovered. The
+/// agent must present the token of that machine's latest agent boot (see `agent_token`): a
+/// known machine with any other token (or none) is refused and nothing about it changes; an
+/// unknown machine is discovered only when its token was issued here (for `Hello.machine_id`,
+/// the id its boot script named). The accepted token's hash is stored with the machine.
+fn machine_for(inventory: &Inventory, h: &Hello) -> Result<String, Refusal> {
+    let tokens = inventory.agent_tokens();
     for key in [&h.machine_id, &h.uuid, &h.boot_mac] {
         if !key.is_empty() {
             if let Ok(m) = inventory.find(key) {
+                let hash = tokens
+                    .check(&m.id, m.agent_token_sha256.as_deref(), &h.boot_token)
+                    .ok_or(Refusal::Token)?;
+                if m.agent_token_sha256.as_deref() != Some(hash.as_str()) {
+                    inventory.modify(&m.id, |m| {
+                        m.agent_token_sha256 = Some(hash.clone());
+                        true
+                    })?;
+                }
                 return Ok(m.id);
             }
         }
     }
+    let hash = tokens
+        .check(&h.machine_id, None, &h.boot_token)
+        .ok_or(Refusal::Token)?;
     let mac = rackboot_store::model::normalize_mac(&h.boot_mac)
         .and_then(|m| hex::decode(m.replace(':', "")).ok())
         .and_then(|v| <[u8; 6]>::try_from(v).ok())
-        .ok_or_else(|| "unknown machine and no usable boot MAC in Hello".to_string())?;
+        .ok_or(Refusal::NoMac)?;
     let uuid = rackboot_store::model::normalize_uuid(&h.uuid)
         .and_then(|u| hex::decode(u.replace('-', "")).ok())
         .and_then(|v| <[u8; 16]>::try_from(v).ok());
@@ -65,10 +103,12 @@ fn machine_for(inventory: &Inventory, h: &Hello) -> Result<String, String> {
         via: "agent",
         note: None,
     };
-    inventory
-        .record_sighting(&s)
-        .map(|m| m.id)
-        .map_err(|e| e.to_string())
+    let m = inventory.record_sighting(&s)?;
+    inventory.modify(&m.id, |m| {
+        m.agent_token_sha256 = Some(hash.clone());
+        true
+    })?;
+    Ok(m.id)
 }
 
 /// How long an agent may stay silent (it heartbeats every 10 s) before its session is dropped.
@@ -95,10 +135,23 @@ impl AgentLink for AgentLinkService {
         let inv = self.inventory.clone();
         let h = hello.clone();
         let inv2 = inv.clone();
-        let id = tokio::task::spawn_blocking(move || machine_for(&inv2, &h))
+        let id = match tokio::task::spawn_blocking(move || machine_for(&inv2, &h))
             .await
             .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(Status::not_found)?;
+        {
+            Ok(id) => id,
+            Err(refusal) => {
+                // No event: a refused agent must not be able to write to the machine's record.
+                tracing::warn!(
+                    machine = ?hello.machine_id,
+                    uuid = ?hello.uuid,
+                    boot_mac = ?hello.boot_mac,
+                    error = %refusal,
+                    "agent refused"
+                );
+                return Err(refusal.into());
+            }
+        };
         let (cmd_tx, mut cmd_rx) = mpsc::channel::<AgentCommand>(8);
         let conn = self.agents.register(&id, cmd_tx);
         inv.event(
@@ -202,3 +255,7 @@ fn store_hardware(inv: &Inventory, id: &str, hw: serde_json::Value) {
         Err(e) => tracing::warn!(error = %e, machine = id, "could not store the hardware report"),
     }
 }
+
+#[cfg(test)]
+#[path = "agent_link_tests.rs"]
+mod tests;

@@ -39,6 +39,8 @@ pub struct Inventory {
     sealer: Arc<Sealer>,
     /// Every recorded event, for live views (SSE). Lagging receivers lose old events only.
     events_tx: tokio::sync::broadcast::Sender<rackboot_store::Event>,
+    /// Per-boot agent tokens issued with agent boot scripts (see `agent_token`).
+    agent_tokens: Arc<crate::agent_token::AgentTokens>,
 }
 
 /// Accepted BMC URL schemes (product.md).
@@ -51,7 +53,13 @@ impl Inventory {
             store,
             sealer,
             events_tx,
+            agent_tokens: Arc::default(),
         }
+    }
+
+    /// The per-boot agent tokens (issued by boot HTTP, checked by the agent link).
+    pub fn agent_tokens(&self) -> &crate::agent_token::AgentTokens {
+        &self.agent_tokens
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -225,6 +233,7 @@ impl Inventory {
             omni: Default::default(),
             hardware: None,
             boot: Default::default(),
+            agent_token_sha256: None,
             created_ms: 0,
             updated_ms: 0,
             generation: 0,
@@ -397,6 +406,7 @@ impl Inventory {
                         omni: Default::default(),
                         hardware: None,
                         boot: Default::default(),
+                        agent_token_sha256: None,
                         created_ms: 0,
                         updated_ms: 0,
                         generation: 0,

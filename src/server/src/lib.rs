@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod agent_link;
+pub mod agent_token;
 pub mod api;
 pub mod asset_cache;
 pub mod boot_http;

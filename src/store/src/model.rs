@@ -97,6 +97,11 @@ pub struct Machine {
     pub hardware: Option<serde_json::Value>,
     #[serde(default)]
     pub boot: BootSeen,
+    /// SHA-256 (hex) of the per-boot agent token rackboot last put into this machine's agent
+    /// boot script (`rackboot.token=`); the agent link accepts only an agent presenting it.
+    /// Never shown in the API.
+    #[serde(default)]
+    pub agent_token_sha256: Option<String>,
     pub created_ms: u64,
     pub updated_ms: u64,
     /// Bumped on every write; a write carrying an older generation is refused.

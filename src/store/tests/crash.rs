@@ -32,6 +32,7 @@ fn machine(id: &str, n: u64) -> Machine {
         omni: Default::default(),
         hardware: None,
         boot: Default::default(),
+        agent_token_sha256: None,
         created_ms: 0,
         updated_ms: 0,
         generation: 0,

@@ -108,13 +108,25 @@ async fn boot_ipxe_inner(s: &BootHttp, q: Option<String>) -> Response {
                 .unwrap_or_else(|| query.uuid.clone())
         }),
     };
-    let (mode, label) = match mode_for(s, machine.as_ref()) {
+    let (mut mode, label) = match mode_for(s, machine.as_ref()) {
         Ok(m) => m,
         Err(msg) => {
             count(s, "boot_refused", "profile");
             return text(StatusCode::INTERNAL_SERVER_ERROR, format!("{msg}\n"));
         }
     };
+    // The agent gets a fresh per-boot token on its command line (see `agent_token`).
+    if let BootMode::Agent { cmdline, .. } = &mut mode {
+        let Some(token) = s.inventory.agent_tokens().issue(&machine_id) else {
+            count(s, "boot_refused", "random");
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "random number generator failed\n".into(),
+            );
+        };
+        cmdline.push_str(" rackboot.token=");
+        cmdline.push_str(&token);
+    }
     let ctx = RenderCtx {
         appliance: s.appliance.clone(),
         machine_id: machine_id.clone(),

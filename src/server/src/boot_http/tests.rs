@@ -95,6 +95,22 @@ async fn unknown_machine_gets_the_agent_and_is_recorded() {
     let s = e.rx.try_recv().unwrap();
     assert_eq!(s.mac, [0x52, 0x54, 0, 0x99, 0, 0x10]);
     assert!(s.note.unwrap().contains("agent"));
+    // A per-boot token on the agent's command line, new for every boot script served.
+    let token = |body: &str| {
+        body.split_whitespace()
+            .find_map(|w| w.strip_prefix("rackboot.token="))
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no rackboot.token in {body}"))
+    };
+    let first = token(&body);
+    assert!(first.len() == 32 && first.bytes().all(|b| b.is_ascii_hexdigit()));
+    let (_, _, again) = get(&e, "GET", &format!("/ipxe/boot.ipxe?{Q}"), &[]).await;
+    let second = token(&String::from_utf8(again).unwrap());
+    assert_ne!(first, second);
+    let id = "11111111-2222-3333-4444-555555555551";
+    let tokens = e.state.inventory.agent_tokens();
+    assert!(tokens.check(id, None, &second).is_some());
+    assert!(tokens.check(id, None, &first).is_none());
 }
 
 #[tokio::test]

@@ -18,6 +18,7 @@ pub(crate) fn machine(id: &str, mac: &str) -> Machine {
         omni: Default::default(),
         hardware: None,
         boot: Default::default(),
+        agent_token_sha256: None,
         created_ms: 0,
         updated_ms: 0,
         generation: 0,
