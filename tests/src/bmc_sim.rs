@@ -173,3 +173,63 @@ pub fn markers(bmc: &Path) -> usize {
         .matches("RACKBOOT-MARKER-END")
         .count()
 }
+
+pub const FILE_CHASSIS: &str = r#"#!/bin/sh
+# ipmi_sim chassis_control: "<this> <dir> 0x20 get|set parm [val]..."; power kept in <dir>/power.
+D=$1; op=$3; shift 3
+case $op in
+  get) for p in "$@"; do
+         case $p in
+           power) echo "power:$(cat "$D/power" 2>/dev/null || echo 0)" ;;
+           boot) echo "boot:default" ;;
+           *) echo "Invalid parameter: $p"; exit 1 ;;
+         esac
+       done ;;
+  set) while [ $# -ge 2 ]; do
+         [ "$1" = power ] && { echo "$2" > "$D/power"; echo "power $2" >> "$D/actions"; }
+         shift 2
+       done ;;
+  *) echo "Unknown operation: $op"; exit 1 ;;
+esac
+exit 0
+"#;
+
+/// An ipmi_sim on loopback whose chassis control keeps the power state in `<dir>/power` and
+/// appends every power change to `<dir>/actions` (no VM). User `admin` / `password`. Returns `<dir>`.
+pub fn start_file_ipmi_sim(p: &mut crate::Procs, name: &str, port: u16) -> PathBuf {
+    let dir = p.dir.join(name);
+    std::fs::create_dir_all(dir.join("state")).unwrap();
+    let script = p.dir.join("chassis.sh");
+    if !script.exists() {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(&script, FILE_CHASSIS).unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let lan = format!(
+        "name \"{name}\"\nset_working_mc 0x20\n  startlan 1\n    addr 127.0.0.1 {port}\n    priv_limit admin\n\
+         allowed_auths_callback none md2 md5 straight\n    allowed_auths_user none md2 md5 straight\n\
+         allowed_auths_operator none md2 md5 straight\n    allowed_auths_admin none md2 md5 straight\n\
+         guid a123456789abcdefa123456789abcdef\n  endlan\n  chassis_control \"{} {} 0x20\"\n\
+         user 2 true \"admin\" \"password\" admin 10 none md2 md5 straight\n",
+        script.display(),
+        dir.display()
+    );
+    std::fs::write(dir.join("lan.conf"), lan).unwrap();
+    std::fs::write(
+        dir.join("bmc.emu"),
+        "mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\nsel_enable 0x20 1000 0x0a\nmc_enable 0x20\n",
+    )
+    .unwrap();
+    p.spawn(
+        name,
+        std::process::Command::new("ipmi_sim")
+            .arg("-c")
+            .arg(dir.join("lan.conf"))
+            .arg("-f")
+            .arg(dir.join("bmc.emu"))
+            .arg("-s")
+            .arg(dir.join("state"))
+            .arg("-n"),
+    );
+    dir
+}

@@ -507,7 +507,7 @@ pub fn free_port() -> u16 {
 /// Processes started outside a lab (loopback peers), killed by PID on drop.
 #[derive(Default)]
 pub struct Procs {
-    children: Vec<Child>,
+    children: Vec<(String, Child)>,
     pub dir: PathBuf,
 }
 
@@ -527,17 +527,28 @@ impl Procs {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("{name}: {e}"));
-        self.children.push(child);
+        self.children.push((name.to_string(), child));
     }
 
     pub fn log(&self, name: &str) -> String {
         fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
     }
+
+    /// Kill (SIGKILL) and reap the processes started under `name`.
+    pub fn stop_named(&mut self, name: &str) {
+        for (n, c) in self.children.iter_mut() {
+            if n == name {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        self.children.retain(|(n, _)| n != name);
+    }
 }
 
 impl Drop for Procs {
     fn drop(&mut self) {
-        for c in self.children.iter_mut().rev() {
+        for (_, c) in self.children.iter_mut().rev() {
             let _ = c.kill();
             let _ = c.wait();
         }

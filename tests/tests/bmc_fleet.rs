@@ -6,63 +6,12 @@
 //! and ipmitool (make deps-test); loopback only.
 #![allow(clippy::unwrap_used)]
 
+use rackboot_e2e::bmc_sim::start_file_ipmi_sim as start_sim;
 use rackboot_e2e::{free_port, wait_tcp, workspace_bin, Procs};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-const CHASSIS: &str = r#"#!/bin/sh
-# ipmi_sim chassis_control: "<this> <dir> 0x20 get|set parm [val]..."; power kept in <dir>/power.
-D=$1; op=$3; shift 3
-case $op in
-  get) for p in "$@"; do
-         case $p in
-           power) echo "power:$(cat "$D/power" 2>/dev/null || echo 0)" ;;
-           boot) echo "boot:default" ;;
-           *) echo "Invalid parameter: $p"; exit 1 ;;
-         esac
-       done ;;
-  set) while [ $# -ge 2 ]; do
-         [ "$1" = power ] && echo "$2" > "$D/power"
-         shift 2
-       done ;;
-  *) echo "Unknown operation: $op"; exit 1 ;;
-esac
-exit 0
-"#;
-
-fn start_sim(p: &mut Procs, name: &str, port: u16) {
-    let dir = p.dir.join(name);
-    std::fs::create_dir_all(dir.join("state")).unwrap();
-    let script = p.dir.join("chassis.sh");
-    let lan = format!(
-        "name \"{name}\"\nset_working_mc 0x20\n  startlan 1\n    addr 127.0.0.1 {port}\n    priv_limit admin\n\
-         allowed_auths_callback none md2 md5 straight\n    allowed_auths_user none md2 md5 straight\n\
-         allowed_auths_operator none md2 md5 straight\n    allowed_auths_admin none md2 md5 straight\n\
-         guid a123456789abcdefa123456789abcdef\n  endlan\n  chassis_control \"{} {} 0x20\"\n\
-         user 2 true \"admin\" \"password\" admin 10 none md2 md5 straight\n",
-        script.display(),
-        dir.display()
-    );
-    std::fs::write(dir.join("lan.conf"), lan).unwrap();
-    std::fs::write(
-        dir.join("bmc.emu"),
-        "mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\nsel_enable 0x20 1000 0x0a\nmc_enable 0x20\n",
-    )
-    .unwrap();
-    p.spawn(
-        name,
-        Command::new("ipmi_sim")
-            .arg("-c")
-            .arg(dir.join("lan.conf"))
-            .arg("-f")
-            .arg(dir.join("bmc.emu"))
-            .arg("-s")
-            .arg(dir.join("state"))
-            .arg("-n"),
-    );
-}
 
 fn ipmitool(port: u16, args: &[&str]) -> (bool, String) {
     let o = Command::new("ipmitool")
@@ -105,12 +54,6 @@ fn require_tools() {
 fn fleet_poll_reads_every_bmc_and_stores_power_and_health() {
     require_tools();
     let mut p = Procs::new("bmc-fleet");
-    std::fs::write(p.dir.join("chassis.sh"), CHASSIS).unwrap();
-    Command::new("chmod")
-        .arg("+x")
-        .arg(p.dir.join("chassis.sh"))
-        .status()
-        .unwrap();
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     for (i, port) in ports.iter().enumerate() {
         start_sim(&mut p, &format!("bmc{i}"), *port);

@@ -52,6 +52,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/api/v1/profiles/{name}"),
     ("GET", "/api/v1/events"),
     ("GET", "/api/v1/events/stream"),
+    ("GET", "/api/v1/omni"),
 ];
 
 /// Routes served without any credentials, even off loopback (they reveal nothing).
@@ -77,6 +78,7 @@ fn api_route(method: &str, path: &str) -> MethodRouter<AdminState> {
         ("DELETE", "/api/v1/profiles/{name}") => delete(machines::remove_profile),
         ("GET", "/api/v1/events") => get(machines::events),
         ("GET", "/api/v1/events/stream") => get(crate::web::sse::stream),
+        ("GET", "/api/v1/omni") => get(omni_status),
         _ => panic!("admin ROUTES entry {method} {path} has no handler"),
     }
 }
@@ -104,6 +106,13 @@ pub fn router(state: AdminState) -> Router {
         .merge(crate::web::public(web))
         .merge(protected)
         .layer(axum::middleware::map_response(crate::web::security_headers))
+}
+
+/// The Omni link's state (`enabled: false` in standalone mode).
+async fn omni_status(
+    axum::extract::State(s): axum::extract::State<AdminState>,
+) -> axum::Json<crate::omni_link::LinkStatus> {
+    axum::Json(s.metrics.omni.status())
 }
 
 async fn healthz() -> &'static str {

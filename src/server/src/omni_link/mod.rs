@@ -183,42 +183,35 @@ impl Link {
         });
     }
 
-    /// Provider status once per (re)connection, then the health heartbeat.
+    /// Every beat: make sure the provider status is there (a Get; Omni may have lost it in a
+    /// restart), then write the health heartbeat.
     async fn heartbeat_loop(self: Arc<Self>) {
-        let mut status_written = false;
         let mut backoff = Backoff::default();
+        let status = InfraProviderStatusSpec {
+            schema: String::new(),
+            name: "rackboot".into(),
+            description: "rackboot: network-boot appliance for bare metal (static provider)".into(),
+            icon: String::new(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        };
         loop {
             let mut c = self.client.clone();
-            if !status_written {
-                let spec = InfraProviderStatusSpec {
-                    schema: String::new(),
-                    name: "rackboot".into(),
-                    description:
-                        "rackboot: network-boot appliance for bare metal (static provider)".into(),
-                    icon: String::new(),
-                    version: env!("CARGO_PKG_VERSION").into(),
-                };
-                match c
-                    .put(
-                        state::NS,
-                        types::PROVIDER_STATUS,
-                        &self.provider_id,
-                        &spec,
-                        &[(LABEL_STATIC_PROVIDER, "")],
-                    )
-                    .await
-                {
-                    Ok(_) => status_written = true,
-                    Err(e) => {
-                        self.note_error("provider status", &e);
-                        tokio::time::sleep(backoff.next()).await;
-                        continue;
-                    }
-                }
+            if let Err(e) = c
+                .put(
+                    state::NS,
+                    types::PROVIDER_STATUS,
+                    &self.provider_id,
+                    &status,
+                    &[(LABEL_STATIC_PROVIDER, "")],
+                )
+                .await
+            {
+                self.note_error("provider status", &e);
+                tokio::time::sleep(backoff.next()).await;
+                continue;
             }
-            let now = SystemTime::now();
             let spec = InfraProviderHealthStatusSpec {
-                last_heartbeat_timestamp: Some(prost_types::Timestamp::from(now)),
+                last_heartbeat_timestamp: Some(prost_types::Timestamp::from(SystemTime::now())),
                 error: String::new(),
             };
             match c
@@ -242,8 +235,6 @@ impl Link {
                 }
                 Err(e) => {
                     self.note_error("heartbeat", &e);
-                    // Omni may have lost its state (restart): write the provider status again.
-                    status_written = false;
                     tokio::time::sleep(backoff.next()).await;
                 }
             }

@@ -31,6 +31,12 @@ impl Link {
             let mut c = self.client.clone();
             let mut stream = match c.watch_kind(state::NS, ty, bookmark.clone()).await {
                 Ok(s) => s,
+                Err(e) if e.code() == Code::FailedPrecondition && bookmark.is_some() => {
+                    // Omni restarted (or its history moved on): start over with a bootstrap.
+                    tracing::info!(kind = ty, "omni refused our bookmark; bootstrapping again");
+                    bookmark = None;
+                    continue;
+                }
                 Err(e) => {
                     self.note_error(ty, &e);
                     tokio::time::sleep(backoff.next()).await;

@@ -281,8 +281,38 @@ fn services_panel(w: &WebState) -> String {
         esc(&human_bytes(bytes)),
         active
     );
-    out.push_str("<div class=\"svc\"><h3>Omni link</h3><p><span class=\"badge omni-standalone\">standalone mode</span> <span class=\"muted\">no Omni endpoint; the operator decides</span></p></div>");
+    out.push_str(&omni_panel(&s.metrics.omni.status()));
     out.push_str("</section>");
+    out
+}
+
+fn omni_panel(l: &crate::omni_link::LinkStatus) -> String {
+    if !l.enabled {
+        return "<div class=\"svc\" id=\"omni\"><h3>Omni link</h3><p><span class=\"badge omni-standalone\">standalone mode</span> <span class=\"muted\">no Omni endpoint; the operator decides</span></p></div>".into();
+    }
+    let (class, word) = if l.connected {
+        ("omni-up", "connected")
+    } else {
+        ("omni-down", "disconnected")
+    };
+    let beat = match l.last_heartbeat_ms {
+        Some(t) => format!(
+            "{} s ago",
+            rackboot_store::now_ms().saturating_sub(t) / 1000
+        ),
+        None => "never".into(),
+    };
+    let mut out = format!(
+        "<div class=\"svc\" id=\"omni\"><h3>Omni link</h3><p><span class=\"badge {class}\">{word}</span> provider <code>{}</code> at {}</p><dl class=\"counters\"><dt>last heartbeat</dt><dd>{}</dd><dt>InfraMachines</dt><dd>{}</dd></dl>",
+        esc(&l.provider_id),
+        esc(&l.endpoint),
+        esc(&beat),
+        l.infra_machines
+    );
+    if let Some(e) = &l.last_error {
+        let _ = write!(out, "<p class=\"muted\">last error: {}</p>", esc(e));
+    }
+    out.push_str("</div>");
     out
 }
 

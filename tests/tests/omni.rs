@@ -1,0 +1,551 @@
+//! rackboot as a static infrastructure provider against the strict Omni test double
+//! (`omni-double`, a separate process speaking signed COSI over gRPC), on loopback: a machine
+//! with an ipmi_sim BMC (chassis state in a file) and a real `rackboot-agent` wiping a scratch
+//! file. Omni joins, accepts, allocates (Talos install via a chain to an Image Factory double),
+//! marks installed, requests a reboot; the double is killed, restarted empty, restored — the
+//! provider resynchronises without repeating a completed power action; while Omni is down the
+//! machine still gets its boot script; deallocation with a new wipe id wipes it again.
+#![allow(clippy::unwrap_used)]
+
+use rackboot_e2e::bmc_sim::start_file_ipmi_sim;
+use rackboot_e2e::{free_port, wait_tcp, workspace_bin, Procs};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const UUID: &str = "4c4c4544-0042-3510-8052-b4c04f4e3232";
+const MAC: &str = "52:54:00:aa:00:01";
+const PROVIDER: &str = "rack1";
+const NS: &str = "infra-provider";
+const JOIN_ARG: &str = "siderolink.api=grpc://omni.test:8090?jointoken=t0ken";
+const JOIN_DOC: &str =
+    "apiVersion: v1alpha1\nkind: SideroLinkConfig\napiUrl: grpc://omni.test:8090?jointoken=t0ken\n";
+
+fn curl(args: &[&str]) -> (u16, String) {
+    let o = Command::new("curl")
+        .args(["-s", "-m", "10", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let (body, code) = out.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+fn control(port: u16, method: &str, path: &str, body: Option<Value>) -> Value {
+    let url = format!("http://127.0.0.1:{port}{path}");
+    let b = body.map(|b| b.to_string());
+    let mut args = vec![
+        "-X",
+        method,
+        url.as_str(),
+        "-H",
+        "Content-Type: application/json",
+    ];
+    if let Some(b) = &b {
+        args.extend(["-d", b.as_str()]);
+    }
+    let (code, text) = curl(&args);
+    assert!(code == 200, "{method} {path}: {code} {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+fn resource(port: u16, ty: &str, id: &str) -> Option<Value> {
+    let url = format!("http://127.0.0.1:{port}/control/resources/{NS}/{ty}/{id}");
+    let (code, text) = curl(&[url.as_str()]);
+    (code == 200).then(|| serde_json::from_str(&text).unwrap())
+}
+
+fn wait_until(
+    what: &str,
+    timeout: Duration,
+    logs: &dyn Fn() -> String,
+    mut f: impl FnMut() -> bool,
+) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!("timed out waiting for {what}\n{}", logs());
+}
+
+/// A minimal Image Factory: `POST /schematics` answers an id derived from the body and records
+/// the body; every other request is 404.
+fn factory() -> (u16, Arc<Mutex<Vec<String>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    std::thread::spawn(move || {
+        for conn in l.incoming().flatten() {
+            let mut r = BufReader::new(conn.try_clone().unwrap());
+            let mut line = String::new();
+            if r.read_line(&mut line).is_err() {
+                continue;
+            }
+            let mut len = 0usize;
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).is_err() || h.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; len];
+            let _ = r.read_exact(&mut body);
+            let body = String::from_utf8_lossy(&body).into_owned();
+            let (status, answer) = if line.starts_with("POST /schematics ") {
+                // FNV-1a, hex: stands in for the factory's sha256 (the id is opaque to us).
+                let mut h: u64 = 0xcbf29ce484222325;
+                for b in body.bytes() {
+                    h = (h ^ u64::from(b)).wrapping_mul(0x100000001b3);
+                }
+                s2.lock().unwrap().push(body);
+                ("201 Created", format!("{{\"id\":\"{h:016x}{h:016x}\"}}"))
+            } else {
+                ("404 Not Found", String::new())
+            };
+            let mut w = conn;
+            let _ = write!(w, "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}", answer.len());
+        }
+    });
+    (port, seen)
+}
+
+struct Omni {
+    grpc: u16,
+    control: u16,
+}
+
+fn start_double(p: &mut Procs, name: &str, o: &Omni, restore: bool) {
+    let dir = p.dir.clone();
+    let mut c = Command::new(workspace_bin("omni-double"));
+    c.args([
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{}", o.grpc),
+        "--control",
+        &format!("127.0.0.1:{}", o.control),
+    ])
+    .args(["--provider-id", PROVIDER, "--public-key"])
+    .arg(dir.join("key.pub"))
+    .arg("--state-file")
+    .arg(dir.join("omni-state.json"));
+    if restore {
+        c.arg("--restore-on-start");
+    }
+    p.spawn(name, &mut c);
+    assert!(
+        wait_tcp(o.control, Duration::from_secs(20)),
+        "omni-double did not start: {}",
+        p.log(name)
+    );
+    assert!(wait_tcp(o.grpc, Duration::from_secs(20)));
+}
+
+fn actions(bmc: &Path) -> Vec<String> {
+    std::fs::read_to_string(bmc.join("actions"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn omni_drives_the_machine_and_survives_an_omni_restart() {
+    for tool in ["ipmi_sim", "curl", "gpg"] {
+        assert!(
+            Command::new("sh")
+                .arg("-c")
+                .arg(format!("command -v {tool} >/dev/null"))
+                .status()
+                .unwrap()
+                .success(),
+            "{tool} missing: run make deps-test"
+        );
+    }
+    let mut p = Procs::new("omni");
+    let dir = p.dir.clone();
+
+    // Omni double; it starts with the InfraProvider an admin created (`omnictl infraprovider
+    // create rack1`).
+    let st = Command::new(workspace_bin("omni-double"))
+        .args(["keygen", "--id", PROVIDER, "--out-key"])
+        .arg(dir.join("key.b64"))
+        .arg("--out-public")
+        .arg(dir.join("key.pub"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let omni = Omni {
+        grpc: free_port(),
+        control: free_port(),
+    };
+    start_double(&mut p, "omni-1", &omni, false);
+    control(
+        omni.control,
+        "PUT",
+        "/control/join-config",
+        Some(json!({"kernel_args": [JOIN_ARG], "config": JOIN_DOC, "join_token": "t0ken"})),
+    );
+
+    let bmc_port = free_port();
+    let bmc = start_file_ipmi_sim(&mut p, "bmc", bmc_port);
+    let (factory_port, schematics) = factory();
+
+    // rackboot in Omni mode.
+    let data = dir.join("data");
+    let admin = free_port();
+    let boot = free_port();
+    p.spawn(
+        "rackboot",
+        Command::new(workspace_bin("rackboot"))
+            .args(["serve", "--mode", "omni", "--data-dir"])
+            .arg(&data)
+            .args(["--dhcp-mode", "off", "--tftp-listen", "off"])
+            .args([
+                "--boot-http-listen",
+                &format!("127.0.0.1:{boot}"),
+                "--admin-listen",
+                &format!("127.0.0.1:{admin}"),
+            ])
+            .args([
+                "--omni-endpoint",
+                &format!("http://127.0.0.1:{}", omni.grpc),
+                "--provider-id",
+                PROVIDER,
+            ])
+            .arg("--omni-key-file")
+            .arg(dir.join("key.b64"))
+            .args([
+                "--image-factory-url",
+                &format!("http://127.0.0.1:{factory_port}"),
+            ])
+            .args(["--image-factory-pxe-url", "http://pxe.factory.test"])
+            .env("RACKBOOT_LOG_LEVEL", "info,rackboot_server=debug"),
+    );
+    let logs = || {
+        format!(
+            "--- rackboot\n{}\n--- omni\n{}{}",
+            p_log(&dir, "rackboot"),
+            p_log(&dir, "omni-1"),
+            p_log(&dir, "omni-2")
+        )
+    };
+    assert!(wait_tcp(admin, Duration::from_secs(30)), "{}", logs());
+    let token = std::fs::read_to_string(data.join("admin-token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let api = |method: &str, path: &str, body: Option<Value>| -> (u16, Value) {
+        let url = format!("http://127.0.0.1:{admin}{path}");
+        let auth = format!("Authorization: Bearer {token}");
+        let b = body.map(|b| b.to_string());
+        let mut args = vec![
+            "-X",
+            method,
+            url.as_str(),
+            "-H",
+            auth.as_str(),
+            "-H",
+            "Content-Type: application/json",
+        ];
+        if let Some(b) = &b {
+            args.extend(["-d", b.as_str()]);
+        }
+        let (code, text) = curl(&args);
+        (code, serde_json::from_str(&text).unwrap_or(Value::Null))
+    };
+    let (code, m) = api(
+        "POST",
+        "/api/v1/machines",
+        Some(json!({"name": "m1", "uuid": UUID, "macs": [MAC],
+                    "bmc": {"url": format!("ipmi://127.0.0.1:{bmc_port}"), "username": "admin", "password": "password"}})),
+    );
+    assert_eq!(code, 201, "{m}");
+    let id = m["id"].as_str().unwrap().to_string();
+    let state = || {
+        api("GET", &format!("/api/v1/machines/{id}"), None).1["state"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+
+    // 1. Provider status (static label) and heartbeat; join config served and on agent boots.
+    wait_until(
+        "provider status and heartbeat",
+        Duration::from_secs(30),
+        &logs,
+        || {
+            resource(omni.control, "InfraProviderStatuses.omni.sidero.dev", PROVIDER).is_some()
+            && curl(&[&format!("http://127.0.0.1:{}/control/resources/infra-provider-ephemeral/InfraProviderHealthStatuses.omni.sidero.dev/{PROVIDER}", omni.control)]).0 == 200
+        },
+    );
+    let status = resource(
+        omni.control,
+        "InfraProviderStatuses.omni.sidero.dev",
+        PROVIDER,
+    )
+    .unwrap();
+    assert!(
+        status.to_string().contains("is-static-infra-provider"),
+        "{status}"
+    );
+    wait_until(
+        "join config at /config",
+        Duration::from_secs(40),
+        &logs,
+        || curl(&[&format!("http://127.0.0.1:{boot}/config?u={UUID}")]).1 == JOIN_DOC,
+    );
+    let (_, script) = curl(&[&format!(
+        "http://127.0.0.1:{boot}/ipxe/boot.ipxe?uuid={UUID}&mac={MAC}"
+    )]);
+    assert!(
+        script.contains(JOIN_ARG),
+        "agent boot without the join args:\n{script}"
+    );
+    let (_, link) = api("GET", "/api/v1/omni", None);
+    assert_eq!(link["connected"], json!(true), "{link}");
+    assert_eq!(link["provider_id"], json!(PROVIDER));
+    let (_, metrics) = curl(&[&format!("http://127.0.0.1:{admin}/metrics")]);
+    assert!(
+        metrics.contains("rackboot_omni_heartbeat_age_seconds"),
+        "{metrics}"
+    );
+
+    // 2. The machine joins Omni; the provider puts its finalizer and a status on it.
+    control(
+        omni.control,
+        "POST",
+        "/control/machines",
+        Some(json!({"uuid": UUID})),
+    );
+    wait_until(
+        "finalizer + InfraMachineStatus",
+        Duration::from_secs(30),
+        &logs,
+        || {
+            let im = resource(omni.control, "InfraMachines.omni.sidero.dev", UUID);
+            im.is_some_and(|v| v.to_string().contains("rackboot.infraprovider.sidero.dev"))
+                && resource(omni.control, "InfraMachineStatuses.omni.sidero.dev", UUID).is_some()
+        },
+    );
+    assert_eq!(
+        state(),
+        "discovered",
+        "pending: nothing happens (the boot.ipxe fetch above made it discovered)"
+    );
+
+    // 3. Accept → wipe (PXE-once + power on through the BMC, the agent wipes) → ready_to_use.
+    control(
+        omni.control,
+        "POST",
+        &format!("/control/machines/{UUID}/accept"),
+        None,
+    );
+    wait_until("wiping", Duration::from_secs(30), &logs, || {
+        state() == "wiping"
+    });
+    wait_until(
+        "power on through the BMC",
+        Duration::from_secs(30),
+        &logs,
+        || !actions(&bmc).is_empty(),
+    );
+    let disk = dir.join("agent-disk.img");
+    std::fs::write(&disk, vec![0xa5u8; 1 << 20]).unwrap();
+    // The agent gets the command line its boot script gave it (with the per-boot token).
+    let (_, script) = curl(&[&format!(
+        "http://127.0.0.1:{boot}/ipxe/boot.ipxe?uuid={UUID}&mac={MAC}"
+    )]);
+    let kernel_line = script
+        .lines()
+        .find(|l| l.starts_with("kernel "))
+        .unwrap_or_else(|| panic!("agent boot script without a kernel line:\n{script}"));
+    assert!(kernel_line.contains(JOIN_ARG), "{kernel_line}");
+    std::fs::write(dir.join("agent-cmdline"), format!("{kernel_line}\n")).unwrap();
+    p.spawn(
+        "agent",
+        Command::new(workspace_bin("rackboot-agent"))
+            .arg("--appliance")
+            .arg(format!("127.0.0.1:{boot}"))
+            .args([
+                "--machine",
+                &id,
+                "--dry-run-power",
+                "--heartbeat",
+                "1",
+                "--cmdline",
+            ])
+            .arg(dir.join("agent-cmdline"))
+            .arg("--disk")
+            .arg(&disk),
+    );
+    let ims = |field: &str| -> Value {
+        resource(omni.control, "InfraMachineStatuses.omni.sidero.dev", UUID)
+            .map(|v| v["spec"][field].clone())
+            .unwrap_or(Value::Null)
+    };
+    wait_until("ready_to_use", Duration::from_secs(60), &logs, || {
+        ims("ready_to_use") == json!(true)
+    });
+    let im = resource(omni.control, "InfraMachines.omni.sidero.dev", UUID).unwrap();
+    assert_eq!(
+        ims("wiped_node_unique_token"),
+        im["spec"]["node_unique_token"],
+        "{im}"
+    );
+    assert!(
+        std::fs::read(&disk).unwrap().iter().all(|b| *b == 0),
+        "the agent wiped its disk"
+    );
+
+    // 4. Allocate → install profile from the Image Factory → boot.ipxe chains to its PXE URL.
+    control(
+        omni.control,
+        "POST",
+        &format!("/control/machines/{UUID}/allocate"),
+        Some(json!({"talos_version": "v1.9.0", "extensions": ["siderolabs/iscsi-tools"]})),
+    );
+    wait_until("provisioning", Duration::from_secs(30), &logs, || {
+        state() == "provisioning"
+    });
+    let bodies = schematics.lock().unwrap().clone();
+    assert!(
+        bodies
+            .iter()
+            .any(|b| b.contains("siderolabs/iscsi-tools") && b.contains(JOIN_ARG)),
+        "{bodies:?}"
+    );
+    let (code, script) = curl(&[&format!(
+        "http://127.0.0.1:{boot}/ipxe/boot.ipxe?uuid={UUID}&mac={MAC}"
+    )]);
+    assert_eq!(code, 200);
+    assert!(
+        script.contains("chain --replace --autofree http://pxe.factory.test/pxe/")
+            && script.contains("/v1.9.0/metal-amd64"),
+        "{script}"
+    );
+    wait_until(
+        "provisioned after the install boot",
+        Duration::from_secs(20),
+        &logs,
+        || state() == "provisioned",
+    );
+    control(
+        omni.control,
+        "POST",
+        &format!("/control/machines/{UUID}/installed"),
+        None,
+    );
+    wait_until("installed", Duration::from_secs(30), &logs, || {
+        ims("installed") == json!(true)
+    });
+
+    // 5. A reboot request: exactly one power action, reported.
+    let before = actions(&bmc).len();
+    let im = control(
+        omni.control,
+        "POST",
+        &format!("/control/machines/{UUID}/reboot"),
+        None,
+    );
+    let reboot_id = im["spec"]["requested_reboot_id"].clone();
+    assert!(reboot_id.as_str().is_some_and(|s| !s.is_empty()), "{im}");
+    wait_until("last_reboot_id", Duration::from_secs(30), &logs, || {
+        ims("last_reboot_id") == reboot_id
+    });
+    // A power cycle shows as off then on in the chassis log; let it finish.
+    let mut after_reboot = actions(&bmc).len();
+    loop {
+        std::thread::sleep(Duration::from_secs(3));
+        let n = actions(&bmc).len();
+        if n == after_reboot {
+            break;
+        }
+        after_reboot = n;
+    }
+    assert!(
+        after_reboot > before,
+        "the reboot reached the BMC: {:?}",
+        actions(&bmc)
+    );
+
+    // 6. Omni dies: boot scripts still come from the local store.
+    p.stop_named("omni-1");
+    let (code, script) = curl(&[&format!(
+        "http://127.0.0.1:{boot}/ipxe/boot.ipxe?uuid={UUID}&mac={MAC}"
+    )]);
+    assert_eq!(code, 200, "{script}");
+    assert!(
+        script.contains("exit") || script.contains("sanboot"),
+        "disk boot while Omni is down:\n{script}"
+    );
+
+    // 7. Omni comes back empty, then its state is restored: the provider re-creates its status,
+    // re-reads everything, and repeats no completed power action.
+    start_double(&mut p, "omni-2", &omni, false);
+    wait_until(
+        "provider status written again",
+        Duration::from_secs(60),
+        &logs,
+        || {
+            resource(
+                omni.control,
+                "InfraProviderStatuses.omni.sidero.dev",
+                PROVIDER,
+            )
+            .is_some()
+        },
+    );
+    control(omni.control, "POST", "/control/restore", None);
+    wait_until(
+        "machine status after restore",
+        Duration::from_secs(60),
+        &logs,
+        || ims("installed") == json!(true) && ims("last_reboot_id") == reboot_id,
+    );
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(
+        actions(&bmc).len(),
+        after_reboot,
+        "a completed power action was repeated: {:?}",
+        actions(&bmc)
+    );
+    assert_eq!(state(), "provisioned");
+
+    // 8. Deallocate with a new wipe id: release → wipe → ready again, not installed.
+    let im = control(
+        omni.control,
+        "POST",
+        &format!("/control/machines/{UUID}/deallocate"),
+        None,
+    );
+    let token = im["spec"]["node_unique_token"].clone();
+    wait_until("released and wiped", Duration::from_secs(90), &logs, || {
+        ims("ready_to_use") == json!(true)
+            && ims("installed") == json!(false)
+            && state() == "available"
+    });
+    assert_eq!(ims("wiped_node_unique_token"), token);
+    let (_, m) = api("GET", &format!("/api/v1/machines/{id}"), None);
+    let text = m.to_string() + &p_log(&dir, "rackboot");
+    assert!(!text.contains("password\""), "BMC password leaked");
+    assert!(
+        !text.contains(&std::fs::read_to_string(dir.join("key.b64")).unwrap()[..40]),
+        "Omni key leaked"
+    );
+}
+
+fn p_log(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default()
+}
