@@ -537,6 +537,30 @@ fn omni_drives_the_machine_and_survives_an_omni_restart() {
             && state() == "available"
     });
     assert_eq!(ims("wiped_node_unique_token"), token);
+
+    // 9. Omni removes the machine: the provider lets go (its status and finalizer).
+    let first = control(
+        omni.control,
+        "POST",
+        &format!("/control/machines/{UUID}/teardown"),
+        None,
+    );
+    assert_eq!(
+        first["destroy_ready"],
+        json!(false),
+        "our finalizer must hold the teardown"
+    );
+    wait_until("finalizer released", Duration::from_secs(30), &logs, || {
+        control(
+            omni.control,
+            "POST",
+            &format!("/control/machines/{UUID}/teardown"),
+            None,
+        )["destroy_ready"]
+            == json!(true)
+    });
+    assert!(resource(omni.control, "InfraMachineStatuses.omni.sidero.dev", UUID).is_none());
+
     let (_, m) = api("GET", &format!("/api/v1/machines/{id}"), None);
     let text = m.to_string() + &p_log(&dir, "rackboot");
     assert!(!text.contains("password\""), "BMC password leaked");

@@ -52,8 +52,9 @@ pub struct JoinConfig {
 pub struct OmniShared {
     pub status: RwLock<LinkStatus>,
     pub join: RwLock<Option<JoinConfig>>,
-    /// InfraMachine specs by machine UUID, as last seen on the watch.
-    specs: Mutex<HashMap<String, InfraMachineSpec>>,
+    /// InfraMachine specs by machine UUID, as last seen on the watch, with whether Omni is
+    /// tearing the InfraMachine down (phase `tearingDown`).
+    specs: Mutex<HashMap<String, (InfraMachineSpec, bool)>>,
     wake: Notify,
 }
 

@@ -69,8 +69,12 @@ impl Link {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
-            for (uuid, spec) in specs {
-                self.sync_one(&uuid, &spec, &mut mem).await;
+            for (uuid, (spec, tearing_down)) in specs {
+                if tearing_down {
+                    self.release(&uuid, &mut mem).await;
+                } else {
+                    self.sync_one(&uuid, &spec, &mut mem).await;
+                }
             }
         }
     }
@@ -126,6 +130,29 @@ impl Link {
                 }
                 Err(e) => self.note_error("finalizer", &e),
             }
+        }
+    }
+
+    /// Omni is removing the InfraMachine: drop our status and our finalizer so it can go. The
+    /// machine stays in the local inventory as it is (an operator decides what happens next).
+    async fn release(&self, uuid: &str, mem: &mut Memory) {
+        let mut c = self.client.clone();
+        if let Err(e) = c
+            .destroy(state::NS, types::INFRA_MACHINE_STATUS, uuid)
+            .await
+        {
+            self.note_error("machine status removal", &e);
+            return;
+        }
+        match c
+            .set_finalizer(state::NS, types::INFRA_MACHINE, uuid, FINALIZER, false)
+            .await
+        {
+            Ok(()) => {
+                mem.written.remove(uuid);
+                mem.finalized.remove(uuid);
+            }
+            Err(e) => self.note_error("finalizer removal", &e),
         }
     }
 

@@ -108,7 +108,11 @@ impl Link {
             match d {
                 Delivery::Put(r) => match state::spec_of::<InfraMachineSpec>(r) {
                     Ok(spec) => {
-                        specs.insert(state::id_of(r).to_string(), spec);
+                        let tearing_down = r
+                            .metadata
+                            .as_ref()
+                            .is_some_and(|m| m.phase == "tearingDown");
+                        specs.insert(state::id_of(r).to_string(), (spec, tearing_down));
                     }
                     Err(e) => {
                         tracing::warn!(id = state::id_of(r), error = %e, "undecodable InfraMachine")
