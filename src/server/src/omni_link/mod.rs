@@ -287,14 +287,8 @@ async fn stoppable(
 }
 
 /// Exponential backoff 1 s → 30 s.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Backoff(u32);
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self(0)
-    }
-}
 
 impl Backoff {
     fn next(&mut self) -> Duration {
