@@ -6,8 +6,10 @@
 # Same segment, same run. Prints markdown; writes per-run CSVs and a PNG next to the report.
 #
 # Env: FLEET_SIZES ("100 500 1000"), FLEET_MIX, FLEET_KERNEL_MB / FLEET_INITRD_MB (synthetic
-# agent images, default 2 + 2), FLEET_STACKS ("rackboot dnsmasq"), FLEET_OUT (dir for CSV/PNG),
-# FLEET_STAMP (file name prefix), FLEET_BIN.
+# agent images, default 2 + 2), FLEET_STACKS ("rackboot dnsmasq"; also "hybrid": rackboot's
+# ProxyDHCP + TFTP with nginx serving the boot HTTP URLs, which isolates the HTTP server from the
+# arrival pattern the DHCP/TFTP stages create), FLEET_OUT (dir for CSV/PNG), FLEET_STAMP (file
+# name prefix), FLEET_BIN.
 source "$(dirname "$0")/lib.sh"
 FLEET=${FLEET_BIN:-$ROOT/target/release/rackboot-fleet}
 SIZES=${FLEET_SIZES:-100 500 1000}
@@ -84,13 +86,36 @@ CONF
   SITE_PID=$!
 }
 
-start_rackboot() { # tag → STACK_PIDS
+start_rackboot() { # tag [boot-http-listen] → STACK_PIDS
   rm -rf $W/data-$1
   printf '[boot]\nagent_cmdline = "console=ttyS0"\n' > $W/rackboot.toml
   bg ip netns exec $APPL "$BIN" serve --config $W/rackboot.toml --interface eth0 --advertise-addr $SRV \
-     --data-dir $W/data-$1 --assets-dir $A --admin-listen 127.0.0.1:8080 --boot-http-listen $HTTP \
+     --data-dir $W/data-$1 --assets-dir $A --admin-listen 127.0.0.1:8080 --boot-http-listen ${2:-$HTTP} \
      --tftp-listen $SRV:69 --log-level warn
   STACK_PIDS=($!)
+}
+
+start_nginx() { # → NGINX_PID (master; the workers are its children)
+  cat > $W/nginx.conf <<CONF
+daemon off;
+worker_processes 2;
+pid $W/nginx.pid;
+error_log $W/nginx-error.log warn;
+events { worker_connections 4096; }
+http { access_log off; sendfile on; tcp_nopush on; default_type application/octet-stream;
+  server { listen $HTTP; root $WWW; } }
+CONF
+  bg ip netns exec $APPL nginx -c $W/nginx.conf
+  NGINX_PID=$!
+}
+
+# rackboot answers DHCP and TFTP and advertises $HTTP, but its own boot HTTP listens on loopback:
+# nginx on $HTTP serves the machines (the same files and the scripts rackboot rendered).
+start_hybrid() { # tag → STACK_PIDS
+  start_rackboot $1 127.0.0.1:${HTTP#*:}
+  local r=${STACK_PIDS[0]}
+  start_nginx
+  STACK_PIDS=($r $NGINX_PID)
 }
 
 start_reference() { # tag → STACK_PIDS (dnsmasq proxy + TFTP, nginx master + workers)
@@ -115,20 +140,11 @@ tftp-root=$A/tftp
 tftp-max=2048
 ${FLEET_DHCP_LOG:-quiet-dhcp}
 CONF
-  cat > $W/nginx.conf <<CONF
-daemon off;
-worker_processes 2;
-pid $W/nginx.pid;
-error_log $W/nginx-error.log warn;
-events { worker_connections 4096; }
-http { access_log off; sendfile on; tcp_nopush on; default_type application/octet-stream;
-  server { listen $HTTP; root $WWW; } }
-CONF
   bg ip netns exec $APPL dnsmasq --keep-in-foreground --conf-file=$W/proxy.conf --pid-file=$W/proxy-$1.pid \
      --log-facility=$W/proxy-$1.log --user=root --group=root
   local d=$!
-  bg ip netns exec $APPL nginx -c $W/nginx.conf
-  STACK_PIDS=($d $!)
+  start_nginx
+  STACK_PIDS=($d $NGINX_PID)
 }
 
 # The scripts nginx serves: what rackboot renders for an unknown machine (same URLs, same port).
@@ -149,7 +165,11 @@ for n in $SIZES; do
     for ns in $SITE $APPL; do ip -n $ns neigh flush all; done
     site_dhcp $tag
     t0=$(now)
-    if [ $stack = rackboot ]; then start_rackboot $tag; else start_reference $tag; fi
+    case $stack in
+      rackboot) start_rackboot $tag ;;
+      hybrid) start_hybrid $tag ;;
+      *) start_reference $tag ;;
+    esac
     for _ in $(seq 300); do http_up && [ -s $W/site-$tag.pid ] && break; sleep 0.02; done
     cold=$(python3 -c "print(f'{($(now) - $t0) * 1000:.0f}')")
     sleep 1
@@ -182,6 +202,7 @@ echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 for n in $SIZES; do for stack in $STACKS; do
   set -- ${R[$stack-$n]}
   label=$stack; [ $stack = dnsmasq ] && label="dnsmasq proxy+TFTP, nginx"
+  [ $stack = hybrid ] && label="rackboot proxy+TFTP, nginx HTTP"
   echo "| $label | $n | $1 | $2 | $3 | $4 | $5 | $6 | $7 | $(python3 -c "print(round($8/1024,1))") | $(python3 -c "print(round($9/1024,1))") | ${10} |"
 done; done
 echo
