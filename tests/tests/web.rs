@@ -170,6 +170,8 @@ fn serve(p: &mut Procs) -> Server {
             &format!("127.0.0.1:{boot_port}"),
             "--admin-listen",
             &admin,
+            "--log-level",
+            "debug",
         ]),
     );
     assert!(
@@ -616,6 +618,11 @@ fn status_page_in_headless_chromium() {
         .agent_kernel_args("4c4c4544-0042-3510-8052-b4c04f4d3232", "52:54:00:99:00:03")
         .unwrap();
     assert!(args.contains("rackboot.token="), "{args}");
+    let agent_token = args
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("rackboot.token="))
+        .unwrap()
+        .to_string();
     std::fs::write(p.dir.join("agent-cmdline"), format!("{args}\n")).unwrap();
     p.spawn(
         "agent",
@@ -720,4 +727,48 @@ fn status_page_in_headless_chromium() {
         "the page reloaded"
     );
     drop(b);
+
+    // Secrets, last: a power call through the machine with the BMC password (its BMC does not
+    // answer, so the error path runs too), then every log line (at debug level), page, API reply,
+    // event and /metrics sample produced during the whole run, for the BMC password, the admin
+    // token and the agent's per-boot token.
+    let with_bmc = &ids[0];
+    let r = s.call("GET", &format!("/api/v1/machines/{with_bmc}/power"), "");
+    assert!(
+        r.status >= 400,
+        "power status of an unreachable BMC: {}",
+        r.body
+    );
+    let mut seen: Vec<(String, String)> = vec![
+        ("power error reply".into(), r.body.clone()),
+        ("rackboot log".into(), p.log("rackboot")),
+        ("agent log".into(), p.log("agent")),
+    ];
+    for path in paths.iter().chain(
+        [
+            format!("/api/v1/events?machine={bare}"),
+            format!("/api/v1/events?machine={with_bmc}"),
+            "/api/v1/events?limit=1000".to_string(),
+        ]
+        .iter(),
+    ) {
+        seen.push((format!("GET {path}"), s.call("GET", path, "").body));
+    }
+    assert!(
+        seen.iter()
+            .any(|(_, t)| t.contains("agent") && t.contains("connected")),
+        "the sweep saw the agent's events"
+    );
+    assert!(
+        seen.iter()
+            .any(|(w, t)| w == "rackboot log" && t.contains("DEBUG")),
+        "the log is at debug level"
+    );
+    for (what, text) in &seen {
+        assert_no_secrets(&s, what, text);
+        assert!(
+            !text.contains(&agent_token),
+            "{what} leaks the agent's boot token"
+        );
+    }
 }
