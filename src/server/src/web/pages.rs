@@ -286,7 +286,7 @@ fn services_panel(w: &WebState) -> String {
     out
 }
 
-fn omni_panel(l: &crate::omni_link::LinkStatus) -> String {
+pub(super) fn omni_panel(l: &crate::omni_link::LinkStatus) -> String {
     if !l.enabled {
         return "<div class=\"svc\" id=\"omni\"><h3>Omni link</h3><p><span class=\"badge omni-standalone\">standalone mode</span> <span class=\"muted\">no Omni endpoint; the operator decides</span></p></div>".into();
     }

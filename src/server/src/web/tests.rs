@@ -593,3 +593,27 @@ async fn openapi_documents_every_admin_route() {
         }
     }
 }
+
+#[test]
+fn omni_panel_shows_the_link_and_escapes_omni_text() {
+    let off = super::pages::omni_panel(&crate::omni_link::LinkStatus::default());
+    assert!(off.contains("standalone mode"), "{off}");
+    let on = super::pages::omni_panel(&crate::omni_link::LinkStatus {
+        enabled: true,
+        endpoint: "https://omni.example.com".into(),
+        provider_id: "rack1".into(),
+        connected: false,
+        last_heartbeat_ms: None,
+        last_error: Some("heartbeat: Unavailable: <script>".into()),
+        infra_machines: 3,
+    });
+    assert!(
+        on.contains("disconnected") && on.contains("rack1") && on.contains("never"),
+        "{on}"
+    );
+    assert!(on.contains("<dd>3</dd>"), "{on}");
+    assert!(
+        !on.contains("<script>"),
+        "Omni's error text must be escaped: {on}"
+    );
+}
