@@ -190,6 +190,17 @@ async fn an_agent_claiming_another_machine_is_refused_and_changes_nothing() {
             .contains(&token_a),
         "hash, not token"
     );
+    // The lifecycle hears about A's report after the store has it: wait for that input, so
+    // nothing of A's own session is still on its way below.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some((id, input)) = e.lifecycle_rx.recv().await {
+            if id == a && matches!(input, Input::AgentReport) {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("A's report reached the lifecycle");
     let events_before = inv.store().events(Some(&a), 0, 1000).unwrap();
     while e.lifecycle_rx.try_recv().is_ok() {}
 
