@@ -18,6 +18,9 @@ use std::time::Instant;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
+/// How long a shutdown (SIGTERM) waits for the TFTP transfers in flight before cutting them.
+pub const DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
+
 #[derive(Clone, Debug)]
 pub struct TftpLimits {
     pub max_transfers: u32,
@@ -171,13 +174,16 @@ impl TftpService {
         let me = Arc::new(self);
         let mut buf = vec![0u8; 65536];
         let local_ip = me.socket.local_addr().map(|a| a.ip()).ok();
+        let mut inflight = tokio::task::JoinSet::new();
         loop {
             let (n, peer) = tokio::select! {
                 r = me.socket.recv_from(&mut buf) => match r {
                     Ok(x) => x,
                     Err(e) => { tracing::debug!(error = %e, "tftp recv"); continue; }
                 },
-                _ = shutdown.changed() => return,
+                // Reap finished transfers.
+                Some(_) = inflight.join_next(), if !inflight.is_empty() => continue,
+                _ = shutdown.changed() => break,
             };
             let Some((t, slot)) = me.accept(&buf[..n], peer).await else {
                 continue;
@@ -196,10 +202,29 @@ impl TftpService {
                 continue;
             }
             let svc = me.clone();
-            tokio::spawn(async move {
+            inflight.spawn(async move {
                 let _slot = slot;
                 svc.drive(sock, t).await;
             });
+        }
+        // Shutdown: no new requests (the listen socket is no longer read); the transfers in
+        // flight finish, for at most DRAIN.
+        if !inflight.is_empty() {
+            tracing::info!(
+                transfers = inflight.len(),
+                "tftp: finishing the transfers in flight"
+            );
+            let drained = tokio::time::timeout(DRAIN, async {
+                while inflight.join_next().await.is_some() {}
+            })
+            .await;
+            if drained.is_err() {
+                tracing::warn!(
+                    transfers = inflight.len(),
+                    "tftp: transfers cut at shutdown"
+                );
+                inflight.abort_all();
+            }
         }
     }
 
@@ -258,6 +283,8 @@ impl TftpService {
         let mut transfers: HashMap<SocketAddr, (Transfer, Slot)> = HashMap::new();
         let mut rx = vec![0u8; 65536];
         let mut out = Vec::with_capacity(1500);
+        // Set at shutdown: no new transfers; the running ones finish until this deadline.
+        let mut draining: Option<Instant> = None;
         loop {
             // Flush every transfer's output, retire finished ones.
             let mut done = Vec::new();
@@ -274,9 +301,22 @@ impl TftpService {
                     self.finish(&t);
                 }
             }
+            if let Some(deadline) = draining {
+                if transfers.is_empty() {
+                    return;
+                }
+                if Instant::now() >= deadline {
+                    tracing::warn!(
+                        transfers = transfers.len(),
+                        "tftp: transfers cut at shutdown"
+                    );
+                    return;
+                }
+            }
             let next = transfers
                 .values()
                 .filter_map(|(t, _)| t.poll_timeout())
+                .chain(draining)
                 .min();
             let sleep = async {
                 match next {
@@ -289,8 +329,10 @@ impl TftpService {
                     let Ok((n, peer)) = r else { continue };
                     if let Some((t, _)) = transfers.get_mut(&peer) {
                         t.handle_datagram(&rx[..n], Instant::now());
-                    } else if let Some(new) = self.accept(&rx[..n], peer).await {
-                        transfers.insert(peer, new);
+                    } else if draining.is_none() {
+                        if let Some(new) = self.accept(&rx[..n], peer).await {
+                            transfers.insert(peer, new);
+                        }
                     }
                 }
                 _ = sleep => {
@@ -299,7 +341,12 @@ impl TftpService {
                         t.handle_timeout(now);
                     }
                 }
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed(), if draining.is_none() => {
+                    if !transfers.is_empty() {
+                        tracing::info!(transfers = transfers.len(), "tftp: finishing the transfers in flight");
+                    }
+                    draining = Some(Instant::now() + DRAIN);
+                }
             }
         }
     }

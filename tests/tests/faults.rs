@@ -1,0 +1,423 @@
+//! Faults outside rackboot's control, on loopback with real peers: SIGTERM while a slow TFTP
+//! client and a rate-limited curl are mid-download (both finish, byte for byte, then rackboot
+//! exits 0); a BMC (OpenIPMI's ipmi_sim behind a UDP relay that can go silent) that stops
+//! answering in the middle of an RMCP+ session (a clear error, no hang, recovery after).
+#![allow(clippy::unwrap_used)]
+
+use rackboot_e2e::bmc_sim::start_file_ipmi_sim;
+use rackboot_e2e::{free_port, wait_tcp, workspace_bin, Procs};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// `rackboot serve` on loopback, owned here (the tests signal it by PID); killed on drop.
+struct Rackboot {
+    child: Child,
+    admin: u16,
+    boot: u16,
+    tftp: u16,
+    token: String,
+}
+
+impl Rackboot {
+    fn start(dir: &Path, assets: &Path) -> Rackboot {
+        let (admin, boot, tftp) = (free_port(), free_port(), free_port());
+        let data = dir.join("data");
+        let log = std::fs::File::create(dir.join("rackboot.log")).unwrap();
+        let child = Command::new(workspace_bin("rackboot"))
+            .args(["serve", "--dhcp-mode", "off", "--log-level", "debug"])
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--assets-dir")
+            .arg(assets)
+            .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+            .args(["--boot-http-listen", &format!("127.0.0.1:{boot}")])
+            .args(["--tftp-listen", &format!("127.0.0.1:{tftp}")])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        assert!(
+            wait_tcp(admin, Duration::from_secs(30)),
+            "rackboot did not start"
+        );
+        let token = std::fs::read_to_string(data.join("admin-token"))
+            .unwrap()
+            .trim()
+            .to_string();
+        Rackboot {
+            child,
+            admin,
+            boot,
+            tftp,
+            token,
+        }
+    }
+
+    fn sigterm(&self) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap()),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+    }
+
+    /// `curl` on the admin API with the token: (status, body).
+    fn api(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        let url = format!("http://127.0.0.1:{}{path}", self.admin);
+        let bearer = format!("Authorization: Bearer {}", self.token);
+        let mut args = vec![
+            "-s",
+            "--max-time",
+            "180",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            method,
+            "-H",
+            &bearer,
+        ];
+        if !body.is_empty() {
+            args.extend(["-H", "Content-Type: application/json", "-d", body]);
+        }
+        args.push(&url);
+        let out = Command::new("curl").args(&args).output().unwrap();
+        let out = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = out.rsplit_once('\n').unwrap_or(("", &out));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+}
+
+impl Drop for Rackboot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A deliberately slow TFTP client (RFC 1350, 512-byte blocks, one ACK every `pace`): reads
+/// `name` from `server`, reporting the blocks received so far in `progress`.
+fn slow_tftp_get(
+    server: SocketAddr,
+    name: &str,
+    pace: Duration,
+    progress: Arc<AtomicI64>,
+) -> Result<Vec<u8>, String> {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut rrq = vec![0, 1];
+    rrq.extend_from_slice(name.as_bytes());
+    rrq.extend_from_slice(b"\0octet\0");
+    s.send_to(&rrq, server).unwrap();
+    let mut data = Vec::new();
+    let mut expect: u16 = 1;
+    let mut peer: Option<SocketAddr> = None;
+    let mut last_ack: Option<Vec<u8>> = None;
+    let mut silent = 0;
+    let mut buf = [0u8; 600];
+    loop {
+        let (n, from) = match s.recv_from(&mut buf) {
+            Ok(x) => x,
+            Err(_) => {
+                silent += 1;
+                if silent > 15 {
+                    return Err(format!("server silent after {} bytes", data.len()));
+                }
+                match (&last_ack, peer) {
+                    (Some(a), Some(p)) => s.send_to(a, p).unwrap(),
+                    _ => s.send_to(&rrq, server).unwrap(),
+                };
+                continue;
+            }
+        };
+        silent = 0;
+        let p = &buf[..n];
+        match (p.first(), p.get(1)) {
+            (Some(0), Some(3)) if n >= 4 => {
+                peer.get_or_insert(from);
+                let block = u16::from_be_bytes([p[2], p[3]]);
+                if block == expect {
+                    data.extend_from_slice(&p[4..]);
+                    progress.store(i64::from(block), Ordering::Relaxed);
+                    expect = expect.wrapping_add(1);
+                }
+                let ack = vec![0, 4, p[2], p[3]];
+                std::thread::sleep(pace);
+                s.send_to(&ack, from).unwrap();
+                last_ack = Some(ack);
+                if n - 4 < 512 && block == expect.wrapping_sub(1) {
+                    return Ok(data);
+                }
+            }
+            (Some(0), Some(5)) => {
+                return Err(format!("TFTP error: {}", String::from_utf8_lossy(&p[4..])))
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A deliberately slow HTTP/1.1 client: a 16 KiB receive buffer, 16 KiB read every `pace`, so
+/// the server is still writing long after the first bytes; `progress` counts body bytes.
+fn slow_http_get(port: u16, path: &str, pace: Duration, progress: Arc<AtomicI64>) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(16 * 1024).unwrap();
+    sock.connect(&SocketAddr::from(([127, 0, 0, 1], port)).into())
+        .unwrap();
+    let mut s: std::net::TcpStream = sock.into();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                raw.extend_from_slice(&buf[..n]);
+                progress.store(raw.len() as i64, Ordering::Relaxed);
+                std::thread::sleep(pace);
+            }
+            Err(e) => panic!("slow HTTP read after {} bytes: {e}", raw.len()),
+        }
+    }
+    let head_end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP reply");
+    assert!(
+        raw.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&raw[..head_end])
+    );
+    raw.split_off(head_end + 4)
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn sigterm_lets_in_flight_tftp_and_http_transfers_finish() {
+    let p = Procs::new("faults-sigterm");
+    let assets = p.dir.join("assets");
+    std::fs::create_dir_all(assets.join("tftp")).unwrap();
+    let tftp_file = pseudo_random(1 << 20, 7);
+    let http_file = pseudo_random(8 << 20, 11);
+    std::fs::write(assets.join("tftp/big.bin"), &tftp_file).unwrap();
+    std::fs::write(assets.join("big.bin"), &http_file).unwrap();
+    let mut rb = Rackboot::start(&p.dir, &assets);
+
+    // A TFTP client pacing its ACKs (2048 blocks, a few seconds) and a rate-limited curl.
+    let progress = Arc::new(AtomicI64::new(0));
+    let server = SocketAddr::from(([127, 0, 0, 1], rb.tftp));
+    let prog = progress.clone();
+    let tftp = std::thread::spawn(move || {
+        slow_tftp_get(server, "big.bin", Duration::from_millis(3), prog)
+    });
+    let http_progress = Arc::new(AtomicI64::new(0));
+    let (boot, hp) = (rb.boot, http_progress.clone());
+    let http = std::thread::spawn(move || {
+        slow_http_get(boot, "/assets/big.bin", Duration::from_millis(10), hp)
+    });
+    wait_until("both downloads under way", Duration::from_secs(30), || {
+        progress.load(Ordering::Relaxed) >= 64 && http_progress.load(Ordering::Relaxed) > 64 * 1024
+    });
+    let (tftp_at, http_at) = (
+        progress.load(Ordering::Relaxed),
+        http_progress.load(Ordering::Relaxed),
+    );
+    assert!(
+        tftp_at < 2048 && (http_at as usize) < http_file.len(),
+        "the downloads finished before the signal ({tftp_at} blocks, {http_at} bytes): slow them down"
+    );
+    rb.sigterm();
+
+    // New work is refused at once: the boot HTTP listener closes.
+    wait_until(
+        "the boot HTTP listener to close",
+        Duration::from_secs(30),
+        || std::net::TcpStream::connect(("127.0.0.1", rb.boot)).is_err(),
+    );
+    // What was in flight completes, byte for byte.
+    let got = tftp.join().unwrap().expect("the TFTP download finished");
+    assert!(
+        got == tftp_file,
+        "TFTP: {} of {} bytes",
+        got.len(),
+        tftp_file.len()
+    );
+    let got = http.join().unwrap();
+    assert!(
+        got == http_file,
+        "HTTP: {} of {} bytes",
+        got.len(),
+        http_file.len()
+    );
+    // Then rackboot exits, cleanly.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = rb.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rackboot did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let log = std::fs::read_to_string(p.dir.join("rackboot.log")).unwrap();
+    assert!(status.success(), "rackboot exit {status}: {log}");
+    assert!(log.contains("finishing the transfers in flight"), "{log}");
+    eprintln!("SIGTERM at TFTP block {tftp_at}/2048 and HTTP byte {http_at}: both completed");
+}
+
+/// A UDP relay in front of a BMC: forwards everything to it, and delivers at most `allow`
+/// of its replies (negative: all), then goes silent, as a BMC that hangs mid-session.
+struct Relay {
+    port: u16,
+    allow: Arc<AtomicI64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Relay {
+    fn start(bmc: SocketAddr) -> Relay {
+        let front = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let back = UdpSocket::bind("127.0.0.1:0").unwrap();
+        back.connect(bmc).unwrap();
+        front
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        back.set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let port = front.local_addr().unwrap().port();
+        let allow = Arc::new(AtomicI64::new(-1));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (a, s) = (allow.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut client: Option<SocketAddr> = None;
+            let mut buf = [0u8; 2048];
+            while !s.load(Ordering::Relaxed) {
+                if let Ok((n, from)) = front.recv_from(&mut buf) {
+                    client = Some(from);
+                    let _ = back.send(&buf[..n]);
+                }
+                if let Ok(n) = back.recv(&mut buf) {
+                    let left = a.load(Ordering::SeqCst);
+                    if left != 0 {
+                        if left > 0 {
+                            a.fetch_sub(1, Ordering::SeqCst);
+                        }
+                        if let Some(c) = client {
+                            let _ = front.send_to(&buf[..n], c);
+                        }
+                    }
+                }
+            }
+        });
+        Relay {
+            port,
+            allow,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn a_bmc_that_stops_answering_mid_session_gives_a_clear_error_and_no_hang() {
+    let mut p = Procs::new("faults-bmc");
+    let sim_port = free_port();
+    start_file_ipmi_sim(&mut p, "bmc", sim_port);
+    let relay = Relay::start(SocketAddr::from(([127, 0, 0, 1], sim_port)));
+    let assets = p.dir.join("assets");
+    std::fs::create_dir_all(assets.join("tftp")).unwrap();
+    let rb = Rackboot::start(&p.dir, &assets);
+    let (status, body) = rb.api(
+        "POST",
+        "/api/v1/machines",
+        &format!(
+            r#"{{"name":"m1","macs":["52:54:00:99:00:b1"],"bmc":{{"url":"ipmi://127.0.0.1:{}","username":"admin","password":"password"}}}}"#,
+            relay.port
+        ),
+    );
+    assert_eq!(status, 201, "{body}");
+    // ipmi_sim needs a moment to listen; the relay answers nothing until it does.
+    let mut first = (0, String::new());
+    for _ in 0..20 {
+        first = rb.api("GET", "/api/v1/machines/m1/power", "");
+        if first.0 == 200 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(
+        first.0, 200,
+        "the BMC answers through the relay: {}",
+        first.1
+    );
+
+    // The BMC goes silent after 2 replies (channel auth caps, and its refusal of suite 17: in
+    // the middle of the handshake), after 5 (RAKP done, before the privilege level is set) and
+    // after 6 (the session is up: silent on the command itself).
+    for allow in [2, 5, 6] {
+        relay.allow.store(allow, Ordering::SeqCst);
+        let (status, body) = rb.api("GET", "/api/v1/machines/m1/power", "");
+        assert!(
+            status >= 500,
+            "silent BMC after {allow} replies: HTTP {status}: {body}"
+        );
+        let lower = body.to_lowercase();
+        assert!(
+            ["did not answer", "no reply", "timed out", "timeout"]
+                .iter()
+                .any(|w| lower.contains(w)),
+            "a clear error after {allow} replies: {body}"
+        );
+        assert!(!body.contains("password"), "{body}");
+        eprintln!("BMC silent after {allow} replies: HTTP {status}: {body}");
+    }
+
+    // The BMC answers again: so does rackboot.
+    relay.allow.store(-1, Ordering::SeqCst);
+    let (status, body) = rb.api("GET", "/api/v1/machines/m1/power", "");
+    assert_eq!(status, 200, "after the BMC came back: {body}");
+    assert!(body.contains("off") || body.contains("on"), "{body}");
+}
