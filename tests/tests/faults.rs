@@ -1,7 +1,9 @@
 //! Faults outside rackboot's control, on loopback with real peers: SIGTERM while a slow TFTP
-//! client and a rate-limited curl are mid-download (both finish, byte for byte, then rackboot
+//! client and a slow HTTP client are mid-download (both finish, byte for byte, then rackboot
 //! exits 0); a BMC (OpenIPMI's ipmi_sim behind a UDP relay that can go silent) that stops
-//! answering in the middle of an RMCP+ session (a clear error, no hang, recovery after).
+//! answering in the middle of an RMCP+ session (a clear error, no hang, recovery after); the data
+//! directory's filesystem (a small tmpfs) filling up (boots keep being served, the failure is
+//! reported, nothing stored before is lost). Needs root (tmpfs).
 #![allow(clippy::unwrap_used)]
 
 use rackboot_e2e::bmc_sim::start_file_ipmi_sim;
@@ -24,18 +26,28 @@ struct Rackboot {
 
 impl Rackboot {
     fn start(dir: &Path, assets: &Path) -> Rackboot {
+        Rackboot::start_with(dir, &dir.join("data"), assets, "rackboot.log", &[])
+    }
+
+    fn start_with(
+        dir: &Path,
+        data: &Path,
+        assets: &Path,
+        log_name: &str,
+        extra: &[&str],
+    ) -> Rackboot {
         let (admin, boot, tftp) = (free_port(), free_port(), free_port());
-        let data = dir.join("data");
-        let log = std::fs::File::create(dir.join("rackboot.log")).unwrap();
+        let log = std::fs::File::create(dir.join(log_name)).unwrap();
         let child = Command::new(workspace_bin("rackboot"))
             .args(["serve", "--dhcp-mode", "off", "--log-level", "debug"])
             .arg("--data-dir")
-            .arg(&data)
+            .arg(data)
             .arg("--assets-dir")
             .arg(assets)
             .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
             .args(["--boot-http-listen", &format!("127.0.0.1:{boot}")])
             .args(["--tftp-listen", &format!("127.0.0.1:{tftp}")])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -226,14 +238,24 @@ fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn sigterm_lets_in_flight_tftp_and_http_transfers_finish() {
-    let p = Procs::new("faults-sigterm");
+    // Both TFTP shells: a socket per transfer (default), and the single-port one.
+    for (tag, extra) in [
+        ("faults-sigterm", &[][..]),
+        ("faults-sigterm-1port", &["--tftp-single-port", "true"][..]),
+    ] {
+        sigterm_drains(tag, extra);
+    }
+}
+
+fn sigterm_drains(tag: &str, extra: &[&str]) {
+    let p = Procs::new(tag);
     let assets = p.dir.join("assets");
     std::fs::create_dir_all(assets.join("tftp")).unwrap();
     let tftp_file = pseudo_random(1 << 20, 7);
     let http_file = pseudo_random(8 << 20, 11);
     std::fs::write(assets.join("tftp/big.bin"), &tftp_file).unwrap();
     std::fs::write(assets.join("big.bin"), &http_file).unwrap();
-    let mut rb = Rackboot::start(&p.dir, &assets);
+    let mut rb = Rackboot::start_with(&p.dir, &p.dir.join("data"), &assets, "rackboot.log", extra);
 
     // A TFTP client pacing its ACKs (2048 blocks, a few seconds) and a rate-limited curl.
     let progress = Arc::new(AtomicI64::new(0));
@@ -296,7 +318,9 @@ fn sigterm_lets_in_flight_tftp_and_http_transfers_finish() {
     let log = std::fs::read_to_string(p.dir.join("rackboot.log")).unwrap();
     assert!(status.success(), "rackboot exit {status}: {log}");
     assert!(log.contains("finishing the transfers in flight"), "{log}");
-    eprintln!("SIGTERM at TFTP block {tftp_at}/2048 and HTTP byte {http_at}: both completed");
+    eprintln!(
+        "{tag}: SIGTERM at TFTP block {tftp_at}/2048 and HTTP byte {http_at}: both completed"
+    );
 }
 
 /// A UDP relay in front of a BMC: forwards everything to it, and delivers at most `allow`
@@ -420,4 +444,151 @@ fn a_bmc_that_stops_answering_mid_session_gives_a_clear_error_and_no_hang() {
     let (status, body) = rb.api("GET", "/api/v1/machines/m1/power", "");
     assert_eq!(status, 200, "after the BMC came back: {body}");
     assert!(body.contains("off") || body.contains("on"), "{body}");
+}
+
+/// A tmpfs mounted for the test, unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(at)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mounting a tmpfs needs root (make test runs as root)");
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Fill the filesystem of `dir` with `dir/filler` until it is full.
+fn fill(dir: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(dir.join("filler")).unwrap();
+    let chunk = vec![0u8; 1 << 20];
+    while f.write_all(&chunk).is_ok() {}
+    let _ = f.sync_all();
+}
+
+#[test]
+fn a_full_data_disk_is_reported_boots_continue_and_nothing_stored_is_lost() {
+    let p = Procs::new("faults-disk");
+    let assets = p.dir.join("assets");
+    std::fs::create_dir_all(assets.join("tftp")).unwrap();
+    let boot_file = pseudo_random(200_000, 3);
+    std::fs::write(assets.join("tftp/undionly.kpxe"), &boot_file).unwrap();
+    std::fs::create_dir_all(assets.join("agent")).unwrap();
+    std::fs::write(assets.join("agent/vmlinuz"), b"kernel").unwrap();
+    let disk = Tmpfs::mount(&p.dir.join("disk"), "32m");
+    let data = disk.0.join("data");
+    let mut rb = Rackboot::start_with(&p.dir, &data, &assets, "rackboot.log", &[]);
+    let add = |rb: &Rackboot, name: &str, mac: &str| {
+        rb.api(
+            "POST",
+            "/api/v1/machines",
+            &format!(r#"{{"name":"{name}","macs":["{mac}"]}}"#),
+        )
+    };
+    assert_eq!(add(&rb, "before", "52:54:00:99:00:c1").0, 201);
+
+    fill(&disk.0);
+    // Writes go on while sled has room in the space it already allocated, then fail and say
+    // so. Every write answered 201 must survive; the first refused one is a 5xx with an error.
+    let mut stored = vec![];
+    let mut refused = None;
+    for i in 0..2000 {
+        let mac = format!("52:54:00:98:{:02x}:{:02x}", i / 256, i % 256);
+        let (status, body) = add(&rb, &format!("during-{i}"), &mac);
+        if status == 201 {
+            stored.push(mac);
+            continue;
+        }
+        assert!(
+            status >= 500,
+            "a write on a full disk: HTTP {status}: {body}"
+        );
+        assert!(body.contains("\"error\""), "{body}");
+        refused = Some(mac);
+        break;
+    }
+    let refused = refused.expect("a write failed once the disk was full");
+    eprintln!(
+        "disk full: {} more machines stored, then writes refused",
+        stored.len()
+    );
+    // Everything a booting machine needs is still served.
+    for i in 0..3 {
+        let url = format!(
+            "http://127.0.0.1:{}/ipxe/boot.ipxe?uuid=11111111-2222-3333-4444-55555555550{i}&mac=52-54-00-99-00-d{i}&arch=x86_64",
+            rb.boot
+        );
+        let out = Command::new("curl").args(["-sf", &url]).output().unwrap();
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && script.contains("rackboot.token="),
+            "boot.ipxe on a full disk: {script}"
+        );
+    }
+    let got = slow_tftp_get(
+        SocketAddr::from(([127, 0, 0, 1], rb.tftp)),
+        "undionly.kpxe",
+        Duration::ZERO,
+        Arc::new(AtomicI64::new(0)),
+    )
+    .expect("TFTP on a full disk");
+    assert!(got == boot_file, "TFTP: {} bytes", got.len());
+    assert_eq!(rb.api("GET", "/healthz", "").0, 200);
+    wait_until("the failure in the log", Duration::from_secs(10), || {
+        std::fs::read_to_string(p.dir.join("rackboot.log"))
+            .unwrap()
+            .contains("No space left on device")
+    });
+
+    // Space returns. sled keeps its I/O error until the store is reopened, so rackboot is
+    // restarted (SIGTERM, then start again): what was stored before is all there, and writes
+    // work again.
+    std::fs::remove_file(disk.0.join("filler")).unwrap();
+    rb.sigterm();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while rb.child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "rackboot did not stop on a failed store"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let rb = Rackboot::start_with(&p.dir, &data, &assets, "rackboot-2.log", &[]);
+    let (status, list) = rb.api("GET", "/api/v1/machines", "");
+    assert_eq!(status, 200);
+    assert!(
+        list.contains("52:54:00:99:00:c1"),
+        "the machine stored before: {list}"
+    );
+    for mac in &stored {
+        assert!(
+            list.contains(mac.as_str()),
+            "{mac} was stored (201) on the full disk but is gone"
+        );
+    }
+    assert!(
+        !list.contains(&refused),
+        "the refused write did not half-happen: {list}"
+    );
+    assert_eq!(add(&rb, "after", "52:54:00:99:00:c3").0, 201);
+    drop(rb);
+    drop(disk);
 }

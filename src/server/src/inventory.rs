@@ -485,7 +485,7 @@ pub fn spawn_recorder(
                 match inv.record_sighting(&s) {
                     Ok(m) => inv.event(&m.id, "boot", note),
                     Err(e) => {
-                        tracing::warn!(error = %e, mac = %fmt_mac(&s.mac), "could not record a boot")
+                        tracing::warn!(error = %e, source = ?std::error::Error::source(&e), mac = %fmt_mac(&s.mac), "could not record a boot")
                     }
                 }
                 last.insert(s.mac, (std::time::Instant::now(), s.arch, s.uuid));
@@ -502,7 +502,7 @@ pub fn spawn_recorder(
             }
             last.insert(s.mac, (std::time::Instant::now(), s.arch, s.uuid));
             if let Err(e) = inv.record_sighting(&s) {
-                tracing::warn!(error = %e, mac = %fmt_mac(&s.mac), "could not record a boot sighting");
+                tracing::warn!(error = %e, source = ?std::error::Error::source(&e), mac = %fmt_mac(&s.mac), "could not record a boot sighting");
             }
             if last.len() > 100_000 {
                 last.clear();
