@@ -105,7 +105,14 @@ impl Rng {
 
 /// A malformed (or merely hostile) DHCP payload derived from a real PXE DISCOVER.
 fn bad_dhcp(r: &mut Rng, real: &[u8]) -> Vec<u8> {
-    match r.below(6) {
+    match r.below(7) {
+        6 => {
+            // a well-formed DISCOVER from a made-up machine (discovery flood)
+            let mut p = real.to_vec();
+            let mac = r.bytes(6);
+            p[28..34].copy_from_slice(&mac);
+            p
+        }
         0 => r.junk(700),
         1 => real[..r.below(240)].to_vec(),
         2 => {
@@ -429,6 +436,41 @@ fn malformed_dhcp_and_tftp_floods_do_not_stop_real_clients() {
     assert!(
         dhcp_malformed >= 1000.0 && tftp_bad >= 1000.0,
         "malformed counters barely rose (DHCP {dhcp_malformed}, TFTP {tftp_bad}) for {dhcp_sent}/{tftp_sent} sent"
+    );
+    // Made-up machines were discovered at most at the discovery limit (200 at once, then 5 a
+    // second), and the limit was logged, not every dropped sighting.
+    let (status, list) = curl(
+        &lab,
+        &appl.ns,
+        &[
+            "-H",
+            &format!("Authorization: Bearer {}", admin_token(&lab)),
+            "http://127.0.0.1:8080/api/v1/machines",
+        ],
+    );
+    assert_eq!(status, 200);
+    let machines = serde_json::from_str::<serde_json::Value>(&list).unwrap()["machines"]
+        .as_array()
+        .map_or_else(
+            || {
+                serde_json::from_str::<Vec<serde_json::Value>>(&list)
+                    .unwrap()
+                    .len()
+            },
+            Vec::len,
+        );
+    let bound = 200.0 + 5.0 * started.elapsed().as_secs_f64() + 10.0;
+    eprintln!("machines after the flood: {machines} (bound {bound:.0})");
+    assert!((machines as f64) <= bound, "{machines} machines discovered");
+    let log = lab.log("rackboot");
+    let limit_lines = log.matches("new machines not recorded").count() as u64;
+    assert!(
+        limit_lines <= 2 + started.elapsed().as_secs() / 60,
+        "{limit_lines} discovery-limit log lines"
+    );
+    eprintln!(
+        "sightings dropped (recorder queue full): {}",
+        rose("rackboot_dhcp_packets_total{kind=\"sighting_dropped\"")
     );
     // rackboot still answers after the flood.
     assert_eq!(

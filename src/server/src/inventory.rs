@@ -18,6 +18,36 @@ pub enum InventoryError {
     Conflict(String),
     #[error("inventory failure")]
     Store(#[source] StoreError),
+    /// More new machines than [`DISCOVERY_BURST`] (refilled at [`DISCOVERY_PER_SEC`]) showed up:
+    /// a flood of made-up MACs/UUIDs from the segment must not fill the inventory.
+    #[error("too many new machines at once: discovery paused")]
+    DiscoveryLimited,
+}
+
+/// New machines discovered at once (sightings of unknown MACs/UUIDs) before discovery slows.
+pub const DISCOVERY_BURST: f64 = 200.0;
+/// New machines discovered per second after the burst.
+pub const DISCOVERY_PER_SEC: f64 = 5.0;
+
+/// Token bucket for discoveries.
+#[derive(Debug)]
+struct Discovery {
+    tokens: f64,
+    at: std::time::Instant,
+}
+
+impl Discovery {
+    fn take(&mut self, now: std::time::Instant) -> bool {
+        let refill = now.saturating_duration_since(self.at).as_secs_f64() * DISCOVERY_PER_SEC;
+        self.tokens = (self.tokens + refill).min(DISCOVERY_BURST);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl From<StoreError> for InventoryError {
@@ -41,6 +71,7 @@ pub struct Inventory {
     events_tx: tokio::sync::broadcast::Sender<rackboot_store::Event>,
     /// Per-boot agent tokens issued with agent boot scripts (see `agent_token`).
     agent_tokens: Arc<crate::agent_token::AgentTokens>,
+    discovery: Arc<std::sync::Mutex<Discovery>>,
 }
 
 /// Accepted BMC URL schemes (product.md).
@@ -54,6 +85,10 @@ impl Inventory {
             sealer,
             events_tx,
             agent_tokens: Arc::default(),
+            discovery: Arc::new(std::sync::Mutex::new(Discovery {
+                tokens: DISCOVERY_BURST,
+                at: std::time::Instant::now(),
+            })),
         }
     }
 
@@ -391,6 +426,14 @@ impl Inventory {
             };
             let result = match existing {
                 None => {
+                    let allowed = self
+                        .discovery
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .take(std::time::Instant::now());
+                    if !allowed {
+                        return Err(InventoryError::DiscoveryLimited);
+                    }
                     let id = uuid.clone().unwrap_or_else(|| id_from_mac(&mac));
                     let mut m = Machine {
                         id,
@@ -480,13 +523,28 @@ pub fn spawn_recorder(
     tokio::task::spawn_blocking(move || {
         let mut last: std::collections::HashMap<[u8; 6], LastWrite> =
             std::collections::HashMap::new();
+        // Sightings of new machines dropped by the discovery limit: logged at most once a
+        // minute (a flood of made-up MACs must not flood the log either).
+        let mut limited: u64 = 0;
+        let mut limited_logged: Option<std::time::Instant> = None;
+        let mut fail = |e: &InventoryError, s: &Sighting, what: &str| {
+            if matches!(e, InventoryError::DiscoveryLimited) {
+                limited += 1;
+                if limited_logged.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60))
+                {
+                    tracing::warn!(dropped = limited, "new machines not recorded: {e}");
+                    limited_logged = Some(std::time::Instant::now());
+                    limited = 0;
+                }
+                return;
+            }
+            tracing::warn!(error = %e, source = ?std::error::Error::source(e), mac = %fmt_mac(&s.mac), "could not record a {what}");
+        };
         while let Some(s) = rx.blocking_recv() {
             if let Some(note) = &s.note {
                 match inv.record_sighting(&s) {
                     Ok(m) => inv.event(&m.id, "boot", note),
-                    Err(e) => {
-                        tracing::warn!(error = %e, source = ?std::error::Error::source(&e), mac = %fmt_mac(&s.mac), "could not record a boot")
-                    }
+                    Err(e) => fail(&e, &s, "boot"),
                 }
                 last.insert(s.mac, (std::time::Instant::now(), s.arch, s.uuid));
                 continue;
@@ -502,7 +560,7 @@ pub fn spawn_recorder(
             }
             last.insert(s.mac, (std::time::Instant::now(), s.arch, s.uuid));
             if let Err(e) = inv.record_sighting(&s) {
-                tracing::warn!(error = %e, source = ?std::error::Error::source(&e), mac = %fmt_mac(&s.mac), "could not record a boot sighting");
+                fail(&e, &s, "boot sighting");
             }
             if last.len() > 100_000 {
                 last.clear();
@@ -597,5 +655,48 @@ impl Inventory {
         } else {
             Err(InventoryError::NotFound(format!("profile {name}")))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn sighting(i: u32) -> Sighting {
+        let b = i.to_be_bytes();
+        Sighting {
+            mac: [0x52, 0x54, b[0], b[1], b[2], b[3]],
+            uuid: None,
+            arch: Some(7),
+            vendor_class: None,
+            via: "dhcp",
+            note: None,
+        }
+    }
+
+    /// A flood of made-up MACs from the segment (the hostile e2e test creates them by mutating
+    /// DISCOVERs) discovers at most the burst plus the refill, and known machines are unaffected.
+    #[test]
+    fn discovery_of_new_machines_is_rate_limited() {
+        let dir = tempfile::tempdir().unwrap();
+        let inv = crate::test_support::inventory(dir.path());
+        let started = std::time::Instant::now();
+        let (mut created, mut limited) = (0u32, 0u32);
+        for i in 0..400 {
+            match inv.record_sighting(&sighting(i)) {
+                Ok(_) => created += 1,
+                Err(InventoryError::DiscoveryLimited) => limited += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let bound = DISCOVERY_BURST + DISCOVERY_PER_SEC * started.elapsed().as_secs_f64() + 1.0;
+        assert!(f64::from(created) <= bound, "{created} created, bound {bound}");
+        assert!(f64::from(created) >= DISCOVERY_BURST, "{created} created");
+        assert!(limited > 0);
+        assert_eq!(inv.list().unwrap().len() as u32, created);
+        // A machine already known is still updated while discovery is paused.
+        let m = inv.record_sighting(&sighting(0)).unwrap();
+        assert_eq!(m.boot.arch, Some(7));
     }
 }

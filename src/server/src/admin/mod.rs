@@ -175,6 +175,7 @@ impl IntoResponse for InventoryError {
             InventoryError::Invalid(_) => StatusCode::BAD_REQUEST,
             InventoryError::NotFound(_) => StatusCode::NOT_FOUND,
             InventoryError::Conflict(_) => StatusCode::CONFLICT,
+            InventoryError::DiscoveryLimited => StatusCode::TOO_MANY_REQUESTS,
             InventoryError::Store(e) => {
                 tracing::error!(error = %e, source = ?std::error::Error::source(e), "inventory failure");
                 StatusCode::INTERNAL_SERVER_ERROR
