@@ -691,7 +691,10 @@ mod tests {
             }
         }
         let bound = DISCOVERY_BURST + DISCOVERY_PER_SEC * started.elapsed().as_secs_f64() + 1.0;
-        assert!(f64::from(created) <= bound, "{created} created, bound {bound}");
+        assert!(
+            f64::from(created) <= bound,
+            "{created} created, bound {bound}"
+        );
         assert!(f64::from(created) >= DISCOVERY_BURST, "{created} created");
         assert!(limited > 0);
         assert_eq!(inv.list().unwrap().len() as u32, created);
