@@ -117,7 +117,10 @@ pub mod parse {
         let reset = system.pointer("/Actions/#ComputerSystem.Reset");
         let target = match reset.and_then(|r| r.get("target")).and_then(Value::as_str) {
             Some(t) => bmc_path("reset target", t)?,
-            None => format!("{sys}/Actions/ComputerSystem.Reset"),
+            None => bmc_path(
+                "reset target",
+                &format!("{}/Actions/ComputerSystem.Reset", sys.trim_end_matches('/')),
+            )?,
         };
         let allowed: Vec<String> = reset
             .and_then(|r| r.get("ResetType@Redfish.AllowableValues"))
@@ -471,6 +474,9 @@ mod tests {
         );
         let (t, allowed) = parse::reset_action(&json!({}), "/s").expect("default target");
         assert_eq!(t, "/s/Actions/ComputerSystem.Reset");
+        // Found by fuzz/fuzz_targets/redfish_json.rs: a system at "/" made "//Actions/...".
+        let (t, _) = parse::reset_action(&json!({}), "/").expect("default target");
+        assert_eq!(t, "/Actions/ComputerSystem.Reset");
         assert!(allowed.is_empty());
     }
 
