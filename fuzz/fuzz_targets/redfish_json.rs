@@ -1,7 +1,7 @@
 //! What a Redfish BMC sends (JSON bodies, error bodies) and BMC URLs an operator types. Nothing
 //! panics; every path taken from the BMC is a path on the BMC (never `//host` or `@host`, which
-//! would send our credentials elsewhere); messages are bounded single lines; a URL's password
-//! never shows in its Debug form.
+//! would send our credentials elsewhere); messages are bounded single lines; a URL's user and
+//! password never show in its Display or Debug form.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -48,14 +48,15 @@ fuzz_target!(|data: &[u8]| {
 
     if let Ok(u) = BmcUrl::parse(&text) {
         assert!(u.port != 0 && !u.host.is_empty());
-        if let Some(pw) = u.password.as_deref().filter(|p| p.len() >= 6) {
-            let shown = format!("{u:?} {u}");
-            let elsewhere = u.host.contains(pw)
-                || u.username.as_deref().is_some_and(|n| n.contains(pw))
-                || "redfish+http ipmi BmcUrl scheme host port username password <redacted>"
-                    .contains(pw);
-            assert!(elsewhere || !shown.contains(pw), "password shown: {shown}");
-        }
+        // Display and Debug do not depend on the credentials at all.
+        let mut other = u.clone();
+        other.password = Some("another-password".into());
+        other.username = Some("another-user".into());
+        assert_eq!(
+            format!("{u:?} {u}"),
+            format!("{other:?} {other}"),
+            "credentials shown"
+        );
         let _ = u.authority();
     }
 });
