@@ -3,7 +3,8 @@
 //! exits 0); a BMC (OpenIPMI's ipmi_sim behind a UDP relay that can go silent) that stops
 //! answering in the middle of an RMCP+ session (a clear error, no hang, recovery after); the data
 //! directory's filesystem (a small tmpfs) filling up (boots keep being served, the failure is
-//! reported, nothing stored before is lost). Needs root (tmpfs).
+//! reported on /healthz, /metrics and in the log, nothing stored before is lost, and writes
+//! resume by themselves when space returns, without a restart). Needs root (tmpfs).
 #![allow(clippy::unwrap_used)]
 
 use rackboot_e2e::bmc_sim::start_file_ipmi_sim;
@@ -485,7 +486,7 @@ fn fill(dir: &Path) {
 }
 
 #[test]
-fn a_full_data_disk_is_reported_boots_continue_and_nothing_stored_is_lost() {
+fn a_full_data_disk_is_reported_boots_continue_nothing_stored_is_lost_and_writes_recover() {
     let p = Procs::new("faults-disk");
     let assets = p.dir.join("assets");
     std::fs::create_dir_all(assets.join("tftp")).unwrap();
@@ -551,24 +552,70 @@ fn a_full_data_disk_is_reported_boots_continue_and_nothing_stored_is_lost() {
     )
     .expect("TFTP on a full disk");
     assert!(got == boot_file, "TFTP: {} bytes", got.len());
-    assert_eq!(rb.api("GET", "/healthz", "").0, 200);
+    // The condition is reported: /healthz (still 200: boots are served), /metrics and the log;
+    // further writes are refused with 503 and the cause, not attempted.
+    let (status, health) = rb.api("GET", "/healthz", "");
+    assert_eq!(status, 200);
+    assert!(
+        health.starts_with("degraded:") && health.contains("No space left on device"),
+        "{health}"
+    );
+    let (_, metrics) = rb.api("GET", "/metrics", "");
+    assert!(
+        metrics.contains("\nrackboot_store_writable 0\n"),
+        "{metrics}"
+    );
+    let (status, body) = add(&rb, "while-full", "52:54:00:99:00:c2");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("No space left on device"), "{body}");
     wait_until("the failure in the log", Duration::from_secs(10), || {
         std::fs::read_to_string(p.dir.join("rackboot.log"))
             .unwrap()
             .contains("No space left on device")
     });
 
-    // Space returns. sled keeps its I/O error until the store is reopened, so rackboot is
-    // restarted (SIGTERM, then start again): what was stored before is all there, and writes
-    // work again.
+    // Space returns: rackboot notices by itself (no restart) and writes work again.
     std::fs::remove_file(disk.0.join("filler")).unwrap();
+    wait_until("writes to resume", Duration::from_secs(30), || {
+        rb.api("GET", "/healthz", "").1 == "ok\n"
+    });
+    let (_, metrics) = rb.api("GET", "/metrics", "");
+    assert!(
+        metrics.contains("\nrackboot_store_writable 1\n"),
+        "{metrics}"
+    );
+    assert!(std::fs::read_to_string(p.dir.join("rackboot.log"))
+        .unwrap()
+        .contains("inventory writable again"));
+    let (status, body) = add(&rb, "after", "52:54:00:99:00:c3");
+    assert_eq!(status, 201, "a write after space returned: {body}");
+    let created: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let after_id = created["id"].as_str().unwrap().to_string();
+    let (status, body) = rb.api(
+        "POST",
+        "/api/v1/machines/after/cordon",
+        r#"{"reason":"disk test"}"#,
+    );
+    assert_eq!(
+        status, 200,
+        "a lifecycle change after space returned: {body}"
+    );
+    assert!(body.contains("\"cordoned\""), "{body}");
+    let (status, events) = rb.api("GET", &format!("/api/v1/events?machine={after_id}"), "");
+    assert_eq!(status, 200);
+    let n_events = events.matches("\"seq\"").count();
+    assert!(n_events >= 2, "events recorded after recovery: {events}");
+    let (_, list) = rb.api("GET", "/api/v1/machines", "");
+    assert!(
+        !list.contains(&refused),
+        "the refused write is not visible: {list}"
+    );
+
+    // A later restart: everything answered 2xx is on disk, the refused write is not.
     rb.sigterm();
     let deadline = Instant::now() + Duration::from_secs(60);
     while rb.child.try_wait().unwrap().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "rackboot did not stop on a failed store"
-        );
+        assert!(Instant::now() < deadline, "rackboot did not stop");
         std::thread::sleep(Duration::from_millis(100));
     }
     let rb = Rackboot::start_with(&p.dir, &data, &assets, "rackboot-2.log", &[]);
@@ -585,10 +632,22 @@ fn a_full_data_disk_is_reported_boots_continue_and_nothing_stored_is_lost() {
         );
     }
     assert!(
-        !list.contains(&refused),
-        "the refused write did not half-happen: {list}"
+        !list.contains(&refused) && !list.contains("52:54:00:99:00:c2"),
+        "the refused writes did not half-happen: {list}"
     );
-    assert_eq!(add(&rb, "after", "52:54:00:99:00:c3").0, 201);
+    let (status, m) = rb.api("GET", "/api/v1/machines/after", "");
+    assert_eq!(status, 200, "{m}");
+    assert!(
+        m.contains("\"cordoned\""),
+        "the state change persisted: {m}"
+    );
+    let (_, events) = rb.api("GET", &format!("/api/v1/events?machine={after_id}"), "");
+    assert_eq!(
+        events.matches("\"seq\"").count(),
+        n_events,
+        "the events recorded after recovery: {events}"
+    );
+    assert_eq!(add(&rb, "later", "52:54:00:99:00:c4").0, 201);
     drop(rb);
     drop(disk);
 }

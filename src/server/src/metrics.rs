@@ -32,6 +32,7 @@ pub struct Metrics {
     started: Instant,
     uptime: Gauge<f64, AtomicU64>,
     store_bytes: Gauge,
+    store_writable: Gauge,
     pub admin_requests: Family<ReasonLabels, Counter>,
     pub dhcp: Family<KindLabels, Counter>,
     pub tftp: Family<KindLabels, Counter>,
@@ -82,6 +83,13 @@ impl Metrics {
             "store_size_bytes",
             "Size of the inventory store on disk",
             store_bytes.clone(),
+        );
+        let store_writable = Gauge::default();
+        store_writable.set(1);
+        registry.register(
+            "store_writable",
+            "1 when the inventory accepts writes, 0 while the data disk is full or failing",
+            store_writable.clone(),
         );
         let admin_requests = Family::default();
         registry.register(
@@ -168,6 +176,7 @@ impl Metrics {
             started: Instant::now(),
             uptime,
             store_bytes,
+            store_writable,
             admin_requests,
             dhcp,
             tftp,
@@ -198,6 +207,11 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    /// Whether the inventory accepts writes (sampled at scrape time).
+    pub fn set_store_writable(&self, writable: bool) {
+        self.store_writable.set(i64::from(writable));
     }
 
     pub fn render(&self, store_size: u64) -> String {

@@ -15,7 +15,7 @@ pub use model::{
     MachineState, OmniBook, PowerState, Profile,
 };
 pub use seal::{SealError, Sealer};
-pub use sled_store::SledStore;
+pub use sled_store::{SledStore, RESERVE_BYTES};
 
 /// Version of the on-disk layout; bumped with a migration when records change incompatibly.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -46,6 +46,13 @@ pub enum StoreError {
     },
     #[error("inventory database error")]
     Db(#[from] sled::Error),
+    /// The data disk is full or failing: writes are refused until it has room again (reads
+    /// go on). The text says why (e.g. `No space left on device`).
+    #[error("inventory writes refused until the data disk has room again ({0})")]
+    WritesRefused(String),
+    /// The database could not be reopened after a disk failure (retried every second).
+    #[error("inventory unavailable ({0})")]
+    Unavailable(String),
     #[error("secret sealing failed")]
     Seal(#[from] SealError),
 }
@@ -76,6 +83,10 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Event>, StoreError>;
     fn size_on_disk(&self) -> u64;
+    /// Why writes are refused right now (the data disk full or failing), or `None`.
+    fn write_fault(&self) -> Option<String> {
+        None
+    }
     fn put_profile(&self, p: &Profile) -> Result<(), StoreError>;
     fn get_profile(&self, name: &str) -> Result<Option<Profile>, StoreError>;
     fn list_profiles(&self) -> Result<Vec<Profile>, StoreError>;

@@ -6,9 +6,12 @@ use crate::model::{Machine, Profile};
 use crate::{now_ms, Event, Store, StoreError, SCHEMA_VERSION};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
 
-pub struct SledStore {
+/// One open sled database and its trees.
+struct Db {
     db: sled::Db,
     machines: sled::Tree,
     macs: sled::Tree,
@@ -19,6 +22,41 @@ pub struct SledStore {
     /// sled's data file, fsynced after each flush: sled 0.34's flush uses `sync_file_range`,
     /// which does not make a grown file's new size durable across a power cut.
     data_file: Option<std::fs::File>,
+}
+
+/// The inventory on sled, surviving a full (or failing) data disk without a restart.
+///
+/// sled 0.34 poisons itself on the first I/O error (every later write returns it, and reads
+/// still see the write that failed, in memory only), and cannot be reopened on a full disk.
+/// So: a [`RESERVE_BYTES`] file is kept next to the database; when a call fails with an I/O
+/// error, the database is closed (nothing more is written), the reserve is deleted and the
+/// database reopened from what is on disk (every acknowledged write, none that failed). Writes
+/// are then refused ([`StoreError::WritesRefused`]) without touching sled while the disk has
+/// less than twice the reserve free; once it has, the reserve is recreated and writes resume.
+/// Reads go on throughout (they wait for a reopen, they never see an unacknowledged write).
+pub struct SledStore {
+    /// `None` only while a reopen failed (retried at most every [`RETRY`]).
+    db: RwLock<Option<Db>>,
+    /// The database directory; `None` for a temporary store (no recovery).
+    path: Option<PathBuf>,
+    reserve_bytes: u64,
+    fault: Mutex<FaultState>,
+}
+
+/// Space kept free for reopening the database after the disk filled up (sled's recovery
+/// writes a snapshot before it opens).
+pub const RESERVE_BYTES: u64 = 8 << 20;
+/// Minimum time between two attempts to reopen, or to resume writing.
+const RETRY: Duration = Duration::from_secs(1);
+
+#[derive(Default)]
+struct FaultState {
+    /// Bumped at every reopen: a failure seen on an older database is already handled.
+    epoch: u64,
+    /// Why writes are refused (None: they are not).
+    fault: Option<String>,
+    /// Earliest time of the next reopen or resume attempt.
+    next_try: Option<Instant>,
 }
 
 type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
@@ -48,20 +86,8 @@ fn encode<T: serde::Serialize>(key: &str, v: &T) -> Result<Vec<u8>, StoreError> 
     })
 }
 
-impl SledStore {
-    /// Open (or create) the inventory in directory `path`.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let mut s = Self::with_config(sled::Config::new().path(path))?;
-        s.data_file = std::fs::File::open(path.join("db")).ok();
-        Ok(s)
-    }
-
-    /// A throw-away store for tests.
-    pub fn temporary() -> Result<Self, StoreError> {
-        Self::with_config(sled::Config::new().temporary(true))
-    }
-
-    fn with_config(cfg: sled::Config) -> Result<Self, StoreError> {
+impl Db {
+    fn open(cfg: sled::Config, data_file: Option<&Path>) -> Result<Self, StoreError> {
         let db = cfg.open()?;
         let meta = db.open_tree("meta")?;
         match meta.get("schema_version")? {
@@ -83,7 +109,7 @@ impl SledStore {
             events: db.open_tree("events")?,
             machine_events: db.open_tree("machine_events")?,
             profiles: db.open_tree("profiles")?,
-            data_file: None,
+            data_file: data_file.and_then(|p| std::fs::File::open(p).ok()),
             db,
         })
     }
@@ -97,6 +123,13 @@ impl SledStore {
         Ok(())
     }
 
+    fn get_machine(&self, id: &str) -> Result<Option<Machine>, StoreError> {
+        match self.machines.get(id)? {
+            Some(bytes) => Ok(Some(decode(id, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
     fn lookup(&self, index: &sled::Tree, key: &str) -> Result<Option<Machine>, StoreError> {
         match index.get(key)? {
             Some(id) => self.get_machine(&String::from_utf8_lossy(&id)),
@@ -105,7 +138,7 @@ impl SledStore {
     }
 
     /// Write `m` and its indexes inside a transaction, dropping index entries of `old`.
-    fn write(
+    fn put_tx(
         (machines, macs, uuids): (&TransactionalTree, &TransactionalTree, &TransactionalTree),
         old: Option<&Machine>,
         m: &Machine,
@@ -152,21 +185,281 @@ impl SledStore {
     }
 }
 
+/// Why an I/O error happened, in words an operator can act on.
+fn cause(e: &StoreError) -> String {
+    match e {
+        // sled wraps the OS error in a custom one carrying its debug text.
+        StoreError::Db(sled::Error::Io(io)) if io.kind() == std::io::ErrorKind::StorageFull => {
+            "No space left on device".to_string()
+        }
+        StoreError::Db(sled::Error::Io(io)) => io.to_string(),
+        other => other.to_string(),
+    }
+}
+
+impl SledStore {
+    /// Open (or create) the inventory in directory `path`, with the default disk reserve.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with_reserve(path, RESERVE_BYTES)
+    }
+
+    /// Open (or create) the inventory in directory `path`, keeping `reserve_bytes` of disk
+    /// space aside (in `path/reserve`) to be able to reopen it after the disk filled up.
+    pub fn open_with_reserve(path: &Path, reserve_bytes: u64) -> Result<Self, StoreError> {
+        let s = Self {
+            db: RwLock::new(None),
+            path: Some(path.to_path_buf()),
+            reserve_bytes,
+            fault: Mutex::default(),
+        };
+        let db = match s.open_db() {
+            Ok(db) => db,
+            // A full disk at start: give the reserve back and try again.
+            Err(StoreError::Db(sled::Error::Io(e))) if s.reserve_path().exists() => {
+                s.drop_reserve();
+                s.set_fault(format!("data disk full or failing at start: {e}"));
+                s.open_db()?
+            }
+            Err(e) => return Err(e),
+        };
+        *s.db.write().unwrap_or_else(|e| e.into_inner()) = Some(db);
+        if s.fault().fault.is_none() {
+            if let Err(e) = s.make_reserve() {
+                s.set_fault(format!("cannot keep a {reserve_bytes}-byte reserve: {e}"));
+            }
+        }
+        Ok(s)
+    }
+
+    /// A throw-away store for tests.
+    pub fn temporary() -> Result<Self, StoreError> {
+        Ok(Self {
+            db: RwLock::new(Some(Db::open(sled::Config::new().temporary(true), None)?)),
+            path: None,
+            reserve_bytes: 0,
+            fault: Mutex::default(),
+        })
+    }
+
+    /// Why writes are refused right now (disk full or failing), after checking whether they
+    /// can resume; `None` when the store is writable.
+    pub fn write_fault(&self) -> Option<String> {
+        self.try_resume();
+        self.fault().fault.clone()
+    }
+
+    fn fault(&self) -> MutexGuard<'_, FaultState> {
+        self.fault.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_fault(&self, why: String) {
+        let mut f = self.fault();
+        f.next_try = Some(Instant::now() + RETRY);
+        f.fault = Some(why);
+    }
+
+    fn open_db(&self) -> Result<Db, StoreError> {
+        let Some(path) = &self.path else {
+            return Err(StoreError::Unavailable(
+                "the temporary store cannot be reopened".into(),
+            ));
+        };
+        let open = || Db::open(sled::Config::new().path(path), Some(&path.join("db")));
+        let mut opened = open();
+        // A child process being spawned at this moment briefly shares the database file and
+        // so its lock (until its exec closes it): try again a few times.
+        for _ in 0..20 {
+            match &opened {
+                Err(StoreError::Db(sled::Error::Io(e)))
+                    if e.to_string().contains("could not acquire lock") =>
+                {
+                    std::thread::sleep(Duration::from_millis(25));
+                    opened = open();
+                }
+                _ => break,
+            }
+        }
+        opened
+    }
+
+    fn reserve_path(&self) -> PathBuf {
+        self.path.clone().unwrap_or_default().join("reserve")
+    }
+
+    fn drop_reserve(&self) {
+        let _ = std::fs::remove_file(self.reserve_path());
+    }
+
+    /// Allocate the reserve file (really allocated: `posix_fallocate`, not a sparse file).
+    fn make_reserve(&self) -> std::io::Result<()> {
+        if self.path.is_none() || self.reserve_bytes == 0 {
+            return Ok(());
+        }
+        let path = self.reserve_path();
+        let result = (|| {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)?;
+            let len = i64::try_from(self.reserve_bytes).unwrap_or(i64::MAX);
+            nix::fcntl::posix_fallocate(std::os::fd::AsRawFd::as_raw_fd(&f), 0, len)
+                .map_err(std::io::Error::from)?;
+            f.sync_all()
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&path);
+        }
+        result
+    }
+
+    /// Bytes available to us on the data disk.
+    fn available(&self) -> Option<u64> {
+        let st = nix::sys::statvfs::statvfs(self.path.as_ref()?.as_path()).ok()?;
+        #[allow(clippy::useless_conversion)] // u32 on some targets
+        let (avail, frag) = (
+            u64::try_from(st.blocks_available()).unwrap_or(0),
+            u64::try_from(st.fragment_size()).unwrap_or(0),
+        );
+        Some(avail.saturating_mul(frag))
+    }
+
+    /// While writes are refused: resume once the disk has room again (twice the reserve
+    /// free, then the reserve recreated), at most every [`RETRY`]. Also reopens a database
+    /// whose reopen failed.
+    fn try_resume(&self) {
+        let epoch = {
+            let mut f = self.fault();
+            if f.fault.is_none() || f.next_try.is_some_and(|t| Instant::now() < t) {
+                return;
+            }
+            f.next_try = Some(Instant::now() + RETRY);
+            f.epoch
+        };
+        if self.db.read().unwrap_or_else(|e| e.into_inner()).is_none() {
+            self.reopen(epoch);
+            if self.db.read().unwrap_or_else(|e| e.into_inner()).is_none() {
+                return;
+            }
+        }
+        if self
+            .available()
+            .is_some_and(|a| a >= self.reserve_bytes.saturating_mul(2))
+            && self.make_reserve().is_ok()
+        {
+            if let Some(was) = self.fault().fault.take() {
+                tracing::warn!(was = %was, "inventory writable again: the data disk has room");
+            }
+        }
+    }
+
+    /// Close the failed database (`epoch`), give the reserve back and open it again from disk.
+    fn reopen(&self, epoch: u64) {
+        let mut db = self.db.write().unwrap_or_else(|e| e.into_inner());
+        {
+            let f = self.fault();
+            if f.epoch != epoch {
+                return; // another caller already reopened it
+            }
+        }
+        // sled does no more I/O on drop once it has failed; the lock on its file goes with it.
+        *db = None;
+        self.drop_reserve();
+        let opened = self.open_db();
+        let mut f = self.fault();
+        f.epoch += 1;
+        f.next_try = Some(Instant::now() + RETRY);
+        match opened {
+            Ok(d) => *db = Some(d),
+            Err(e) => {
+                tracing::error!(error = %cause(&e), "inventory database could not be reopened (retrying)");
+                f.fault = Some(format!(
+                    "inventory database could not be reopened: {}",
+                    cause(&e)
+                ));
+            }
+        }
+    }
+
+    /// A failed call: from now on refuse writes, and reopen the database unless it is a
+    /// temporary one.
+    fn failed(&self, epoch: u64, e: &StoreError) {
+        {
+            let mut f = self.fault();
+            if f.epoch != epoch {
+                return;
+            }
+            let why = format!("inventory write failed: {}", cause(e));
+            tracing::error!(
+                "{why}: writes refused until the data disk has room again (boots are still served)"
+            );
+            f.fault = Some(why);
+        }
+        if self.path.is_some() {
+            self.reopen(epoch);
+        }
+    }
+
+    fn with_db<T>(
+        &self,
+        write: bool,
+        op: impl FnOnce(&Db) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if write {
+            self.try_resume();
+        } else {
+            let closed = self.db.read().unwrap_or_else(|e| e.into_inner()).is_none();
+            if closed {
+                self.try_resume();
+            }
+        }
+        let (epoch, refused) = {
+            let f = self.fault();
+            (f.epoch, f.fault.clone())
+        };
+        if let (true, Some(why)) = (write, refused) {
+            return Err(StoreError::WritesRefused(why));
+        }
+        let result = {
+            let guard = self.db.read().unwrap_or_else(|e| e.into_inner());
+            let Some(db) = guard.as_ref() else {
+                let why = self.fault().fault.clone().unwrap_or_default();
+                return Err(StoreError::Unavailable(why));
+            };
+            op(db)
+        };
+        if let Err(e @ StoreError::Db(_)) = &result {
+            self.failed(epoch, e);
+        }
+        result
+    }
+
+    fn read<T>(&self, op: impl FnOnce(&Db) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.with_db(false, op)
+    }
+
+    fn write<T>(&self, op: impl FnOnce(&Db) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.with_db(true, op)
+    }
+}
+
 impl Store for SledStore {
     fn create_machine(&self, mut m: Machine) -> Result<Machine, StoreError> {
         let now = now_ms();
         m.generation = 1;
         m.created_ms = now;
         m.updated_ms = now;
-        unwrap_tx(
-            (&self.machines, &self.macs, &self.uuids).transaction(|(t_m, t_mac, t_u)| {
-                if t_m.get(m.id.as_str())?.is_some() {
-                    return abort(StoreError::AlreadyExists(m.id.clone()));
-                }
-                Self::write((t_m, t_mac, t_u), None, &m)
-            }),
-        )?;
-        self.flush()?;
+        self.write(|d| {
+            unwrap_tx(
+                (&d.machines, &d.macs, &d.uuids).transaction(|(t_m, t_mac, t_u)| {
+                    if t_m.get(m.id.as_str())?.is_some() {
+                        return abort(StoreError::AlreadyExists(m.id.clone()));
+                    }
+                    Db::put_tx((t_m, t_mac, t_u), None, &m)
+                }),
+            )?;
+            d.flush()
+        })?;
         Ok(m)
     }
 
@@ -174,69 +467,72 @@ impl Store for SledStore {
         let expected = m.generation;
         m.generation = expected + 1;
         m.updated_ms = now_ms();
-        unwrap_tx(
-            (&self.machines, &self.macs, &self.uuids).transaction(|(t_m, t_mac, t_u)| {
-                let Some(bytes) = t_m.get(m.id.as_str())? else {
-                    return abort(StoreError::NotFound(m.id.clone()));
-                };
-                let old: Machine = decode(&m.id, &bytes).or_else(abort)?;
-                if old.generation != expected {
-                    return abort(StoreError::Stale {
-                        id: m.id.clone(),
-                        expected,
-                        stored: old.generation,
-                    });
-                }
-                Self::write((t_m, t_mac, t_u), Some(&old), &m)
-            }),
-        )?;
-        self.flush()?;
+        self.write(|d| {
+            unwrap_tx(
+                (&d.machines, &d.macs, &d.uuids).transaction(|(t_m, t_mac, t_u)| {
+                    let Some(bytes) = t_m.get(m.id.as_str())? else {
+                        return abort(StoreError::NotFound(m.id.clone()));
+                    };
+                    let old: Machine = decode(&m.id, &bytes).or_else(abort)?;
+                    if old.generation != expected {
+                        return abort(StoreError::Stale {
+                            id: m.id.clone(),
+                            expected,
+                            stored: old.generation,
+                        });
+                    }
+                    Db::put_tx((t_m, t_mac, t_u), Some(&old), &m)
+                }),
+            )?;
+            d.flush()
+        })?;
         Ok(m)
     }
 
     fn get_machine(&self, id: &str) -> Result<Option<Machine>, StoreError> {
-        match self.machines.get(id)? {
-            Some(bytes) => Ok(Some(decode(id, &bytes)?)),
-            None => Ok(None),
-        }
+        self.read(|d| d.get_machine(id))
     }
 
     fn machine_by_mac(&self, mac: &str) -> Result<Option<Machine>, StoreError> {
-        self.lookup(&self.macs, mac)
+        self.read(|d| d.lookup(&d.macs, mac))
     }
 
     fn machine_by_uuid(&self, uuid: &str) -> Result<Option<Machine>, StoreError> {
-        self.lookup(&self.uuids, uuid)
+        self.read(|d| d.lookup(&d.uuids, uuid))
     }
 
     fn list_machines(&self) -> Result<Vec<Machine>, StoreError> {
-        self.machines
-            .iter()
-            .map(|kv| {
-                let (k, v) = kv?;
-                decode(&String::from_utf8_lossy(&k), &v)
-            })
-            .collect()
+        self.read(|d| {
+            d.machines
+                .iter()
+                .map(|kv| {
+                    let (k, v) = kv?;
+                    decode(&String::from_utf8_lossy(&k), &v)
+                })
+                .collect()
+        })
     }
 
     fn remove_machine(&self, id: &str) -> Result<Option<Machine>, StoreError> {
-        let removed = unwrap_tx((&self.machines, &self.macs, &self.uuids).transaction(
-            |(t_m, t_mac, t_u)| {
-                let Some(bytes) = t_m.remove(id)? else {
-                    return Ok(None);
-                };
-                let old: Machine = decode(id, &bytes).or_else(abort)?;
-                for mac in &old.macs {
-                    t_mac.remove(mac.as_str())?;
-                }
-                if let Some(u) = &old.uuid {
-                    t_u.remove(u.as_str())?;
-                }
-                Ok(Some(old))
-            },
-        ))?;
-        self.flush()?;
-        Ok(removed)
+        self.write(|d| {
+            let removed = unwrap_tx((&d.machines, &d.macs, &d.uuids).transaction(
+                |(t_m, t_mac, t_u)| {
+                    let Some(bytes) = t_m.remove(id)? else {
+                        return Ok(None);
+                    };
+                    let old: Machine = decode(id, &bytes).or_else(abort)?;
+                    for mac in &old.macs {
+                        t_mac.remove(mac.as_str())?;
+                    }
+                    if let Some(u) = &old.uuid {
+                        t_u.remove(u.as_str())?;
+                    }
+                    Ok(Some(old))
+                },
+            ))?;
+            d.flush()?;
+            Ok(removed)
+        })
     }
 
     fn append_event(
@@ -245,27 +541,27 @@ impl Store for SledStore {
         kind: &str,
         message: &str,
     ) -> Result<Event, StoreError> {
-        let seq = self.db.generate_id()? + 1;
-        let ev = Event {
-            seq,
-            machine_id: machine_id.to_string(),
-            at_ms: now_ms(),
-            kind: kind.to_string(),
-            message: message.to_string(),
-        };
-        let bytes = encode("event", &ev)?;
-        let mut idx = machine_id.as_bytes().to_vec();
-        idx.push(0);
-        idx.extend_from_slice(&seq.to_be_bytes());
-        unwrap_tx(
-            (&self.events, &self.machine_events).transaction(|(t_e, t_me)| {
+        self.write(|d| {
+            let seq = d.db.generate_id()? + 1;
+            let ev = Event {
+                seq,
+                machine_id: machine_id.to_string(),
+                at_ms: now_ms(),
+                kind: kind.to_string(),
+                message: message.to_string(),
+            };
+            let bytes = encode("event", &ev)?;
+            let mut idx = machine_id.as_bytes().to_vec();
+            idx.push(0);
+            idx.extend_from_slice(&seq.to_be_bytes());
+            unwrap_tx((&d.events, &d.machine_events).transaction(|(t_e, t_me)| {
                 t_e.insert(&seq.to_be_bytes(), bytes.clone())?;
                 t_me.insert(idx.clone(), &[])?;
                 Ok(())
-            }),
-        )?;
-        self.flush()?;
-        Ok(ev)
+            }))?;
+            d.flush()?;
+            Ok(ev)
+        })
     }
 
     fn events(
@@ -275,63 +571,76 @@ impl Store for SledStore {
         limit: usize,
     ) -> Result<Vec<Event>, StoreError> {
         let start = after_seq.saturating_add(1).to_be_bytes();
-        let mut out = Vec::new();
-        match machine_id {
-            None => {
-                for kv in self.events.range(start..).take(limit) {
-                    let (_, v) = kv?;
-                    out.push(decode("event", &v)?);
-                }
-            }
-            Some(id) => {
-                let mut from = id.as_bytes().to_vec();
-                from.push(0);
-                let prefix = from.clone();
-                from.extend_from_slice(&start);
-                for kv in self.machine_events.range(from..).take(limit) {
-                    let (k, _) = kv?;
-                    if !k.starts_with(&prefix) {
-                        break;
-                    }
-                    if let Some(v) = self.events.get(&k[prefix.len()..])? {
+        self.read(|d| {
+            let mut out = Vec::new();
+            match machine_id {
+                None => {
+                    for kv in d.events.range(start..).take(limit) {
+                        let (_, v) = kv?;
                         out.push(decode("event", &v)?);
                     }
                 }
+                Some(id) => {
+                    let mut from = id.as_bytes().to_vec();
+                    from.push(0);
+                    let prefix = from.clone();
+                    from.extend_from_slice(&start);
+                    for kv in d.machine_events.range(from..).take(limit) {
+                        let (k, _) = kv?;
+                        if !k.starts_with(&prefix) {
+                            break;
+                        }
+                        if let Some(v) = d.events.get(&k[prefix.len()..])? {
+                            out.push(decode("event", &v)?);
+                        }
+                    }
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        self.read(|d| Ok(d.db.size_on_disk().unwrap_or(0)))
+            .unwrap_or(0)
+    }
+
+    fn write_fault(&self) -> Option<String> {
+        SledStore::write_fault(self)
     }
 
     fn put_profile(&self, p: &Profile) -> Result<(), StoreError> {
-        self.profiles.insert(p.name.as_str(), encode(&p.name, p)?)?;
-        self.flush()
+        self.write(|d| {
+            d.profiles.insert(p.name.as_str(), encode(&p.name, p)?)?;
+            d.flush()
+        })
     }
 
     fn get_profile(&self, name: &str) -> Result<Option<Profile>, StoreError> {
-        match self.profiles.get(name)? {
+        self.read(|d| match d.profiles.get(name)? {
             Some(v) => Ok(Some(decode(name, &v)?)),
             None => Ok(None),
-        }
+        })
     }
 
     fn list_profiles(&self) -> Result<Vec<Profile>, StoreError> {
-        self.profiles
-            .iter()
-            .map(|kv| {
-                let (k, v) = kv?;
-                decode(&String::from_utf8_lossy(&k), &v)
-            })
-            .collect()
+        self.read(|d| {
+            d.profiles
+                .iter()
+                .map(|kv| {
+                    let (k, v) = kv?;
+                    decode(&String::from_utf8_lossy(&k), &v)
+                })
+                .collect()
+        })
     }
 
     fn remove_profile(&self, name: &str) -> Result<bool, StoreError> {
-        let removed = self.profiles.remove(name)?.is_some();
-        self.flush()?;
-        Ok(removed)
+        self.write(|d| {
+            let removed = d.profiles.remove(name)?.is_some();
+            d.flush()?;
+            Ok(removed)
+        })
     }
 }
 

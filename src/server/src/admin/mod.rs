@@ -17,6 +17,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, MethodRouter};
 use axum::{Json, Router};
+use rackboot_store::StoreError;
 use std::sync::Arc;
 
 pub use auth::AdminToken;
@@ -115,8 +116,17 @@ async fn omni_status(
     axum::Json(s.metrics.omni.status())
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
+/// `ok`, or `degraded: <why>` while the data disk is full or failing (still 200: boots are
+/// served and reads answered; writes resume by themselves when the disk has room again).
+async fn healthz(axum::extract::State(s): axum::extract::State<AdminState>) -> String {
+    let store = s.inventory.store().clone();
+    let fault = tokio::task::spawn_blocking(move || store.write_fault())
+        .await
+        .unwrap_or(None);
+    match fault {
+        None => "ok\n".to_string(),
+        Some(why) => format!("degraded: {why}\n"),
+    }
 }
 
 async fn metrics(axum::extract::State(s): axum::extract::State<AdminState>) -> Response {
@@ -132,6 +142,8 @@ async fn metrics(axum::extract::State(s): axum::extract::State<AdminState>) -> R
         .collect();
     s.metrics
         .set_machine_states(states.iter().map(String::as_str));
+    s.metrics
+        .set_store_writable(s.inventory.store().write_fault().is_none());
     let body = s.metrics.render(s.inventory.store().size_on_disk());
     (
         [(
@@ -176,6 +188,12 @@ impl IntoResponse for InventoryError {
             InventoryError::NotFound(_) => StatusCode::NOT_FOUND,
             InventoryError::Conflict(_) => StatusCode::CONFLICT,
             InventoryError::DiscoveryLimited => StatusCode::TOO_MANY_REQUESTS,
+            InventoryError::Store(
+                e @ (StoreError::WritesRefused(_) | StoreError::Unavailable(_)),
+            ) => {
+                tracing::warn!(error = %e, "inventory write refused");
+                return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+            }
             InventoryError::Store(e) => {
                 tracing::error!(error = %e, source = ?std::error::Error::source(e), "inventory failure");
                 StatusCode::INTERNAL_SERVER_ERROR
