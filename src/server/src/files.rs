@@ -77,6 +77,21 @@ impl BootFiles {
         Err(FileError::NotFound)
     }
 
+    /// The file opened for zero-copy sending (`sendfile`), with its length and modification
+    /// time taken from the open descriptor. Same resolution and size limit as [`Self::get`].
+    pub fn open(&self, name: &str) -> Result<(std::fs::File, u64, Option<SystemTime>), FileError> {
+        let path = self.resolve(name)?;
+        let file = std::fs::File::open(&path).map_err(FileError::Io)?;
+        let meta = file.metadata().map_err(FileError::Io)?;
+        if !meta.is_file() {
+            return Err(FileError::NotAFile);
+        }
+        if meta.len() > MAX_CACHED_FILE {
+            return Err(FileError::TooLarge);
+        }
+        Ok((file, meta.len(), meta.modified().ok()))
+    }
+
     fn cached(&self, path: &Path, len: u64, mtime: Option<SystemTime>) -> Option<Arc<[u8]>> {
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache

@@ -220,20 +220,13 @@ async fn start_boot_http(
         init_rounds: cfg.init_rounds,
     };
     tracing::info!(listen = %local, appliance = %boot.appliance, assets = %cfg.assets_dir.display(), "boot http serving");
-    let mut stop = stop.clone();
     // The agent link (gRPC over HTTP/2 cleartext) shares the boot HTTP port.
-    let router = boot_http::router(boot).route_service(
+    let router = boot_http::router(boot.clone()).route_service(
         "/rackboot.agent.v1.AgentLink/Connect",
         agent_link.into_server(),
     );
-    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
-        let _ = stop.changed().await;
-    });
-    services.spawn(async move {
-        if let Err(e) = server.await {
-            tracing::error!(error = %e, "boot http server failed");
-        }
-    });
+    // Files under /assets/ and /tftp/ go out with sendfile; everything else through axum.
+    services.spawn(boot_http::fast::serve(listener, router, boot, stop.clone()));
     Ok(())
 }
 

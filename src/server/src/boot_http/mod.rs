@@ -4,6 +4,8 @@
 //! Handlers never wait on internal queues: a sighting (and the boot event) goes to the recorder
 //! with `try_send`, and the script is answered at once with a Content-Length.
 
+pub mod fast;
+pub mod head;
 mod ranged;
 
 use crate::files::{BootFiles, FileError};
@@ -358,5 +360,7 @@ async fn config_doc(State(s): State<BootHttp>) -> Response {
         .into_response()
 }
 
+#[cfg(test)]
+mod fast_tests;
 #[cfg(test)]
 mod tests;

@@ -67,6 +67,78 @@ pub fn etag(len: u64, mtime: Option<SystemTime>) -> String {
     format!("\"{len:x}-{nanos:x}\"")
 }
 
+/// What to answer for a file of `len` bytes: the status, the headers (in the order they are
+/// written) and the byte range of the body (`None`: no body). Sans-IO, shared by the hyper
+/// handler ([`respond`]) and the zero-copy shell (`fast`), so both answer the same.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Option<(u64, u64)>,
+}
+
+/// The request headers that matter to a file answer (the first value of each, if it is visible
+/// ASCII).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Conditions<'a> {
+    pub range: Option<&'a str>,
+    pub if_range: Option<&'a str>,
+    pub if_none_match: Option<&'a str>,
+}
+
+pub fn plan(
+    head: bool,
+    cond: &Conditions<'_>,
+    len: u64,
+    mtime: Option<SystemTime>,
+    content_type: &str,
+) -> Plan {
+    let tag = etag(len, mtime);
+    let mut h: Vec<(&'static str, String)> = vec![
+        ("accept-ranges", "bytes".into()),
+        ("etag", tag.clone()),
+        ("content-type", content_type.into()),
+    ];
+    if cond
+        .if_none_match
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"))
+    {
+        return Plan {
+            status: 304,
+            headers: h,
+            body: None,
+        };
+    }
+    // If-Range with a different validator: send the whole file.
+    let if_range_ok = cond.if_range.is_none_or(|v| v.trim() == tag);
+    let range = if if_range_ok { cond.range } else { None };
+    let (status, start, end) = match parse_range(range, len) {
+        RangeAnswer::Full => (200, 0, len),
+        RangeAnswer::Partial(s, e) => {
+            h.push((
+                "content-range",
+                format!("bytes {s}-{}/{len}", e.saturating_sub(1)),
+            ));
+            (206, s, e)
+        }
+        RangeAnswer::Unsatisfiable => {
+            h.push(("content-range", format!("bytes */{len}")));
+            h.push(("content-length", "0".into()));
+            return Plan {
+                status: 416,
+                headers: h,
+                body: None,
+            };
+        }
+    };
+    h.push(("content-length", (end - start).to_string()));
+    Plan {
+        status,
+        headers: h,
+        body: (!head).then_some((start, end)),
+    }
+}
+
 pub fn respond(
     method: &Method,
     headers: &HeaderMap,
@@ -74,55 +146,33 @@ pub fn respond(
     mtime: Option<SystemTime>,
     content_type: &str,
 ) -> Response {
-    let len = data.len() as u64;
-    let tag = etag(len, mtime);
+    let first = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let cond = Conditions {
+        range: first(header::RANGE),
+        if_range: first(header::IF_RANGE),
+        if_none_match: first(header::IF_NONE_MATCH),
+    };
+    let p = plan(
+        *method == Method::HEAD,
+        &cond,
+        data.len() as u64,
+        mtime,
+        content_type,
+    );
+    let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut h = HeaderMap::new();
-    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    if let Ok(v) = HeaderValue::from_str(&tag) {
-        h.insert(header::ETAG, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(content_type) {
-        h.insert(header::CONTENT_TYPE, v);
-    }
-    let inm = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok());
-    if inm.is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*")) {
-        return (StatusCode::NOT_MODIFIED, h).into_response();
-    }
-    // If-Range with a different validator: send the whole file.
-    let if_range_ok = headers
-        .get(header::IF_RANGE)
-        .and_then(|v| v.to_str().ok())
-        .is_none_or(|v| v.trim() == tag);
-    let range = if if_range_ok {
-        headers.get(header::RANGE).and_then(|v| v.to_str().ok())
-    } else {
-        None
-    };
-    let (status, start, end) = match parse_range(range, len) {
-        RangeAnswer::Full => (StatusCode::OK, 0, len),
-        RangeAnswer::Partial(s, e) => {
-            if let Ok(v) =
-                HeaderValue::from_str(&format!("bytes {s}-{}/{len}", e.saturating_sub(1)))
-            {
-                h.insert(header::CONTENT_RANGE, v);
-            }
-            (StatusCode::PARTIAL_CONTENT, s, e)
+    for (name, value) in &p.headers {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(*name, v);
         }
-        RangeAnswer::Unsatisfiable => {
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
-                h.insert(header::CONTENT_RANGE, v);
-            }
-            return (StatusCode::RANGE_NOT_SATISFIABLE, h).into_response();
-        }
-    };
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
-    if *method == Method::HEAD {
-        return (status, h).into_response();
     }
-    let body = Bytes::from_owner(ArcBytes(data)).slice(start as usize..end as usize);
-    (status, h, Body::from(body)).into_response()
+    match p.body {
+        None => (status, h).into_response(),
+        Some((start, end)) => {
+            let body = Bytes::from_owner(ArcBytes(data)).slice(start as usize..end as usize);
+            (status, h, Body::from(body)).into_response()
+        }
+    }
 }
 
 struct ArcBytes(Arc<[u8]>);

@@ -7,13 +7,13 @@ use http_body_util::BodyExt;
 use rackboot_store::{Profile, Sealer, SledStore, Store};
 use tower::ServiceExt;
 
-struct Env {
+pub(super) struct Env {
     _dir: tempfile::TempDir,
-    state: BootHttp,
+    pub(super) state: BootHttp,
     rx: mpsc::Receiver<Sighting>,
 }
 
-fn env() -> Env {
+pub(super) fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
     let tftp = dir.path().join("assets/tftp");
     std::fs::create_dir_all(&tftp).unwrap();

@@ -1,0 +1,358 @@
+//! The boot HTTP port's connection shell: plain HTTP/1.x `GET`/`HEAD` of files under `/assets/`
+//! and `/tftp/` are answered here with `sendfile(2)` from the page cache (no copy through user
+//! space, as nginx does); every other connection — scripts, `/config`, `/cache/…`, the HTTP/2
+//! agent link, anything unusual — is handed, with the bytes read so far, to the hyper + axum
+//! service unchanged (also mid-connection, after answered file requests).
+//!
+//! What to answer comes from the sans-IO cores `head::classify` and `ranged::plan`, which the
+//! axum file handler uses too, so both paths answer with the same status, headers and bytes.
+//! Shutdown is graceful like `axum::serve`'s: no new connections, a response in flight is
+//! finished, idle connections are closed, hyper connections get `graceful_shutdown`.
+
+use super::head::{self, FileRequest, Head, Root};
+use super::{count, ranged, BootHttp};
+use crate::files::FileError;
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use std::io;
+use std::os::fd::AsFd;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+/// At most this many bytes per `sendfile` call (the socket takes less when its buffer is full).
+const SENDFILE_CHUNK: usize = 1 << 20;
+
+/// Serve the boot HTTP port until `stop` turns true, then drain as described above.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    state: BootHttp,
+    mut stop: watch::Receiver<bool>,
+) {
+    // Every connection task holds a clone; `recv` returns `None` once all have ended.
+    let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop.changed() => break,
+        };
+        match accepted {
+            Ok((tcp, _peer)) => {
+                let (state, router, stop, alive) = (
+                    state.clone(),
+                    router.clone(),
+                    stop.clone(),
+                    alive_tx.clone(),
+                );
+                tokio::spawn(async move {
+                    connection(tcp, &state, router, stop).await;
+                    drop(alive);
+                });
+            }
+            Err(e) if is_connection_error(&e) => {}
+            Err(e) => {
+                // EMFILE and the like: back off as axum::serve does.
+                tracing::warn!(error = %e, "boot http accept failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        if *stop.borrow() {
+            break;
+        }
+    }
+    drop(listener);
+    drop(alive_tx);
+    let _ = alive_rx.recv().await;
+}
+
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+fn stopping(stop: &watch::Receiver<bool>) -> bool {
+    *stop.borrow() || stop.has_changed().is_err()
+}
+
+async fn connection(
+    mut tcp: TcpStream,
+    state: &BootHttp,
+    router: Router,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut buf: Vec<u8> = Vec::with_capacity(2048);
+    loop {
+        match head::classify(&buf) {
+            Head::Partial => {
+                if buf.is_empty() && stopping(&stop) {
+                    return;
+                }
+                let read = tokio::select! {
+                    r = tcp.read_buf(&mut buf) => r,
+                    // Idle (nothing of a next request read yet): close on shutdown.
+                    _ = stop.changed(), if buf.is_empty() => return,
+                };
+                match read {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+            Head::File(req, len) => {
+                buf.drain(..len);
+                let reusable = answer_file(&tcp, state, &req).await;
+                if !reusable || !req.keep_alive || stopping(&stop) {
+                    let _ = close(&mut tcp).await;
+                    return;
+                }
+            }
+            Head::Malformed => {
+                let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+                let resp = format!(
+                    "HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\ndate: {date}\r\n\r\n"
+                );
+                if send_all(&tcp, resp.as_bytes(), false).await.is_ok() {
+                    let _ = close(&mut tcp).await;
+                }
+                return;
+            }
+            Head::Other => return hand_off(tcp, buf, router, stop).await,
+        }
+    }
+}
+
+async fn close(tcp: &mut TcpStream) -> io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    tcp.shutdown().await
+}
+
+/// The rest of the connection, from the unanswered bytes in `buf` on, goes to hyper + axum.
+async fn hand_off(tcp: TcpStream, buf: Vec<u8>, router: Router, mut stop: watch::Receiver<bool>) {
+    let io = TokioIo::new(Prefixed {
+        prefix: buf,
+        pos: 0,
+        inner: tcp,
+    });
+    let service = TowerToHyperService::new(router);
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http2().enable_connect_protocol();
+    let conn = builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(conn);
+    let mut signalled = stopping(&stop);
+    if signalled {
+        conn.as_mut().graceful_shutdown();
+    }
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::trace!(error = %e, "boot http connection ended");
+                }
+                return;
+            }
+            _ = stop.changed(), if !signalled => {
+                signalled = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// Answer one file request; false when the connection cannot carry another request.
+async fn answer_file(tcp: &TcpStream, s: &BootHttp, req: &FileRequest) -> bool {
+    let (files, kind) = match req.root {
+        Root::Assets => (&s.assets, "asset"),
+        Root::Tftp => (&s.tftp_files, "tftp_file"),
+    };
+    let opened = rackboot_tftp::sanitize(&req.path)
+        .map_err(|e| (403, format!("refused: {e}\n")))
+        .and_then(|clean| {
+            files.open(&clean).map_err(|e| match e {
+                FileError::NotFound | FileError::NotAFile => (404, format!("{e}\n")),
+                FileError::OutsideRoot => (403, format!("{e}\n")),
+                e => {
+                    tracing::warn!(error = %e, file = %clean, "boot file not served");
+                    (500, format!("{e}\n"))
+                }
+            })
+        });
+    let (file, len, mtime) = match opened {
+        Ok(f) => f,
+        Err((status, body)) => {
+            count(s, kind, "refused");
+            return answer_text(tcp, req, status, &body).await;
+        }
+    };
+    count(s, kind, "ok");
+    let cond = ranged::Conditions {
+        range: req.range.as_deref(),
+        if_range: req.if_range.as_deref(),
+        if_none_match: req.if_none_match.as_deref(),
+    };
+    let plan = ranged::plan(req.head, &cond, len, mtime, "application/octet-stream");
+    let head = response_head(req, plan.status, &plan.headers);
+    let Some((start, end)) = plan.body.filter(|(a, b)| b > a) else {
+        return send_all(tcp, head.as_bytes(), false).await.is_ok();
+    };
+    if send_all(tcp, head.as_bytes(), true).await.is_err() {
+        return false;
+    }
+    send_file(tcp, &file, start, end).await.is_ok()
+}
+
+async fn answer_text(tcp: &TcpStream, req: &FileRequest, status: u16, body: &str) -> bool {
+    let headers = [
+        ("content-type", "text/plain; charset=utf-8".to_string()),
+        ("content-length", body.len().to_string()),
+    ];
+    let mut resp = response_head(req, status, &headers);
+    if !req.head {
+        resp.push_str(body);
+    }
+    send_all(tcp, resp.as_bytes(), false).await.is_ok()
+}
+
+/// Status line and headers as hyper writes them: lower-case names, `connection` when the client
+/// asked for something other than its version's default, then `date`.
+fn response_head(req: &FileRequest, status: u16, headers: &[(&'static str, String)]) -> String {
+    let reason = axum::http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
+    let version = if req.http10 { "HTTP/1.0" } else { "HTTP/1.1" };
+    let mut out = format!("{version} {status} {reason}\r\n");
+    for (name, value) in headers {
+        out.push_str(name);
+        out.push_str(": ");
+        out.push_str(value);
+        out.push_str("\r\n");
+    }
+    if req.connection_header {
+        out.push_str(if req.keep_alive {
+            "connection: keep-alive\r\n"
+        } else {
+            "connection: close\r\n"
+        });
+    }
+    out.push_str("date: ");
+    out.push_str(&httpdate::fmt_http_date(std::time::SystemTime::now()));
+    out.push_str("\r\n\r\n");
+    out
+}
+
+/// Write all of `bytes`; `more`: the body follows at once (MSG_MORE: one segment, not two).
+async fn send_all(tcp: &TcpStream, bytes: &[u8], more: bool) -> io::Result<()> {
+    use nix::sys::socket::{send, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let flags = if more {
+        // nix has no name for MSG_MORE.
+        MsgFlags::from_bits_retain(nix::libc::MSG_MORE) | MsgFlags::MSG_NOSIGNAL
+    } else {
+        MsgFlags::MSG_NOSIGNAL
+    };
+    let mut off = 0;
+    while off < bytes.len() {
+        tcp.writable().await?;
+        match tcp.try_io(tokio::io::Interest::WRITABLE, || {
+            send(tcp.as_raw_fd(), &bytes[off..], flags).map_err(io::Error::from)
+        }) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => off += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// `sendfile(2)` bytes `start..end` of `file` into the socket, waiting for writability.
+async fn send_file(tcp: &TcpStream, file: &std::fs::File, start: u64, end: u64) -> io::Result<()> {
+    let mut offset = nix::libc::off64_t::try_from(start).map_err(io::Error::other)?;
+    let end = nix::libc::off64_t::try_from(end).map_err(io::Error::other)?;
+    while offset < end {
+        let want = usize::try_from(end - offset)
+            .unwrap_or(usize::MAX)
+            .min(SENDFILE_CHUNK);
+        tcp.writable().await?;
+        match tcp.try_io(tokio::io::Interest::WRITABLE, || {
+            nix::sys::sendfile::sendfile64(tcp.as_fd(), file.as_fd(), Some(&mut offset), want)
+                .map_err(io::Error::from)
+        }) {
+            // The file shrank under us: the promised length cannot be sent.
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) => tokio::task::consume_budget().await,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// A TCP stream whose first bytes were already read: they are read again first.
+struct Prefixed {
+    prefix: Vec<u8>,
+    pos: usize,
+    inner: TcpStream,
+}
+
+impl AsyncRead for Prefixed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.pos < this.prefix.len() {
+            let rest = &this.prefix[this.pos..];
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            this.pos += n;
+            if this.pos == this.prefix.len() {
+                this.prefix = Vec::new();
+                this.pos = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Prefixed {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
