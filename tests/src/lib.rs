@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod bmc_sim;
 pub mod dhcp_client;
+pub mod factory;
 pub mod forward;
 pub mod image;
 pub mod qemu;

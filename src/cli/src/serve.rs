@@ -97,13 +97,50 @@ pub fn serve(a: ServeArgs) -> Result<i32> {
 }
 
 fn init_logging(format: LogFormat, level: &str) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Human => builder.init(),
+    // Whatever level the operator asks for, libraries that dump key material or raw protocol
+    // frames at debug/trace stay quiet (see `secret_bearing`).
+    let guard = tracing_subscriber::filter::filter_fn(|m| {
+        !secret_bearing(m.target()) || *m.level() <= tracing::Level::INFO
+    });
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match format {
+        LogFormat::Json => fmt.json().boxed(),
+        LogFormat::Human => fmt.boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(filter).with_filter(guard))
+        .init();
+}
+
+/// Log targets whose debug/trace output can carry secrets: rpgp prints the parsed Omni
+/// service-account key (secret key packets included); h2/hyper/tonic/rustls print frames and
+/// headers (admin tokens, request signatures).
+fn secret_bearing(target: &str) -> bool {
+    [
+        "pgp",
+        "h2",
+        "hyper",
+        "hyper_util",
+        "tonic",
+        "rustls",
+        "ureq",
+    ]
+    .iter()
+    .any(|t| target == *t || target.starts_with(&format!("{t}::")))
+}
+
+#[cfg(test)]
+mod log_tests {
+    #[test]
+    fn key_parsing_libraries_are_capped() {
+        assert!(super::secret_bearing("pgp::packet::secret_key_parser"));
+        assert!(super::secret_bearing("h2"));
+        assert!(!super::secret_bearing("pgpx"));
+        assert!(!super::secret_bearing("rackboot_server::omni_link"));
     }
 }

@@ -55,7 +55,27 @@ pub struct OmniShared {
     /// InfraMachine specs by machine UUID, as last seen on the watch, with whether Omni is
     /// tearing the InfraMachine down (phase `tearingDown`).
     specs: Mutex<HashMap<String, (InfraMachineSpec, bool)>>,
+    /// BMCConfigs Omni holds for machines that have not booted here yet, applied by the sync
+    /// loop once the machine is in the inventory.
+    pending_bmc: Mutex<HashMap<String, OmniBmc>>,
     wake: Notify,
+}
+
+/// A BMC endpoint from Omni's BMCConfig. Debug never shows the password.
+#[derive(Clone, PartialEq, Eq)]
+struct OmniBmc {
+    url: String,
+    username: String,
+    password: String,
+}
+
+impl std::fmt::Debug for OmniBmc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OmniBmc")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
 }
 
 impl OmniShared {
@@ -271,7 +291,9 @@ impl Link {
                 Ok(None) => {}
                 Err(e) => self.note_error("join config", &e),
             }
-            tokio::time::sleep(Duration::from_secs(30)).await;
+            // Polled at the heartbeat's pace: a machine booting right after the admin changed
+            // the join configuration gets the new one.
+            tokio::time::sleep(self.heartbeat).await;
         }
     }
 }

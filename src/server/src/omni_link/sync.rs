@@ -86,6 +86,18 @@ impl Link {
         mem: &mut Memory,
     ) {
         // A machine Omni knows but that never booted here yet: nothing to do until it does.
+        if self.inventory.find(uuid).is_err() {
+            return;
+        }
+        let pending = self
+            .shared
+            .pending_bmc
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(uuid);
+        if let Some(bmc) = pending {
+            self.apply_bmc(uuid, &bmc);
+        }
         let Ok(m) = self.inventory.find(uuid) else {
             return;
         };

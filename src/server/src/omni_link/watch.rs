@@ -9,7 +9,7 @@ use rackboot_proto::cosi::resource::Resource;
 use rackboot_proto::omni::specs::{BmcConfigSpec, InfraMachineSpec};
 use rackboot_proto::tonic::Code;
 
-use super::{Backoff, Link};
+use super::{Backoff, Link, OmniBmc};
 
 /// What a watch delivers to its consumer.
 enum Delivery<'a> {
@@ -133,7 +133,18 @@ impl Link {
     /// BMCConfigs (set by an Omni user) → the machine's BMC in the inventory.
     pub(super) async fn bmc_watch(self: Arc<Self>) {
         self.watch_kind(types::BMC_CONFIG, |me, d| {
-            let Delivery::Put(r) = d else { return };
+            let r = match d {
+                Delivery::Put(r) => r,
+                Delivery::Gone(id) => {
+                    me.shared
+                        .pending_bmc
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(id);
+                    return;
+                }
+                Delivery::Bootstrapped(_) => return,
+            };
             let uuid = state::id_of(r).to_string();
             let spec = match state::spec_of::<BmcConfigSpec>(r) {
                 Ok(s) => s,
@@ -149,20 +160,41 @@ impl Link {
                 return;
             }
             let port = if ipmi.port == 0 { 623 } else { ipmi.port };
-            let url = format!("ipmi://{}:{port}", ipmi.address);
-            match me
-                .inventory
-                .set_bmc_from_omni(&uuid, &url, &ipmi.username, &ipmi.password)
-            {
-                Ok(true) => me
-                    .inventory
-                    .event(&uuid, "omni", &format!("BMC set from Omni: {url}")),
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::info!(machine = %uuid, error = %e, "BMC config from Omni not applied")
-                }
+            let bmc = OmniBmc {
+                url: format!("ipmi://{}:{port}", ipmi.address),
+                username: ipmi.username,
+                password: ipmi.password,
+            };
+            if !me.apply_bmc(&uuid, &bmc) {
+                me.shared
+                    .pending_bmc
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(uuid, bmc);
             }
         })
         .await;
+    }
+
+    /// Give machine `uuid` the BMC from Omni. False when the machine is not in the inventory
+    /// yet (the caller keeps the config for later).
+    pub(super) fn apply_bmc(&self, uuid: &str, bmc: &OmniBmc) -> bool {
+        if self.inventory.find(uuid).is_err() {
+            return false;
+        }
+        match self
+            .inventory
+            .set_bmc_from_omni(uuid, &bmc.url, &bmc.username, &bmc.password)
+        {
+            Ok(true) => {
+                self.inventory
+                    .event(uuid, "omni", &format!("BMC set from Omni: {}", bmc.url))
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::info!(machine = %uuid, error = %e, "BMC config from Omni not applied")
+            }
+        }
+        true
     }
 }
