@@ -8,13 +8,11 @@
 #![allow(clippy::unwrap_used)]
 
 use rackboot_e2e::bmc_sim::start_file_ipmi_sim;
-use rackboot_e2e::{free_port, wait_tcp, workspace_bin, Procs};
+use rackboot_e2e::{factory, free_port, wait_tcp, workspace_bin, Procs};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const UUID: &str = "4c4c4544-0042-3510-8052-b4c04f4e3232";
@@ -74,51 +72,6 @@ fn wait_until(
         std::thread::sleep(Duration::from_millis(250));
     }
     panic!("timed out waiting for {what}\n{}", logs());
-}
-
-/// A minimal Image Factory: `POST /schematics` answers an id derived from the body and records
-/// the body; every other request is 404.
-fn factory() -> (u16, Arc<Mutex<Vec<String>>>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let s2 = seen.clone();
-    std::thread::spawn(move || {
-        for conn in l.incoming().flatten() {
-            let mut r = BufReader::new(conn.try_clone().unwrap());
-            let mut line = String::new();
-            if r.read_line(&mut line).is_err() {
-                continue;
-            }
-            let mut len = 0usize;
-            loop {
-                let mut h = String::new();
-                if r.read_line(&mut h).is_err() || h.trim().is_empty() {
-                    break;
-                }
-                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0u8; len];
-            let _ = r.read_exact(&mut body);
-            let body = String::from_utf8_lossy(&body).into_owned();
-            let (status, answer) = if line.starts_with("POST /schematics ") {
-                // FNV-1a, hex: stands in for the factory's sha256 (the id is opaque to us).
-                let mut h: u64 = 0xcbf29ce484222325;
-                for b in body.bytes() {
-                    h = (h ^ u64::from(b)).wrapping_mul(0x100000001b3);
-                }
-                s2.lock().unwrap().push(body);
-                ("201 Created", format!("{{\"id\":\"{h:016x}{h:016x}\"}}"))
-            } else {
-                ("404 Not Found", String::new())
-            };
-            let mut w = conn;
-            let _ = write!(w, "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}", answer.len());
-        }
-    });
-    (port, seen)
 }
 
 struct Omni {
@@ -200,7 +153,21 @@ fn omni_drives_the_machine_and_survives_an_omni_restart() {
 
     let bmc_port = free_port();
     let bmc = start_file_ipmi_sim(&mut p, "bmc", bmc_port);
-    let (factory_port, schematics) = factory();
+    // The Image Factory; its "Talos" images are made-up bytes.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let factory_port = listener.local_addr().unwrap().port();
+    let talos_kernel: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let talos_initramfs: Vec<u8> = (0..1_000_000u32)
+        .map(|i| (i.wrapping_mul(40_503) >> 7) as u8)
+        .collect();
+    let fact = factory::serve(
+        listener,
+        &format!("http://127.0.0.1:{factory_port}"),
+        talos_kernel.clone(),
+        talos_initramfs.clone(),
+    );
 
     // rackboot in Omni mode.
     let data = dir.join("data");
@@ -230,7 +197,12 @@ fn omni_drives_the_machine_and_survives_an_omni_restart() {
                 "--image-factory-url",
                 &format!("http://127.0.0.1:{factory_port}"),
             ])
-            .args(["--image-factory-pxe-url", "http://pxe.factory.test"])
+            .args([
+                "--image-factory-pxe-url",
+                &format!("http://127.0.0.1:{factory_port}"),
+                "--omni-install-boot",
+                "cache",
+            ])
             .env("RACKBOOT_LOG_LEVEL", "info,rackboot_server=debug"),
     );
     let logs = || {
@@ -409,7 +381,7 @@ fn omni_drives_the_machine_and_survives_an_omni_restart() {
         "the agent wiped its disk"
     );
 
-    // 4. Allocate → install profile from the Image Factory → boot.ipxe chains to its PXE URL.
+    // 4. Allocate → schematic registered with the Image Factory → install boot.
     control(
         omni.control,
         "POST",
@@ -419,21 +391,56 @@ fn omni_drives_the_machine_and_survives_an_omni_restart() {
     wait_until("provisioning", Duration::from_secs(30), &logs, || {
         state() == "provisioning"
     });
-    let bodies = schematics.lock().unwrap().clone();
+    let bodies = fact.seen.lock().unwrap().schematics.clone();
     assert!(
         bodies
             .iter()
             .any(|b| b.contains("siderolabs/iscsi-tools") && b.contains(JOIN_ARG)),
         "{bodies:?}"
     );
+    // Cached install boot: the factory's kernel and initramfs come from the appliance, with
+    // the factory's kernel arguments (the schematic's join args among them).
     let (code, script) = curl(&[&format!(
         "http://127.0.0.1:{boot}/ipxe/boot.ipxe?uuid={UUID}&mac={MAC}"
     )]);
     assert_eq!(code, 200);
+    let kernel_line = script
+        .lines()
+        .find(|l| l.starts_with("kernel "))
+        .unwrap_or_else(|| panic!("install boot without a kernel line:\n{script}"));
     assert!(
-        script.contains("chain --replace --autofree http://pxe.factory.test/pxe/")
-            && script.contains("/v1.9.0/metal-amd64"),
-        "{script}"
+        kernel_line.contains("talos.platform=metal") && kernel_line.contains(JOIN_ARG),
+        "{kernel_line}"
+    );
+    let urls: Vec<String> = script
+        .lines()
+        .filter(|l| l.starts_with("kernel ") || l.starts_with("initrd "))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(urls.len(), 2, "{script}");
+    for (url, want) in urls.iter().zip([&talos_kernel, &talos_initramfs]) {
+        assert!(
+            url.starts_with(&format!("http://127.0.0.1:{boot}/cache/")),
+            "not served from the appliance's cache: {url}"
+        );
+        for _ in 0..2 {
+            let got = Command::new("curl")
+                .args(["-sf", "-m", "30", url.as_str()])
+                .output()
+                .unwrap();
+            assert!(got.status.success(), "GET {url}");
+            assert!(&got.stdout == want, "{url}: not the factory's bytes");
+        }
+    }
+    let fetched = fact.seen.lock().unwrap().requests.clone();
+    let kernel_gets = fetched
+        .iter()
+        .filter(|r| r.starts_with("GET /image/") && r.contains("kernel-amd64"))
+        .count();
+    assert_eq!(
+        kernel_gets, 1,
+        "the factory's kernel is fetched once: {fetched:?}"
     );
     wait_until(
         "provisioned after the install boot",

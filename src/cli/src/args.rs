@@ -125,6 +125,10 @@ pub struct ServeArgs {
     /// Image Factory PXE base URL [key: omni.image_factory_pxe_url].
     #[arg(long, env = "RACKBOOT_IMAGE_FACTORY_PXE_URL")]
     pub image_factory_pxe_url: Option<String>,
+    /// Talos install boots: `chain` (to the factory) or `cache` (served by rackboot)
+    /// [key: omni.install_boot].
+    #[arg(long, env = "RACKBOOT_OMNI_INSTALL_BOOT")]
+    pub omni_install_boot: Option<String>,
     /// `human` or `json` [key: log.format].
     #[arg(long, env = "RACKBOOT_LOG_FORMAT")]
     pub log_format: Option<String>,

@@ -54,6 +54,7 @@ fn flags(a: &ServeArgs) -> RawConfig {
     r.omni.insecure_skip_verify = a.omni_insecure_skip_verify;
     r.omni.image_factory_url = a.image_factory_url.clone();
     r.omni.image_factory_pxe_url = a.image_factory_pxe_url.clone();
+    r.omni.install_boot = a.omni_install_boot.clone();
     r
 }
 
@@ -112,8 +113,11 @@ fn init_logging(format: LogFormat, level: &str) {
         LogFormat::Json => fmt.json().boxed(),
         LogFormat::Human => fmt.boxed(),
     };
+    // The level filter goes outermost: its max level becomes the global one (tracing's and the
+    // `log` crate's), so disabled debug/trace calls — sled logs through `log` on every read —
+    // are skipped at the call site instead of reaching the filters on every call.
     tracing_subscriber::registry()
-        .with(fmt.with_filter(filter).with_filter(guard))
+        .with(fmt.with_filter(guard).with_filter(filter))
         .init();
 }
 
@@ -131,7 +135,11 @@ fn secret_bearing(target: &str) -> bool {
         "ureq",
     ]
     .iter()
-    .any(|t| target == *t || target.starts_with(&format!("{t}::")))
+    .any(|t| {
+        target
+            .strip_prefix(t)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+    })
 }
 
 #[cfg(test)]

@@ -29,6 +29,16 @@ pub enum Mode {
     Omni,
 }
 
+/// How Omni-allocated machines boot Talos (`omni.install_boot`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstallBoot {
+    /// iPXE chains to the Image Factory's PXE script.
+    Chain,
+    /// The factory's kernel and initramfs, fetched once into the asset cache and served by the
+    /// appliance.
+    Cache,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DhcpMode {
     Proxy,
@@ -82,6 +92,7 @@ pub struct Config {
     pub image_factory_url: String,
     pub image_factory_pxe_url: String,
     pub omni_heartbeat_secs: u64,
+    pub omni_install_boot: InstallBoot,
     pub agent_kernel: String,
     pub agent_initrds: Vec<String>,
     pub agent_cmdline: String,

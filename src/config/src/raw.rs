@@ -153,6 +153,10 @@ pub struct RawOmni {
     pub image_factory_pxe_url: Option<String>,
     /// Heartbeat interval in seconds (default 10; Omni shows a provider disconnected after 31 s).
     pub heartbeat_secs: Option<u64>,
+    /// How machines boot Talos: `chain` (default: iPXE chains to the factory's PXE script, as
+    /// Omni's own provider does) or `cache` (rackboot reads that script and serves its kernel
+    /// and initramfs from the appliance's asset cache; flag `--omni-install-boot`).
+    pub install_boot: Option<String>,
 }
 
 /// `Option::or` for every field: values in `self` win over `lower`.
@@ -181,7 +185,7 @@ layer_struct!(RawHttp { listen } nested {});
 layer_struct!(RawTftp { listen, single_port, max_blksize, max_windowsize, max_transfers,
     max_transfers_per_client } nested {});
 layer_struct!(RawDhcp { mode, port, pxe_port, discovery_control, boot_files } nested {});
-layer_struct!(RawOmni { endpoint, key_file, provider_id, ca_file, insecure_skip_verify, image_factory_url, image_factory_pxe_url, heartbeat_secs } nested {});
+layer_struct!(RawOmni { endpoint, key_file, provider_id, ca_file, insecure_skip_verify, image_factory_url, image_factory_pxe_url, heartbeat_secs, install_boot } nested {});
 layer_struct!(RawLifecycle { idle_power_off_secs, min_power_interval_secs, agent_timeout_secs } nested {});
 layer_struct!(RawBmc { poll_interval_secs, max_parallel, min_interval_ms, verify_timeout_secs } nested {});
 layer_struct!(RawBoot { agent_kernel, agent_initrds, agent_cmdline, init_rounds } nested {});

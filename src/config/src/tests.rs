@@ -56,7 +56,7 @@ fn missing_referenced_file_is_a_problem() {
 
 #[test]
 fn semantic_problems_are_all_collected() {
-    let text = "mode = \"omni\"\nadvertise_addr = \"255.255.255.255\"\n[dhcp]\nmode = \"full\"\n[dhcp.boot_files]\nx86 = \"a.efi\"\n";
+    let text = "mode = \"omni\"\nadvertise_addr = \"255.255.255.255\"\n[dhcp]\nmode = \"full\"\n[dhcp.boot_files]\nx86 = \"a.efi\"\n[omni]\ninstall_boot = \"copy\"\n";
     let problems = check_source(text);
     let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
     assert!(keys.contains(&"advertise_addr"), "{keys:?}");
@@ -64,6 +64,7 @@ fn semantic_problems_are_all_collected() {
     assert!(keys.contains(&"dhcp.boot_files.x86"));
     assert!(keys.contains(&"omni.endpoint"));
     assert!(keys.contains(&"omni.provider_id"));
+    assert!(keys.contains(&"omni.install_boot"));
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! named by its dotted key.
 
 use crate::raw::RawConfig;
-use crate::{AdvertiseAddr, Config, DhcpMode, LogFormat, Mode, Problem};
+use crate::{AdvertiseAddr, Config, DhcpMode, InstallBoot, LogFormat, Mode, Problem};
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -186,6 +186,12 @@ pub(crate) fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
             }
         }
     }
+    let omni_install_boot = c.one_of(
+        "omni.install_boot",
+        raw.omni.install_boot.as_deref(),
+        &[("chain", InstallBoot::Chain), ("cache", InstallBoot::Cache)],
+        InstallBoot::Chain,
+    );
     if raw.omni.heartbeat_secs.is_some_and(|s| s == 0 || s > 30) {
         c.push(
             "omni.heartbeat_secs",
@@ -299,6 +305,7 @@ pub(crate) fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
             .trim_end_matches('/')
             .to_string(),
         omni_heartbeat_secs: raw.omni.heartbeat_secs.unwrap_or(10),
+        omni_install_boot,
         agent_kernel,
         agent_initrds,
         agent_cmdline,

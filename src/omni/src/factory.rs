@@ -38,6 +38,101 @@ pub enum FactoryError {
     BadId,
     #[error("Talos version {0:?} is not like v1.9.0")]
     BadVersion(String),
+    #[error("the factory's PXE script is not a plain kernel/initrd boot: {0}")]
+    Script(String),
+}
+
+/// The kernel boot a factory PXE script describes, for serving it from the asset cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelBoot {
+    pub kernel: String,
+    pub initrds: Vec<String>,
+    /// The kernel arguments, without `initrd=` (the renderer names the cached initrds itself).
+    pub cmdline: String,
+}
+
+/// Read the Image Factory's iPXE script (`GET /pxe/<schematic>/<version>/metal-<arch>`):
+/// `#!ipxe`, then only `imgfree`, `kernel [opts] <url> <args>`, `initrd [opts] <url>` and
+/// `boot`. Anything else (chains, menus, settings, `${…}` expansions) is refused, and the
+/// caller falls back to chaining to the factory.
+pub fn parse_pxe_script(text: &str) -> Result<KernelBoot, FactoryError> {
+    let bad = |why: &str| FactoryError::Script(why.to_string());
+    if text.len() > 64 * 1024 {
+        return Err(bad("longer than 64 KiB"));
+    }
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    if lines.next() != Some("#!ipxe") {
+        return Err(bad("no #!ipxe line"));
+    }
+    let (mut kernel, mut initrds, mut cmdline) = (None, Vec::new(), String::new());
+    let mut booted = false;
+    for line in lines {
+        if line.starts_with('#') {
+            continue;
+        }
+        if booted {
+            return Err(bad("commands after boot"));
+        }
+        if line.contains('$') || line.chars().any(|c| c.is_control()) {
+            return Err(bad("settings expansions or control characters"));
+        }
+        let mut words = line.split_ascii_whitespace();
+        let cmd = words.next().unwrap_or("");
+        match cmd {
+            "imgfree" if words.next().is_none() => {}
+            "boot" if words.next().is_none() => booted = true,
+            "kernel" | "initrd" => {
+                let url = loop {
+                    match words.next() {
+                        // Options of imgfetch-like commands; those with a value take the next word.
+                        Some("--name" | "-n" | "--timeout" | "-t") => {
+                            words.next();
+                        }
+                        Some(o) if o.starts_with('-') => {}
+                        Some(u) => break u,
+                        None => return Err(bad("a kernel/initrd line without a URL")),
+                    }
+                };
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(bad("an image that is not an http(s) URL"));
+                }
+                let rest: Vec<&str> = words.collect();
+                if cmd == "kernel" {
+                    if kernel.is_some() {
+                        return Err(bad("two kernel lines"));
+                    }
+                    kernel = Some(url.to_string());
+                    cmdline = rest
+                        .into_iter()
+                        .filter(|w| !w.starts_with("initrd="))
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                } else {
+                    if !rest.is_empty() {
+                        return Err(bad("initrd with a name or mode (not supported)"));
+                    }
+                    initrds.push(url.to_string());
+                }
+            }
+            _ => return Err(bad(&format!("command {cmd:?}"))),
+        }
+    }
+    match (kernel, booted) {
+        (Some(kernel), true) => Ok(KernelBoot {
+            kernel,
+            initrds,
+            cmdline,
+        }),
+        _ => Err(bad("no kernel and boot")),
+    }
+}
+
+/// The factory's PXE script URL for a schematic.
+pub fn pxe_script_url(pxe_base: &str, schematic: &str, version: &str, arch: &str) -> String {
+    format!(
+        "{}/pxe/{schematic}/{version}/metal-{arch}",
+        pxe_base.trim_end_matches('/')
+    )
 }
 
 /// Parse the factory's `{"id": "<hex>"}` answer.
@@ -90,8 +185,8 @@ pub fn install_profile(
     let short = &schematic[..schematic.len().min(12)];
     let name = format!("omni-talos-{version}-{arch}-{short}");
     let script = format!(
-        "#!ipxe\nchain --replace --autofree {}/pxe/{schematic}/{version}/metal-{arch}\n",
-        pxe_base.trim_end_matches('/')
+        "#!ipxe\nchain --replace --autofree {}\n",
+        pxe_script_url(pxe_base, schematic, version, arch)
     );
     (name, script)
 }
@@ -122,6 +217,43 @@ mod tests {
             extra_kernel_args: vec![],
         };
         assert_eq!(schematic_yaml(&empty, &[]), "customization:\n");
+    }
+
+    #[test]
+    fn factory_pxe_scripts_become_kernel_boots() {
+        let real = "#!ipxe\n\nimgfree\nkernel https://pxe.factory.talos.dev/image/abc/v1.9.0/kernel-amd64 talos.platform=metal console=tty0 init_on_alloc=1 initrd=initramfs-amd64.xz\ninitrd https://pxe.factory.talos.dev/image/abc/v1.9.0/initramfs-amd64.xz\nboot\n";
+        assert_eq!(
+            parse_pxe_script(real),
+            Ok(KernelBoot {
+                kernel: "https://pxe.factory.talos.dev/image/abc/v1.9.0/kernel-amd64".into(),
+                initrds: vec![
+                    "https://pxe.factory.talos.dev/image/abc/v1.9.0/initramfs-amd64.xz".into()
+                ],
+                cmdline: "talos.platform=metal console=tty0 init_on_alloc=1".into(),
+            })
+        );
+        let opts =
+            "#!ipxe\nkernel --name k --timeout 5000 http://f/k a=1\ninitrd -n i http://f/i\nboot\n";
+        let k = parse_pxe_script(opts).expect("options are skipped");
+        assert_eq!(
+            (k.kernel.as_str(), k.cmdline.as_str()),
+            ("http://f/k", "a=1")
+        );
+        assert_eq!(k.initrds, vec!["http://f/i".to_string()]);
+        for bad in [
+            "",
+            "kernel http://f/k\nboot\n",
+            "#!ipxe\nchain http://f/x\n",
+            "#!ipxe\nkernel http://f/k ${x}\nboot\n",
+            "#!ipxe\nkernel tftp://f/k\nboot\n",
+            "#!ipxe\nkernel http://f/k\n",
+            "#!ipxe\nkernel http://f/k\nkernel http://f/k2\nboot\n",
+            "#!ipxe\nkernel http://f/k\ninitrd http://f/i /x mode=755\nboot\n",
+            "#!ipxe\nkernel http://f/k\nboot\nshell\n",
+            "#!ipxe\nkernel\nboot\n",
+        ] {
+            assert!(parse_pxe_script(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

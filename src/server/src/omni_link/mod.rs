@@ -115,6 +115,7 @@ pub struct Link {
     pub provider_id: String,
     pub factory_url: String,
     pub factory_pxe_url: String,
+    pub install_boot: rackboot_config::InstallBoot,
     pub heartbeat: Duration,
 }
 
@@ -179,6 +180,7 @@ pub fn link(
         provider_id,
         factory_url: cfg.image_factory_url.clone(),
         factory_pxe_url: cfg.image_factory_pxe_url.clone(),
+        install_boot: cfg.omni_install_boot,
         heartbeat: Duration::from_secs(cfg.omni_heartbeat_secs.max(1)),
     })
 }

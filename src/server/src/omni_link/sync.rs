@@ -282,29 +282,41 @@ impl Link {
         }
         let url = format!("{}/schematics", self.factory_url);
         let body = yaml.clone();
-        let answer = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
-            let resp = ureq::AgentBuilder::new()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .post(&url)
-                .set("Content-Type", "application/yaml")
-                .send_string(&body)
-                .map_err(|e| format!("POST {url}: {e}"))?;
-            let mut buf = Vec::new();
-            std::io::Read::read_to_end(&mut resp.into_reader().take(64 * 1024), &mut buf)
-                .map_err(|e| format!("POST {url}: {e}"))?;
-            Ok(buf)
-        })
-        .await
-        .map_err(|e| e.to_string())??;
+        let answer = blocking_http(&url, Some(body)).await?;
         let schematic = factory::parse_schematic_id(&answer).map_err(|e| e.to_string())?;
         let (name, script) =
             factory::install_profile(&self.factory_pxe_url, &schematic, &version, arch);
-        let profile: rackboot_store::Profile = serde_json::from_value(serde_json::json!({
-            "name": name,
-            "script": script,
-        }))
-        .map_err(|e| e.to_string())?;
+        let mut profile = serde_json::json!({ "name": name, "script": script });
+        if self.install_boot == rackboot_config::InstallBoot::Cache {
+            // Serve the factory's kernel and initramfs from the asset cache (fetched once for
+            // the whole rack); a script we cannot read as a plain kernel boot is chained to.
+            let url = factory::pxe_script_url(&self.factory_pxe_url, &schematic, &version, arch);
+            let boot = blocking_http(&url, None).await.and_then(|b| {
+                factory::parse_pxe_script(&String::from_utf8_lossy(&b))
+                    .map_err(|e| format!("{url}: {e}"))
+            });
+            match boot {
+                Ok(k) => {
+                    profile = serde_json::json!({
+                        "name": format!("{name}-cached"),
+                        "kernel": k.kernel,
+                        "initrds": k.initrds,
+                        "cmdline": k.cmdline,
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(machine = %m.id, error = %e, "install boot chains to the factory");
+                    self.inventory.event(
+                        &m.id,
+                        "omni",
+                        &format!("factory PXE script not cacheable, chaining to it: {e}"),
+                    );
+                }
+            }
+        }
+        let name = profile["name"].as_str().unwrap_or_default().to_string();
+        let profile: rackboot_store::Profile =
+            serde_json::from_value(profile).map_err(|e| e.to_string())?;
         self.inventory
             .put_profile(profile)
             .map_err(|e| e.to_string())?;
@@ -314,3 +326,29 @@ impl Link {
 }
 
 use std::io::Read as _;
+
+/// POST `body` (YAML) to `url`, or GET it; the answer's first 64 KiB.
+async fn blocking_http(url: &str, body: Option<String>) -> Result<Vec<u8>, String> {
+    let url = url.to_string();
+    tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(30))
+            .build();
+        let resp = match body {
+            Some(b) => agent
+                .post(&url)
+                .set("Content-Type", "application/yaml")
+                .send_string(&b),
+            None => agent.get(&url).call(),
+        }
+        .map_err(|e| format!("{url}: {e}"))?;
+        let mut buf = Vec::new();
+        resp.into_reader()
+            .take(64 * 1024)
+            .read_to_end(&mut buf)
+            .map_err(|e| format!("{url}: {e}"))?;
+        Ok(buf)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
