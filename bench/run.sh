@@ -10,7 +10,7 @@ out=bench/results/$stamp.md
   echo "# rackboot benchmarks, $(date -u +'%Y-%m-%d %H:%M UTC')"
   echo
   echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r); rackboot $(git rev-parse --short HEAD 2>/dev/null || echo '?') (release build)."
-  echo "Peers: $(dnsmasq --version | head -1 | cut -d' ' -f1-3); tftpd-hpa $(dpkg-query -W -f '${Version}' tftpd-hpa); atftpd $(dpkg-query -W -f '${Version}' atftpd 2>/dev/null || echo '0.8.0-3 (extracted .deb)'); nginx $(dpkg-query -W -f '${Version}' nginx-light 2>/dev/null || true); perfdhcp (kea-admin $(dpkg-query -W -f '${Version}' kea-admin)); wrk $(dpkg-query -W -f '${Version}' wrk); hyperfine $(dpkg-query -W -f '${Version}' hyperfine); openipmi $(dpkg-query -W -f '${Version}' openipmi); ipmitool $(dpkg-query -W -f '${Version}' ipmitool)."
+  echo "Peers: $(dnsmasq --version | head -1 | cut -d' ' -f1-3); tftpd-hpa $(dpkg-query -W -f '${Version}' tftpd-hpa); atftpd $(dpkg-query -W -f '${Version}' atftpd 2>/dev/null || echo '0.8.0-3 (extracted .deb)'); nginx $(dpkg-query -W -f '${Version}' nginx-light 2>/dev/null || true); perfdhcp (kea-admin $(dpkg-query -W -f '${Version}' kea-admin)); wrk $(dpkg-query -W -f '${Version}' wrk); h2load $(dpkg-query -W -f '${Version}' nghttp2-client); hyperfine $(dpkg-query -W -f '${Version}' hyperfine); openipmi $(dpkg-query -W -f '${Version}' openipmi); ipmitool $(dpkg-query -W -f '${Version}' ipmitool)."
   echo "Ratios > 1 mean rackboot is ahead. Numbers from one run on a shared 2-core VM: expect noise."
   echo
   echo "## ProxyDHCP (perfdhcp, relayed PXE DISCOVERs, arch 7): rackboot vs dnsmasq proxy"
