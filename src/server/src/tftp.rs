@@ -13,6 +13,7 @@ use rackboot_tftp::{
 };
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::net::UdpSocket;
@@ -20,6 +21,17 @@ use tokio::sync::watch;
 
 /// How long a shutdown (SIGTERM) waits for the TFTP transfers in flight before cutting them.
 pub const DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Up to this many transfers at once run on a thread of their own with a blocking socket: per
+/// block one `send` and one `recv` that sleeps until the ACK (no readiness poll, no `EAGAIN`
+/// probe, no timer-wheel entry), which is what bounds a lock-step transfer. Beyond that, the
+/// transfers are tasks on the runtime, which multiplexes thousands of them on the workers.
+pub const THREADED_TRANSFERS: usize = 32;
+
+/// A threaded transfer's `recv` wakes at least this often to check its retransmission deadline
+/// and the shutdown cut (retransmissions may go out up to this much late; TFTP timeouts are
+/// whole seconds).
+const THREAD_TICK: std::time::Duration = std::time::Duration::from_millis(50);
 
 #[derive(Clone, Debug)]
 pub struct TftpLimits {
@@ -175,6 +187,9 @@ impl TftpService {
         let mut buf = vec![0u8; 65536];
         let local_ip = me.socket.local_addr().map(|a| a.ip()).ok();
         let mut inflight = tokio::task::JoinSet::new();
+        let threaded = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        // Set when the drain time is over: threaded transfers stop at their next tick.
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
         loop {
             let (n, peer) = tokio::select! {
                 r = me.socket.recv_from(&mut buf) => match r {
@@ -202,10 +217,29 @@ impl TftpService {
                 continue;
             }
             let svc = me.clone();
-            inflight.spawn(async move {
-                let _slot = slot;
-                svc.drive(sock, t).await;
-            });
+            if threaded.fetch_add(1, Ordering::AcqRel) < THREADED_TRANSFERS {
+                match sock.into_std().and_then(blocking_socket) {
+                    Ok(std_sock) => {
+                        let (threaded, cut) = (threaded.clone(), cut.clone());
+                        inflight.spawn_blocking(move || {
+                            let _slot = slot;
+                            svc.drive_blocking(&std_sock, t, &cut);
+                            threaded.fetch_sub(1, Ordering::AcqRel);
+                        });
+                    }
+                    Err(e) => {
+                        threaded.fetch_sub(1, Ordering::AcqRel);
+                        tracing::warn!(error = %e, "tftp: cannot set up a transfer socket");
+                        me.count("failed", "socket");
+                    }
+                }
+            } else {
+                threaded.fetch_sub(1, Ordering::AcqRel);
+                inflight.spawn(async move {
+                    let _slot = slot;
+                    svc.drive(sock, t).await;
+                });
+            }
         }
         // Shutdown: no new requests (the listen socket is no longer read); the transfers in
         // flight finish, for at most DRAIN.
@@ -223,7 +257,10 @@ impl TftpService {
                     transfers = inflight.len(),
                     "tftp: transfers cut at shutdown"
                 );
+                cut.store(true, Ordering::Release);
                 inflight.abort_all();
+                // Threaded transfers see the cut within a tick.
+                while inflight.join_next().await.is_some() {}
             }
         }
     }
@@ -252,6 +289,41 @@ impl TftpService {
                     }
                 }
                 _ = tokio::time::sleep_until(deadline.into()) => t.handle_timeout(Instant::now()),
+            }
+        }
+        self.finish(&t);
+    }
+
+    /// One transfer on its own thread and connected, blocking socket (see
+    /// [`THREADED_TRANSFERS`]). Ends without a verdict when `cut` is set, like an aborted task.
+    fn drive_blocking(&self, sock: &std::net::UdpSocket, mut t: Transfer, cut: &AtomicBool) {
+        let mut out = Vec::with_capacity(1500);
+        let mut rx = vec![0u8; 65536];
+        loop {
+            while t.poll_transmit(&mut out) {
+                if sock.send(&out).is_err() {
+                    // ICMP unreachable from a vanished client: the timeout logic ends it.
+                    break;
+                }
+            }
+            if t.is_finished() {
+                break;
+            }
+            let Some(deadline) = t.poll_timeout() else {
+                break;
+            };
+            if cut.load(Ordering::Acquire) {
+                return;
+            }
+            match sock.recv(&mut rx) {
+                Ok(n) => t.handle_datagram(&rx[..n], Instant::now()),
+                // A tick without a datagram, or an ICMP error: retransmit when it is time.
+                Err(_) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        t.handle_timeout(now);
+                    }
+                }
             }
         }
         self.finish(&t);
@@ -352,6 +424,13 @@ impl TftpService {
     }
 }
 
+/// A transfer socket for [`TftpService::drive_blocking`]: blocking, `recv` waking every tick.
+fn blocking_socket(sock: std::net::UdpSocket) -> std::io::Result<std::net::UdpSocket> {
+    sock.set_nonblocking(false)?;
+    sock.set_read_timeout(Some(THREAD_TICK))?;
+    Ok(sock)
+}
+
 fn rejection_label(r: &Rejection) -> &'static str {
     match r {
         Rejection::Malformed(_) => "malformed",
@@ -359,5 +438,94 @@ fn rejection_label(r: &Rejection) -> &'static str {
         Rejection::WriteRequest => "write_request",
         Rejection::MailMode => "mail_mode",
         Rejection::BadPath(_) => "bad_path",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::time::Duration;
+
+    /// A lock-step octet client on a blocking socket; with `lose_ack`, the ACK of block 1 is
+    /// "lost" once (the server must retransmit block 1).
+    fn fetch(server: SocketAddr, name: &str, lose_ack: bool) -> Vec<u8> {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.send_to(format!("\0\x01{name}\0octet\0").as_bytes(), server)
+            .unwrap();
+        let (mut got, mut next, mut lost) = (Vec::new(), 1u16, false);
+        let mut buf = [0u8; 600];
+        loop {
+            let (n, from) = s.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..2], b"\0\x03", "DATA expected: {:?}", &buf[..n]);
+            let block = u16::from_be_bytes([buf[2], buf[3]]);
+            if block == next {
+                if lose_ack && block == 1 && !lost {
+                    lost = true;
+                    continue;
+                }
+                got.extend_from_slice(&buf[4..n]);
+                next = next.wrapping_add(1);
+            }
+            let mut ack = vec![0, 4];
+            ack.extend_from_slice(&block.to_be_bytes());
+            s.send_to(&ack, from).unwrap();
+            if block == next.wrapping_sub(1) && n - 4 < 512 {
+                return got;
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn threaded_and_task_transfers_complete_and_retransmit() {
+        let dir = tempfile::tempdir().unwrap();
+        let file: Vec<u8> = (0..300_000u32).map(|i| (i * 31 % 255) as u8).collect();
+        std::fs::write(dir.path().join("f.bin"), &file).unwrap();
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let svc = TftpService::new(
+            socket,
+            Arc::new(BootFiles::new(dir.path().to_path_buf())),
+            EngineConfig::default(),
+            TftpLimits {
+                max_transfers: 1024,
+                max_per_client: 1024,
+            },
+            false,
+            metrics.clone(),
+        );
+        let addr = svc.local_addr().unwrap();
+        let (stop, rx) = watch::channel(false);
+        let server = tokio::spawn(svc.run(rx));
+        // More transfers at once than THREADED_TRANSFERS: both kinds run; two lose an ACK.
+        let n = THREADED_TRANSFERS + 8;
+        let got = tokio::task::spawn_blocking(move || {
+            let clients: Vec<_> = (0..n)
+                .map(|i| std::thread::spawn(move || fetch(addr, "f.bin", i % 20 == 0)))
+                .collect();
+            clients
+                .into_iter()
+                .map(|c| c.join().unwrap())
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap();
+        assert_eq!(got.len(), n);
+        for g in &got {
+            assert!(*g == file, "a transfer differs ({} bytes)", g.len());
+        }
+        let _ = stop.send(true);
+        server.await.unwrap();
+        let text = metrics.render(0);
+        let completed = text
+            .lines()
+            .find(|l| l.contains("kind=\"completed\"") && l.contains("detail=\"\""))
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            completed.ends_with(&format!(" {n}")),
+            "completed counter: {completed:?}"
+        );
     }
 }
