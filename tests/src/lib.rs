@@ -11,6 +11,7 @@ pub mod dhcp_client;
 pub mod factory;
 pub mod forward;
 pub mod image;
+pub mod omni;
 pub mod qemu;
 pub mod rack;
 pub mod scenario;

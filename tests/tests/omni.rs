@@ -8,103 +8,19 @@
 #![allow(clippy::unwrap_used)]
 
 use rackboot_e2e::bmc_sim::start_file_ipmi_sim;
+use rackboot_e2e::omni::{
+    control, curl, keygen, p_log, resource, start_double, wait_until, Omni, JOIN_ARG, JOIN_DOC,
+    PROVIDER,
+};
 use rackboot_e2e::{factory, free_port, wait_tcp, workspace_bin, Procs};
 use serde_json::{json, Value};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const UUID: &str = "4c4c4544-0042-3510-8052-b4c04f4e3232";
 const MAC: &str = "52:54:00:aa:00:01";
-const PROVIDER: &str = "rack1";
-const NS: &str = "infra-provider";
-const JOIN_ARG: &str = "siderolink.api=grpc://omni.test:8090?jointoken=t0ken";
-const JOIN_DOC: &str =
-    "apiVersion: v1alpha1\nkind: SideroLinkConfig\napiUrl: grpc://omni.test:8090?jointoken=t0ken\n";
-
-fn curl(args: &[&str]) -> (u16, String) {
-    let o = Command::new("curl")
-        .args(["-s", "-m", "10", "-w", "\n%{http_code}"])
-        .args(args)
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    let (body, code) = out.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_string())
-}
-
-fn control(port: u16, method: &str, path: &str, body: Option<Value>) -> Value {
-    let url = format!("http://127.0.0.1:{port}{path}");
-    let b = body.map(|b| b.to_string());
-    let mut args = vec![
-        "-X",
-        method,
-        url.as_str(),
-        "-H",
-        "Content-Type: application/json",
-    ];
-    if let Some(b) = &b {
-        args.extend(["-d", b.as_str()]);
-    }
-    let (code, text) = curl(&args);
-    assert!(code == 200, "{method} {path}: {code} {text}");
-    serde_json::from_str(&text).unwrap_or(Value::Null)
-}
-
-fn resource(port: u16, ty: &str, id: &str) -> Option<Value> {
-    let url = format!("http://127.0.0.1:{port}/control/resources/{NS}/{ty}/{id}");
-    let (code, text) = curl(&[url.as_str()]);
-    (code == 200).then(|| serde_json::from_str(&text).unwrap())
-}
-
-fn wait_until(
-    what: &str,
-    timeout: Duration,
-    logs: &dyn Fn() -> String,
-    mut f: impl FnMut() -> bool,
-) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    panic!("timed out waiting for {what}\n{}", logs());
-}
-
-struct Omni {
-    grpc: u16,
-    control: u16,
-}
-
-fn start_double(p: &mut Procs, name: &str, o: &Omni, restore: bool) {
-    let dir = p.dir.clone();
-    let mut c = Command::new(workspace_bin("omni-double"));
-    c.args([
-        "serve",
-        "--listen",
-        &format!("127.0.0.1:{}", o.grpc),
-        "--control",
-        &format!("127.0.0.1:{}", o.control),
-    ])
-    .args(["--provider-id", PROVIDER, "--public-key"])
-    .arg(dir.join("key.pub"))
-    .arg("--state-file")
-    .arg(dir.join("omni-state.json"));
-    if restore {
-        c.arg("--restore-on-start");
-    }
-    p.spawn(name, &mut c);
-    assert!(
-        wait_tcp(o.control, Duration::from_secs(20)),
-        "omni-double did not start: {}",
-        p.log(name)
-    );
-    assert!(wait_tcp(o.grpc, Duration::from_secs(20)));
-}
-
 fn actions(bmc: &Path) -> Vec<String> {
     std::fs::read_to_string(bmc.join("actions"))
         .unwrap_or_default()
@@ -131,14 +47,7 @@ fn omni_drives_the_machine_and_survives_an_omni_restart() {
 
     // Omni double; it starts with the InfraProvider an admin created (`omnictl infraprovider
     // create rack1`).
-    let st = Command::new(workspace_bin("omni-double"))
-        .args(["keygen", "--id", PROVIDER, "--out-key"])
-        .arg(dir.join("key.b64"))
-        .arg("--out-public")
-        .arg(dir.join("key.pub"))
-        .status()
-        .unwrap();
-    assert!(st.success());
+    keygen(&dir);
     let omni = Omni {
         grpc: free_port(),
         control: free_port(),
@@ -575,8 +484,4 @@ fn omni_drives_the_machine_and_survives_an_omni_restart() {
         !text.contains(&std::fs::read_to_string(dir.join("key.b64")).unwrap()[..40]),
         "Omni key leaked"
     );
-}
-
-fn p_log(dir: &Path, name: &str) -> String {
-    std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default()
 }

@@ -109,6 +109,13 @@ pub fn lan_info(root: &Path) -> Option<(String, String)> {
         .map(|o| parse_lan_print(&o))
 }
 
+/// Whether a BMC user named exactly `username` exists (LAN channel 1).
+pub fn user_exists(root: &Path, username: &str) -> Result<bool, BmcError> {
+    let t = Ipmitool::find(root)?;
+    let users = parse_user_list(&t.run(&["user", "list", LAN_CHANNEL], None)?);
+    Ok(users.iter().any(|u| u.name == username))
+}
+
 /// One row of `ipmitool user list`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserSlot {

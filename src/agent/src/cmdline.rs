@@ -78,6 +78,15 @@ pub fn validate_appliance(a: &str) -> Result<(), CmdlineError> {
     Ok(())
 }
 
+/// `metal.provider.address=` (the Talos metal agent's provider address; the first value, as
+/// the stock agent reads it), if present.
+pub fn metal_provider(line: &str) -> Option<String> {
+    split_words(line).into_iter().find_map(|w| {
+        w.strip_prefix("metal.provider.address=")
+            .map(|v| v.trim_matches('"').to_string())
+    })
+}
+
 /// Reads and parses the command line at `path` (normally `/proc/cmdline`).
 pub fn read(path: &Path) -> Result<BootParams, CmdlineError> {
     let text = std::fs::read_to_string(path).map_err(|source| CmdlineError::Read {

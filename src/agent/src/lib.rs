@@ -15,6 +15,7 @@ pub mod bmc;
 pub mod cmdline;
 pub mod facts;
 pub mod link;
+pub mod metal;
 pub mod wipe;
 
 /// The agent's version, sent in `Hello`.

@@ -421,6 +421,27 @@ fn fail(id: u64, error: impl Into<String>) -> CommandResult {
     }
 }
 
+/// Run one command outside a session (the metal-agent protocol): the result, and a power
+/// action to carry out after the answer went out.
+pub(crate) async fn execute_detached(
+    cfg: &Arc<AgentConfig>,
+    c: Command,
+) -> (CommandResult, Option<PowerAction>) {
+    let outbox: Outbox = Arc::default();
+    let (r, p) = execute(cfg, c, &outbox).await;
+    (r, p.map(PowerAction))
+}
+
+/// A reboot or power-off to do later ([`PowerAction::act`]).
+#[derive(Debug)]
+pub(crate) struct PowerAction(Power);
+
+impl PowerAction {
+    pub(crate) fn act(self) {
+        act(self.0);
+    }
+}
+
 async fn execute(
     cfg: &Arc<AgentConfig>,
     c: Command,

@@ -30,6 +30,11 @@ options:
   --heartbeat SECS       heartbeat interval (default 10)
   --once                 one session, then exit (non-zero if it failed)
   --facts                print the hardware report and exit
+  --metal-provider ADDR  speak the Talos metal agent's protocol to ADDR (host:port) instead:
+                         a reverse grpctunnel answering management.AgentService; also
+                         chosen by metal.provider.address= on the command line when there
+                         is no rackboot.appliance=. The machine id is the SMBIOS UUID
+                         (--machine overrides it).
   -h, --help             this text
 ";
 
@@ -48,6 +53,7 @@ struct Args {
     heartbeat: u64,
     once: bool,
     facts: bool,
+    metal_provider: Option<String>,
 }
 
 fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -63,6 +69,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         heartbeat: 10,
         once: false,
         facts: false,
+        metal_provider: None,
     };
     while let Some(arg) = it.next() {
         let mut val = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
@@ -85,6 +92,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             }
             "--once" => a.once = true,
             "--facts" => a.facts = true,
+            "--metal-provider" => a.metal_provider = Some(val("--metal-provider")?),
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -96,7 +104,35 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     Ok(a)
 }
 
+/// The metal provider to dial, when the agent runs the metal-agent protocol.
+fn metal_address(a: &Args) -> Option<String> {
+    if a.metal_provider.is_some() {
+        return a.metal_provider.clone();
+    }
+    let line = std::fs::read_to_string(&a.cmdline).ok()?;
+    if a.appliance.is_some() || cmdline::parse(&line).is_ok() {
+        return None;
+    }
+    cmdline::metal_provider(&line)
+}
+
 fn config(a: &Args) -> Result<AgentConfig, String> {
+    if let Some(addr) = metal_address(a) {
+        let hostport = rackboot_agent::metal::provider_uri(&addr)
+            .map_err(|e| e.to_string())?
+            .trim_start_matches("http://")
+            .to_string();
+        let machine = match &a.machine {
+            Some(m) => m.clone(),
+            None => rackboot_agent::facts::system_info(&a.root).uuid,
+        };
+        if machine.is_empty() {
+            return Err("no SMBIOS UUID to use as the machine id (--machine)".into());
+        }
+        let mut cfg = AgentConfig::new(hostport, machine);
+        apply_common(a, &mut cfg);
+        return Ok(cfg);
+    }
     let (appliance, machine, token) = match (&a.appliance, cmdline::read(&a.cmdline)) {
         (Some(app), Ok(p)) => (app.clone(), p.machine_id, p.token),
         (Some(app), Err(_)) => (app.clone(), String::new(), String::new()),
@@ -112,9 +148,14 @@ fn config(a: &Args) -> Result<AgentConfig, String> {
     };
     cmdline::validate_appliance(&appliance).map_err(|e| e.to_string())?;
     let machine = a.machine.clone().unwrap_or(machine);
-    let in_image = Path::new("/").join(IMAGE_MARKER).exists();
     let mut cfg = AgentConfig::new(appliance, machine);
     cfg.boot_token = token;
+    apply_common(a, &mut cfg);
+    Ok(cfg)
+}
+
+fn apply_common(a: &Args, cfg: &mut AgentConfig) {
+    let in_image = Path::new("/").join(IMAGE_MARKER).exists();
     cfg.root = a.root.clone();
     cfg.disk_override = (!a.disks.is_empty()).then(|| a.disks.clone());
     cfg.allow_wipe = in_image || a.allow_destructive || cfg.disk_override.is_some();
@@ -126,7 +167,6 @@ fn config(a: &Args) -> Result<AgentConfig, String> {
         PowerMode::Refuse
     };
     cfg.heartbeat = Duration::from_secs(a.heartbeat);
-    Ok(cfg)
 }
 
 fn main() -> ExitCode {
@@ -176,6 +216,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(addr) = metal_address(&args) {
+        return rt.block_on(metal(cfg, addr, args.once));
+    }
     rt.block_on(async move {
         let agent = Agent::start(cfg);
         for t in rackboot_agent::link::wipe_targets(agent.config()) {
@@ -193,4 +236,34 @@ fn main() -> ExitCode {
             match agent.run().await {}
         }
     })
+}
+
+/// The metal-agent protocol: one tunnel session at a time, reconnecting with backoff (the stock
+/// agent exits and is restarted by Talos; here the agent is its own supervisor).
+async fn metal(cfg: AgentConfig, addr: String, once: bool) -> ExitCode {
+    let cfg = std::sync::Arc::new(cfg);
+    for t in rackboot_agent::link::wipe_targets(&cfg) {
+        log!("disk {} at {}", t.name, t.path.display());
+    }
+    let mut wait = Duration::from_secs(1);
+    loop {
+        let started = std::time::Instant::now();
+        let r = rackboot_agent::metal::session(cfg.clone(), &addr, &cfg.machine_id).await;
+        match &r {
+            Ok(()) => log!("metal tunnel closed by the provider"),
+            Err(e) => log!("metal tunnel: {e}"),
+        }
+        if once {
+            return if r.is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            wait = Duration::from_secs(1);
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(30));
+    }
 }

@@ -129,6 +129,13 @@ pub struct ServeArgs {
     /// [key: omni.install_boot].
     #[arg(long, env = "RACKBOOT_OMNI_INSTALL_BOOT")]
     pub omni_install_boot: Option<String>,
+    /// The discovery/wipe agent in Omni mode: `rackboot` or `talos` (Talos agent mode with the
+    /// metal-agent extension) [key: omni.agent].
+    #[arg(long, env = "RACKBOOT_OMNI_AGENT")]
+    pub omni_agent: Option<String>,
+    /// Talos version of the agent-mode boot [key: omni.agent_talos_version].
+    #[arg(long, env = "RACKBOOT_OMNI_AGENT_TALOS_VERSION")]
+    pub omni_agent_talos_version: Option<String>,
     /// `human` or `json` [key: log.format].
     #[arg(long, env = "RACKBOOT_LOG_FORMAT")]
     pub log_format: Option<String>,

@@ -55,6 +55,8 @@ fn flags(a: &ServeArgs) -> RawConfig {
     r.omni.image_factory_url = a.image_factory_url.clone();
     r.omni.image_factory_pxe_url = a.image_factory_pxe_url.clone();
     r.omni.install_boot = a.omni_install_boot.clone();
+    r.omni.agent = a.omni_agent.clone();
+    r.omni.agent_talos_version = a.omni_agent_talos_version.clone();
     r
 }
 

@@ -29,6 +29,15 @@ pub enum Mode {
     Omni,
 }
 
+/// The agent machines boot in Omni mode (`omni.agent`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OmniAgent {
+    /// rackboot-agent from the assets dir.
+    Rackboot,
+    /// Talos in agent mode (Image Factory, metal-agent extension).
+    Talos,
+}
+
 /// How Omni-allocated machines boot Talos (`omni.install_boot`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InstallBoot {
@@ -93,6 +102,8 @@ pub struct Config {
     pub image_factory_pxe_url: String,
     pub omni_heartbeat_secs: u64,
     pub omni_install_boot: InstallBoot,
+    pub omni_agent: OmniAgent,
+    pub omni_agent_talos_version: String,
     pub agent_kernel: String,
     pub agent_initrds: Vec<String>,
     pub agent_cmdline: String,

@@ -157,6 +157,13 @@ pub struct RawOmni {
     /// Omni's own provider does) or `cache` (rackboot reads that script and serves its kernel
     /// and initramfs from the appliance's asset cache; flag `--omni-install-boot`).
     pub install_boot: Option<String>,
+    /// What machines boot for discovery and wiping: `rackboot` (default: rackboot-agent) or
+    /// `talos` (Talos in agent mode from the Image Factory with the metal-agent extension, as
+    /// Omni's own provider does: it joins Omni over SideroLink and opens the metal agent's
+    /// reverse tunnel to rackboot; flag `--omni-agent`).
+    pub agent: Option<String>,
+    /// Talos version of the agent-mode boot (default v1.9.1; flag `--omni-agent-talos-version`).
+    pub agent_talos_version: Option<String>,
 }
 
 /// `Option::or` for every field: values in `self` win over `lower`.
@@ -185,7 +192,7 @@ layer_struct!(RawHttp { listen } nested {});
 layer_struct!(RawTftp { listen, single_port, max_blksize, max_windowsize, max_transfers,
     max_transfers_per_client } nested {});
 layer_struct!(RawDhcp { mode, port, pxe_port, discovery_control, boot_files } nested {});
-layer_struct!(RawOmni { endpoint, key_file, provider_id, ca_file, insecure_skip_verify, image_factory_url, image_factory_pxe_url, heartbeat_secs, install_boot } nested {});
+layer_struct!(RawOmni { endpoint, key_file, provider_id, ca_file, insecure_skip_verify, image_factory_url, image_factory_pxe_url, heartbeat_secs, install_boot, agent, agent_talos_version } nested {});
 layer_struct!(RawLifecycle { idle_power_off_secs, min_power_interval_secs, agent_timeout_secs } nested {});
 layer_struct!(RawBmc { poll_interval_secs, max_parallel, min_interval_ms, verify_timeout_secs } nested {});
 layer_struct!(RawBoot { agent_kernel, agent_initrds, agent_cmdline, init_rounds } nested {});

@@ -2,7 +2,7 @@
 //! named by its dotted key.
 
 use crate::raw::RawConfig;
-use crate::{AdvertiseAddr, Config, DhcpMode, InstallBoot, LogFormat, Mode, Problem};
+use crate::{AdvertiseAddr, Config, DhcpMode, InstallBoot, LogFormat, Mode, OmniAgent, Problem};
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -192,6 +192,28 @@ pub(crate) fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
         &[("chain", InstallBoot::Chain), ("cache", InstallBoot::Cache)],
         InstallBoot::Chain,
     );
+    let omni_agent = c.one_of(
+        "omni.agent",
+        raw.omni.agent.as_deref(),
+        &[
+            ("rackboot", OmniAgent::Rackboot),
+            ("talos", OmniAgent::Talos),
+        ],
+        OmniAgent::Rackboot,
+    );
+    if let Some(v) = &raw.omni.agent_talos_version {
+        let ok = v.len() <= 32
+            && v.trim_start_matches('v').split('.').count() >= 2
+            && v.trim_start_matches('v')
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+        if !ok {
+            c.push(
+                "omni.agent_talos_version",
+                format!("{v:?} is not a Talos version like v1.9.1"),
+            );
+        }
+    }
     if raw.omni.heartbeat_secs.is_some_and(|s| s == 0 || s > 30) {
         c.push(
             "omni.heartbeat_secs",
@@ -306,6 +328,12 @@ pub(crate) fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
             .to_string(),
         omni_heartbeat_secs: raw.omni.heartbeat_secs.unwrap_or(10),
         omni_install_boot,
+        omni_agent,
+        omni_agent_talos_version: raw
+            .omni
+            .agent_talos_version
+            .clone()
+            .unwrap_or_else(|| "v1.9.1".into()),
         agent_kernel,
         agent_initrds,
         agent_cmdline,

@@ -56,6 +56,12 @@ pub mod grpctunnel {
     }
 }
 
+/// `management`: the Talos metal agent's `AgentService` (called through the reverse tunnel).
+pub mod management {
+    #![allow(clippy::all, clippy::pedantic, missing_docs)]
+    tonic::include_proto!("management");
+}
+
 pub use prost;
 pub use prost_types;
 pub use tonic;

@@ -13,6 +13,7 @@ pub mod dhcp;
 pub mod files;
 pub mod inventory;
 pub mod lifecycle;
+pub mod metal_agent;
 pub mod metrics;
 pub mod net;
 pub mod omni_link;

@@ -63,6 +63,11 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         reconciler.agents.clone(),
         reconciler.handle(),
     );
+    let metal_agent = crate::metal_agent::MetalAgentService {
+        inventory: shared.inventory.clone(),
+        agents: reconciler.agents.clone(),
+        lifecycle: reconciler.handle(),
+    };
     start_boot_http(
         &cfg,
         &shared,
@@ -70,7 +75,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         tftp_files,
         sightings,
         reconciler.handle(),
-        agent_link,
+        (agent_link, metal_agent),
         &mut services,
         &stop,
     )
@@ -185,7 +190,10 @@ async fn start_boot_http(
     tftp_files: Arc<files::BootFiles>,
     sightings: mpsc::Sender<inventory::Sighting>,
     lifecycle: lifecycle::LifecycleHandle,
-    agent_link: crate::agent_link::AgentLinkService,
+    (agent_link, metal_agent): (
+        crate::agent_link::AgentLinkService,
+        crate::metal_agent::MetalAgentService,
+    ),
     services: &mut Services,
     stop: &watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
@@ -221,10 +229,18 @@ async fn start_boot_http(
     };
     tracing::info!(listen = %local, appliance = %boot.appliance, assets = %cfg.assets_dir.display(), "boot http serving");
     // The agent link (gRPC over HTTP/2 cleartext) shares the boot HTTP port.
-    let router = boot_http::router(boot.clone()).route_service(
-        "/rackboot.agent.v1.AgentLink/Connect",
-        agent_link.into_server(),
-    );
+    // So does the Talos metal agent's reverse tunnel (the path Omni's provider serves it on).
+    let tunnel = metal_agent.into_server();
+    let router = boot_http::router(boot.clone())
+        .route_service(
+            "/rackboot.agent.v1.AgentLink/Connect",
+            agent_link.into_server(),
+        )
+        .route_service(
+            "/grpctunnel.v1.TunnelService/OpenReverseTunnel",
+            tunnel.clone(),
+        )
+        .route_service("/grpctunnel.v1.TunnelService/OpenTunnel", tunnel);
     // Files under /assets/ and /tftp/ go out with sendfile; everything else through axum.
     services.spawn(boot_http::fast::serve(listener, router, boot, stop.clone()));
     Ok(())

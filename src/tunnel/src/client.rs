@@ -46,7 +46,8 @@ impl Client {
         Self {
             negotiated,
             settings: (!negotiated).then_some((0, 0)),
-            next_id: 0,
+            // The Go client pre-increments from 0: the first stream is 1.
+            next_id: 1,
             streams: BTreeMap::new(),
             waiting: VecDeque::new(),
             out: VecDeque::new(),
@@ -138,9 +139,12 @@ impl Client {
             }
             return Ok(vec![]);
         }
+        if self.settings.is_none() {
+            return Err(TunnelError::Unexpected("a frame before the settings"));
+        }
         let Some(st) = self.streams.get_mut(&id) else {
             // Late frames of a call we cancelled are normal; anything ahead of us is not.
-            if id >= 0 && id < self.next_id {
+            if id >= 1 && id < self.next_id {
                 return Ok(vec![]);
             }
             return Err(TunnelError::UnknownStream(id));

@@ -7,7 +7,7 @@
 //! those two roles as state machines: feed them the peer's frames, take the frames they want
 //! sent from `poll_transmit`. No I/O, no clocks (timeouts belong to the shell).
 //!
-//! Protocol facts used here: stream ids are chosen by the client, start at 0 and only grow; a
+//! Protocol facts used here: stream ids are chosen by the client, start at 1 and only grow; a
 //! message goes as `*_message {size, data ≤ 16 KiB}` then `more_*_data` chunks; a unary call
 //! is `new_stream`, one request, `half_close`; the answer is optional headers, one response,
 //! `close_stream {status}`. Revision one (both sides sent `grpctunnel-negotiate: on`) adds a

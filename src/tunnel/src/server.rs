@@ -90,8 +90,8 @@ impl Server {
             if !ok_rev {
                 st.done_receiving = true;
                 st.out.control(Ctl::Close(Status::new(
-                    code::UNIMPLEMENTED,
-                    format!("tunnel protocol revision {rev} is not supported"),
+                    code::UNAVAILABLE,
+                    format!("server does not support protocol revision {rev}"),
                 )));
             }
             self.streams.insert(id, st);

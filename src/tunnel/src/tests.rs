@@ -92,7 +92,7 @@ fn errors_come_back_as_status() {
 fn the_client_frames_are_what_the_protocol_says() {
     let mut c = Client::new(true);
     let id = c.call("/management.AgentService/Hello", vec![1, 2, 3]);
-    assert_eq!(id, 0, "stream ids start at zero");
+    assert_eq!(id, 1, "stream ids start at one (as the Go client's)");
     assert!(
         c.poll_transmit().is_none(),
         "nothing before the server's settings"
@@ -107,7 +107,7 @@ fn the_client_frames_are_what_the_protocol_says() {
     .unwrap();
     let f: Vec<_> = std::iter::from_fn(|| c.poll_transmit()).collect();
     assert_eq!(f.len(), 3, "{f:?}");
-    assert!(f.iter().all(|x| x.stream_id == 0));
+    assert!(f.iter().all(|x| x.stream_id == 1));
     match &f[0].frame {
         Some(C::NewStream(n)) => {
             assert_eq!(n.method_name, "/management.AgentService/Hello");
@@ -139,7 +139,7 @@ fn the_client_frames_are_what_the_protocol_says() {
     ] {
         out.extend(
             c.on_frame(pb::ServerToClient {
-                stream_id: 0,
+                stream_id: 1,
                 frame: Some(frame),
             })
             .unwrap(),
@@ -148,7 +148,7 @@ fn the_client_frames_are_what_the_protocol_says() {
     assert_eq!(
         out,
         vec![CallResult {
-            stream: 0,
+            stream: 1,
             result: Ok(vec![9, 9])
         }]
     );
@@ -298,7 +298,7 @@ fn peers_breaking_the_rules_are_refused() {
     })
     .unwrap();
     assert!(
-        matches!(s.poll_transmit().unwrap().frame, Some(S::CloseStream(ref c)) if c.status.as_ref().unwrap().code == code::UNIMPLEMENTED)
+        matches!(s.poll_transmit().unwrap().frame, Some(S::CloseStream(ref c)) if c.status.as_ref().unwrap().code == code::UNAVAILABLE)
     );
 }
 

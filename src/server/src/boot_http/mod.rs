@@ -117,6 +117,36 @@ async fn boot_ipxe_inner(s: &BootHttp, q: Option<String>) -> Response {
             return text(StatusCode::INTERNAL_SERVER_ERROR, format!("{msg}\n"));
         }
     };
+    // Omni mode with `omni.agent = "talos"`: the agent is Talos in agent mode from the Image
+    // Factory (the metal agent dials back to this port). The boot is recorded like an agent
+    // boot, so the machine's tunnel is accepted.
+    if matches!(mode, BootMode::Agent { .. }) {
+        let arch = match query.arch {
+            Some(rackboot_ipxe::Arch::Arm64) => "arm64",
+            _ => "amd64",
+        };
+        match s.metrics.omni.talos_agent_chain(&s.appliance, arch).await {
+            None => {}
+            Some(Ok(url)) => {
+                if s.inventory.agent_tokens().issue(&machine_id).is_none() {
+                    count(s, "boot_refused", "random");
+                    return text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "random number generator failed\n".into(),
+                    );
+                }
+                mode = BootMode::Chain { url };
+            }
+            Some(Err(e)) => {
+                count(s, "boot_refused", "factory");
+                tracing::warn!(machine = %machine_id, error = %e, "Talos agent-mode boot unavailable");
+                return text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the Image Factory is unreachable; retry\n".into(),
+                );
+            }
+        }
+    }
     // The agent gets a fresh per-boot token on its command line (see `agent_token`).
     if let BootMode::Agent { cmdline, .. } = &mut mode {
         let Some(token) = s.inventory.agent_tokens().issue(&machine_id) else {

@@ -58,8 +58,35 @@ pub struct OmniShared {
     /// BMCConfigs Omni holds for machines that have not booted here yet, applied by the sync
     /// loop once the machine is in the inventory.
     pending_bmc: Mutex<HashMap<String, OmniBmc>>,
+    /// Set when machines boot Talos in agent mode (`omni.agent = "talos"`).
+    talos_agent: RwLock<Option<TalosAgent>>,
+    /// Agent-mode schematic ids by (appliance address, arch).
+    agent_schematics: Mutex<HashMap<(String, &'static str), String>>,
     wake: Notify,
 }
+
+/// Where the Talos agent-mode boot comes from.
+#[derive(Debug, Clone)]
+struct TalosAgent {
+    factory_url: String,
+    pxe_url: String,
+    version: String,
+}
+
+/// The extensions of the agent-mode schematic (Omni's provider uses the same set): firmware
+/// for common server NICs and GPUs, CPU microcode, and the metal agent.
+const AGENT_EXTENSIONS: &[&str] = &[
+    "siderolabs/amd-ucode",
+    "siderolabs/amdgpu-firmware",
+    "siderolabs/bnx2-bnx2x",
+    "siderolabs/chelsio-firmware",
+    "siderolabs/i915-ucode",
+    "siderolabs/intel-ice-firmware",
+    "siderolabs/intel-ucode",
+    "siderolabs/qlogic-firmware",
+    "siderolabs/realtek-firmware",
+    "siderolabs/metal-agent",
+];
 
 /// A BMC endpoint from Omni's BMCConfig. Debug never shows the password.
 #[derive(Clone, PartialEq, Eq)]
@@ -97,6 +124,79 @@ impl OmniShared {
             .map(|j| j.kernel_args.clone())
             .unwrap_or_default()
     }
+    /// Whether agent boots are Talos agent mode.
+    pub fn talos_agent_mode(&self) -> bool {
+        self.talos_agent
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    /// The kernel arguments of the agent-mode boot for a machine booting from `appliance`
+    /// (`host:port` of the boot HTTP server): Talos fetches its config (Omni's join documents)
+    /// from `/config`, the metal agent dials back to the same port.
+    pub fn agent_kernel_args(appliance: &str, arch: &str) -> Vec<String> {
+        let console = if arch == "arm64" { "ttyAMA0" } else { "ttyS0" };
+        vec![
+            format!("talos.config=http://{appliance}/config?u=${{uuid}}"),
+            format!("metal.provider.address={appliance}"),
+            "console=tty0".into(),
+            format!("console={console}"),
+        ]
+    }
+
+    /// The iPXE chain URL of the Talos agent-mode boot for `arch`, registering its schematic
+    /// with the Image Factory the first time. None when agent boots are rackboot-agent.
+    pub async fn talos_agent_chain(
+        &self,
+        appliance: &str,
+        arch: &'static str,
+    ) -> Option<Result<String, String>> {
+        let t = self
+            .talos_agent
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
+        let key = (appliance.to_string(), arch);
+        let known = self
+            .agent_schematics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned();
+        let schematic = match known {
+            Some(s) => s,
+            None => {
+                let install = rackboot_omni::desired::Install {
+                    talos_version: t.version.clone(),
+                    extensions: AGENT_EXTENSIONS.iter().map(|e| e.to_string()).collect(),
+                    extra_kernel_args: Self::agent_kernel_args(appliance, arch),
+                };
+                let yaml = rackboot_omni::factory::schematic_yaml(&install, &[]);
+                let url = format!("{}/schematics", t.factory_url);
+                let answer = match sync::blocking_http(&url, Some(yaml)).await {
+                    Ok(a) => a,
+                    Err(e) => return Some(Err(e)),
+                };
+                match rackboot_omni::factory::parse_schematic_id(&answer) {
+                    Ok(id) => {
+                        self.agent_schematics
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(key, id.clone());
+                        id
+                    }
+                    Err(e) => return Some(Err(format!("{url}: {e}"))),
+                }
+            }
+        };
+        Some(
+            rackboot_omni::factory::talos_version(&t.version)
+                .map(|v| rackboot_omni::factory::pxe_script_url(&t.pxe_url, &schematic, &v, arch))
+                .map_err(|e| e.to_string()),
+        )
+    }
+
     pub fn join_config(&self) -> Option<String> {
         self.join
             .read()
@@ -165,6 +265,16 @@ pub fn link(
         insecure_skip_verify: cfg.omni_insecure_skip_verify,
     })
     .map_err(|e| ServeError::Config(e.to_string()))?;
+    if cfg.omni_agent == rackboot_config::OmniAgent::Talos {
+        *shared
+            .talos_agent
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(TalosAgent {
+            factory_url: cfg.image_factory_url.clone(),
+            pxe_url: cfg.image_factory_pxe_url.clone(),
+            version: cfg.omni_agent_talos_version.clone(),
+        });
+    }
     shared.set_status(|s| {
         s.enabled = true;
         s.endpoint = endpoint;

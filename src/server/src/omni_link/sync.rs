@@ -328,7 +328,7 @@ impl Link {
 use std::io::Read as _;
 
 /// POST `body` (YAML) to `url`, or GET it; the answer's first 64 KiB.
-async fn blocking_http(url: &str, body: Option<String>) -> Result<Vec<u8>, String> {
+pub(super) async fn blocking_http(url: &str, body: Option<String>) -> Result<Vec<u8>, String> {
     let url = url.to_string();
     tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
         let agent = ureq::AgentBuilder::new()
