@@ -165,15 +165,22 @@ impl Inventory {
         .map(|_| ())
     }
 
-    /// Record an observed power state (no event: callers record what they did).
+    /// Record a power state the BMC reported (no event: callers record what they did).
+    /// `seen` is the record's power when the BMC was asked: if it changed since, a lifecycle
+    /// step stored a newer intent (persist first, then act) and this observation is older than
+    /// it, so it is dropped. Writing it would undo the intent, and after a crash before the
+    /// action's own result is stored the lifecycle would repeat a completed power action.
     pub fn set_power(
         &self,
         id: &str,
         power: rackboot_store::PowerState,
+        seen: rackboot_store::PowerState,
     ) -> Result<(), InventoryError> {
         self.modify(id, |m| {
-            let changed = m.power != power;
-            m.power = power;
+            let changed = m.power != power && m.power == seen;
+            if changed {
+                m.power = power;
+            }
             changed
         })
         .map(|_| ())
@@ -673,6 +680,32 @@ mod tests {
             via: "dhcp",
             note: None,
         }
+    }
+
+    /// A power observation that started before a lifecycle step stored its intent does not
+    /// overwrite it; one that started after does.
+    #[test]
+    fn a_stale_power_observation_does_not_undo_a_newer_intent() {
+        use rackboot_store::PowerState;
+        let dir = tempfile::tempdir().unwrap();
+        let inv = crate::test_support::inventory(dir.path());
+        let m = inv.record_sighting(&sighting(1)).unwrap();
+        inv.set_power(&m.id, PowerState::On, PowerState::Unknown)
+            .unwrap();
+        assert_eq!(inv.find(&m.id).unwrap().power, PowerState::On);
+        // A poll reads the BMC (on) while the lifecycle stores "off" and powers it off.
+        let seen = inv.find(&m.id).unwrap().power;
+        inv.modify(&m.id, |m| {
+            m.power = PowerState::Off;
+            true
+        })
+        .unwrap();
+        inv.set_power(&m.id, PowerState::On, seen).unwrap();
+        assert_eq!(inv.find(&m.id).unwrap().power, PowerState::Off);
+        // The next poll, started after the intent, records what the BMC says.
+        inv.set_power(&m.id, PowerState::On, PowerState::Off)
+            .unwrap();
+        assert_eq!(inv.find(&m.id).unwrap().power, PowerState::On);
     }
 
     /// A flood of made-up MACs from the segment (the hostile e2e test creates them by mutating

@@ -94,7 +94,14 @@ pub struct Reconciler {
     cfg: Config,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     tx: mpsc::Sender<(String, Input)>,
+    started: std::time::Instant,
 }
+
+/// After a start, how long machines that are waiting for their agent (wiping, releasing) get
+/// for an agent that was connected to the previous process to reconnect, before a tick may
+/// network-boot them again: the agent retries with a backoff of up to 37.5 s. Without it, a
+/// restart in the middle of a wipe power-cycled the machine and interrupted the wipe.
+pub const AGENT_RECONNECT_GRACE: Duration = Duration::from_secs(45);
 
 pub(crate) fn to_state(s: MachineState) -> State {
     match s {
@@ -154,6 +161,14 @@ fn write_back(m: &mut Machine, l: &Lifecycle) {
     let changed = from_state(l.state) != m.state;
     m.state = from_state(l.state);
     m.state_reason.clone_from(&l.reason);
+    // The power the lifecycle's actions lead to, stored with them (persist first): a crash
+    // right after a power-off must not leave "on" in the record, or the restarted process
+    // powers the machine off again.
+    m.power = match l.power {
+        Power::On => PowerState::On,
+        Power::Off => PowerState::Off,
+        Power::Unknown => PowerState::Unknown,
+    };
     m.lifecycle = LifecycleData {
         accepted: l.accepted,
         profile: l.profile.clone(),
@@ -205,6 +220,7 @@ impl Reconciler {
             cfg,
             locks: Mutex::default(),
             tx,
+            started: std::time::Instant::now(),
         });
         (r, rx)
     }
@@ -252,6 +268,14 @@ impl Reconciler {
                 return Err(InventoryError::NotFound(id.to_string()));
             };
             let before = to_lifecycle(&m, self.agents.connected(id));
+            if input == Input::Tick
+                && matches!(before.state, State::Wiping | State::Releasing)
+                && !before.agent_connected
+                && self.started.elapsed()
+                    < AGENT_RECONNECT_GRACE.min(Duration::from_millis(self.cfg.agent_timeout))
+            {
+                return Ok(m);
+            }
             let out = step(&before, &input, rackboot_store::now_ms(), &self.cfg);
             if let Some(why) = out.refused {
                 return Err(InventoryError::Conflict(why));
@@ -260,12 +284,27 @@ impl Reconciler {
                 return Ok(m);
             }
             write_back(&mut m, &out.record);
+            // Taken before the record is stored: a power-state poll overlapping the store and
+            // the action must not overwrite the intent with what the BMC said before it.
+            let intent = out
+                .actions
+                .iter()
+                .any(|a| {
+                    matches!(
+                        a,
+                        Action::PxeOnce | Action::PowerOn | Action::PowerCycle | Action::PowerOff
+                    )
+                })
+                .then(|| self.power.intent(id));
             match self.inventory.store().update_machine(m) {
                 Ok(stored) => {
                     if !out.actions.is_empty() {
                         let me = self.clone();
                         let machine = stored.clone();
-                        tokio::spawn(async move { me.execute(&machine, out.actions).await });
+                        tokio::spawn(async move {
+                            me.execute(&machine, out.actions).await;
+                            drop(intent);
+                        });
                     }
                     return Ok(stored);
                 }
@@ -385,6 +424,84 @@ mod tests {
             Config::default(),
         );
         (dir, r, inv)
+    }
+
+    /// Just after a start, a wiping machine whose agent has not reconnected yet is left alone
+    /// by ticks (no network boot that would interrupt its wipe); commands still act.
+    #[tokio::test]
+    async fn ticks_wait_for_agents_to_reconnect_after_a_start() {
+        let (_d, r, inv) = setup();
+        let id = inv
+            .add(NewMachine {
+                macs: vec!["52:54:00:00:00:02".into()],
+                ..Default::default()
+            })
+            .unwrap()
+            .id;
+        // As stored by the previous process: wiping, its agent had connected (so no pending
+        // network-boot request), the wipe sent.
+        inv.modify(&id, |m| {
+            m.state = MachineState::Wiping;
+            m.lifecycle.accepted = true;
+            m.lifecycle.wipe_sent = true;
+            m.lifecycle.agent_requested_ms = None;
+            true
+        })
+        .unwrap();
+        let m = r.apply(&id, Input::Tick).await.unwrap();
+        assert_eq!(
+            m.lifecycle.agent_requested_ms, None,
+            "no network boot requested"
+        );
+        assert!(m.lifecycle.wipe_sent);
+        // The agent reconnects: the wipe is sent again at once.
+        let (tx, mut agent) = mpsc::channel(4);
+        let _conn = r.agents.register(&id, tx);
+        r.apply(&id, Input::AgentConnected).await.unwrap();
+        assert_eq!(
+            tokio::time::timeout(Duration::from_secs(5), agent.recv())
+                .await
+                .unwrap(),
+            Some(AgentCommand::Wipe { full: false })
+        );
+    }
+
+    /// The idle power-off is stored before it is sent: a crash right after it leaves "off" in
+    /// the record, so the next process does not power the machine off again.
+    #[tokio::test]
+    async fn the_idle_power_off_is_stored_before_it_is_sent() {
+        let (_d, r, inv) = setup();
+        let id = inv
+            .add(NewMachine {
+                macs: vec!["52:54:00:00:00:03".into()],
+                bmc: Some(crate::api::NewBmc {
+                    url: "ipmi://127.0.0.1:9".into(),
+                    username: Some("admin".into()),
+                    password: Some("secret".into()),
+                    insecure_tls: false,
+                }),
+                ..Default::default()
+            })
+            .unwrap()
+            .id;
+        inv.modify(&id, |m| {
+            m.state = MachineState::Available;
+            m.power = PowerState::On;
+            m.lifecycle.accepted = true;
+            m.lifecycle.last_power_on_ms = Some(1);
+            true
+        })
+        .unwrap();
+        let m = r.apply(&id, Input::Tick).await.unwrap();
+        assert_eq!(m.power, PowerState::Off, "the decided power-off is stored");
+        let stored = inv.store().get_machine(&id).unwrap().unwrap();
+        assert_eq!(stored.power, PowerState::Off);
+        // A second process over the same store decides nothing more.
+        let power = crate::test_support::power(&inv);
+        let (r2, _rx) = Reconciler::new(inv.clone(), power, Config::default());
+        let again = r2.apply(&id, Input::Tick).await.unwrap();
+        assert_eq!(again.power, PowerState::Off);
+        assert_eq!(again.lifecycle, stored.lifecycle, "nothing more decided");
     }
 
     #[tokio::test]

@@ -35,7 +35,56 @@ pub struct PowerConfig {
     pub max_parallel: usize,
 }
 
+/// Power actions per machine that are decided (stored by the lifecycle, persist first) or in
+/// flight: (how many, a counter bumped at every start and end). A power-state read that
+/// overlapped one may have seen the machine before the action, so it is not stored over the
+/// intent (after a crash, a stale "on" would make the lifecycle power it off again).
+#[derive(Default)]
+struct Intents(Mutex<HashMap<String, (u32, u64)>>);
+
+impl Intents {
+    fn get(&self, id: &str) -> (u32, u64) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .copied()
+            .unwrap_or((0, 0))
+    }
+
+    fn change(&self, id: &str, begin: bool) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let e = map.entry(id.to_string()).or_insert((0, 0));
+        e.0 = if begin {
+            e.0 + 1
+        } else {
+            e.0.saturating_sub(1)
+        };
+        e.1 = e.1.wrapping_add(1);
+    }
+}
+
+/// Did a power action (decided or in flight) overlap a read that started at `before` and
+/// ended at `now` (both [`Intents::get`])?
+fn overlapped(before: (u32, u64), now: (u32, u64)) -> bool {
+    before.0 > 0 || now != before
+}
+
+/// A power action decided or in flight on one machine, until dropped
+/// ([`PowerService::intent`]).
+pub struct PowerIntent {
+    intents: Arc<Intents>,
+    id: String,
+}
+
+impl Drop for PowerIntent {
+    fn drop(&mut self) {
+        self.intents.change(&self.id, false);
+    }
+}
+
 pub struct PowerService {
+    intents: Arc<Intents>,
     inventory: Inventory,
     cfg: PowerConfig,
     bmcs: Mutex<HashMap<String, (String, Arc<Paced>)>>,
@@ -73,6 +122,7 @@ impl PowerService {
     pub fn new(inventory: Inventory, cfg: PowerConfig) -> Self {
         let parallel = Semaphore::new(cfg.max_parallel.max(1));
         Self {
+            intents: Arc::default(),
             inventory,
             cfg,
             bmcs: Mutex::new(HashMap::new()),
@@ -149,6 +199,17 @@ impl PowerService {
         Ok(paced)
     }
 
+    /// Mark a power action on machine `id` as decided, until the returned guard is dropped:
+    /// power-state reads overlapping it are not stored. The lifecycle takes one before it
+    /// stores a record whose actions include power, and drops it once they ran.
+    pub fn intent(&self, id: &str) -> PowerIntent {
+        self.intents.change(id, true);
+        PowerIntent {
+            intents: self.intents.clone(),
+            id: id.to_string(),
+        }
+    }
+
     /// `None` = read the power state.
     pub async fn act(
         &self,
@@ -156,6 +217,8 @@ impl PowerService {
         action: Option<PowerAction>,
     ) -> Result<PowerReply, PowerError> {
         let m = self.inventory.find(key)?;
+        let intents_before = self.intents.get(&m.id);
+        let _intent = action.map(|_| self.intent(&m.id));
         let bmc = self.bmc_for(&m)?;
         let label = action.map_or("status".to_string(), |a| format!("{a:?}").to_lowercase());
         let _permit = self.parallel.acquire().await.ok();
@@ -171,7 +234,11 @@ impl PowerService {
         }
         match result {
             Ok(state) => {
-                if let Err(e) = self.inventory.set_power(&m.id, to_store(state)) {
+                // A read is stored only if no power action was decided or ran meanwhile.
+                let stale = action.is_none() && overlapped(intents_before, self.intents.get(&m.id));
+                if stale {
+                    tracing::debug!(machine = %m.id, "power state read overlapped a power action: not stored");
+                } else if let Err(e) = self.inventory.set_power(&m.id, to_store(state), m.power) {
                     tracing::warn!(error = %e, machine = %m.id, "could not record the power state");
                 }
                 if action.is_some() {
@@ -271,4 +338,40 @@ fn rand_fraction() -> f64 {
     let mut b = [0u8; 4];
     let _ = ring::rand::SystemRandom::new().fill(&mut b);
     f64::from(u32::from_le_bytes(b)) / f64::from(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A power-state read is stored only when no power action was decided or ran on that
+    /// machine at any time during the read.
+    #[test]
+    fn reads_overlapping_a_power_action_are_not_stored() {
+        let intents = Arc::new(Intents::default());
+        let guard = |id: &str| {
+            intents.change(id, true);
+            PowerIntent {
+                intents: intents.clone(),
+                id: id.to_string(),
+            }
+        };
+        let quiet = intents.get("m");
+        assert!(!overlapped(quiet, intents.get("m")));
+        // Begun during the read (still pending at its end).
+        let g = guard("m");
+        assert!(overlapped(quiet, intents.get("m")));
+        // Pending when the read started.
+        let during = intents.get("m");
+        drop(g);
+        assert!(overlapped(during, intents.get("m")));
+        // Begun and finished during the read.
+        let before = intents.get("m");
+        drop(guard("m"));
+        assert!(overlapped(before, intents.get("m")));
+        // Another machine's actions do not matter; a later read is stored.
+        let before = intents.get("m");
+        drop(guard("other"));
+        assert!(!overlapped(before, intents.get("m")));
+    }
 }
