@@ -136,6 +136,22 @@ def main():
     put("agent_messages", "cmdline",
         "BOOT_IMAGE=vmlinuz initrd=initramfs.cpio.gz console=ttyS0 rackboot.appliance=10.99.0.1:50042 "
         "rackboot.machine=r1-u07\n")
+
+    # Metal agent tunnel: a negotiated exchange (Settings on stream -1, then an answer on
+    # stream 1), and the provider's side (NewStream, request, half-close).
+    def frames(*fs):
+        return b"".join(bytes([len(f)]) + f for f in fs)
+    minus1 = uint(1, (1 << 64) - 1)
+    settings = minus1 + field(6, field(1, bytes([0, 1])) + uint(2, 65536))
+    answer = frames(settings,
+                    uint(1, 1) + field(2, b""),
+                    uint(1, 1) + field(3, uint(1, 2) + field(2, b"ok")),
+                    uint(1, 1) + field(5, field(2, uint(1, 0))))
+    put("tunnel_frames", "answer", b"\x01" + answer)
+    call = frames(uint(1, 1) + field(2, field(1, "/management.AgentService/Hello") + uint(3, 65536) + uint(4, 1)),
+                  uint(1, 1) + field(3, uint(1, 0)),
+                  uint(1, 1) + field(5, b""))
+    put("tunnel_frames", "call", b"\x01" + call)
     return 0
 
 
