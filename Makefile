@@ -16,7 +16,7 @@ IMAGE_DIR ?= $(CURDIR)/target/image
 IMAGE_OVERLAY ?= lab
 TEST_PKGS := $(RUN_PKGS) gnupg chromium chromium-driver iproute2 openipmi ipmitool kea-admin dnsmasq-base tftp-hpa atftp tftpd-hpa tcpdump qemu-system-x86 ipxe ipxe-qemu ovmf busybox-static cpio python3 $(IMAGE_PKGS)
 # Sans-IO crates: must never depend on tokio (checked by `make check`).
-SANS_IO_CRATES := rackboot-tftp rackboot-dhcp rackboot-ipxe rackboot-config rackboot-store rackboot-lifecycle rackboot-ipmi
+SANS_IO_CRATES := rackboot-tftp rackboot-dhcp rackboot-ipxe rackboot-config rackboot-store rackboot-lifecycle rackboot-ipmi rackboot-tunnel
 
 .PHONY: help deps deps-test build release run serve check test test-assets bench assets image clean
 

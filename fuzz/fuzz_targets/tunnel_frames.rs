@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
-use rackboot_proto::grpctunnel::v1::{ClientToServer, ServerToClient};
+use rackboot_tunnel::pb::{ClientToServer, ServerToClient};
 use rackboot_tunnel::{Client, Server};
 
 /// Split `data` into frames: one length byte (0..=255), then that many bytes.

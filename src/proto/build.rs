@@ -36,6 +36,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // The RPC is named `Connect`, which would clash with the generated
         // `AgentLinkClient::connect(endpoint)`: build clients with `AgentLinkClient::new(channel)`.
         .build_transport(false)
+        // The tunnel frames live in the sans-IO `rackboot-tunnel` crate; only the service
+        // stubs are generated here.
+        .extern_path(".grpctunnel.v1", "::rackboot_tunnel::grpctunnel::v1")
+        .extern_path(".google.rpc", "::rackboot_tunnel::google::rpc")
         .compile_fds(fds)?;
     Ok(())
 }

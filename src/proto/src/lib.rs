@@ -37,21 +37,14 @@ pub mod omni {
     }
 }
 
-/// `google.rpc`: the Status carried in tunnel close frames.
-pub mod google {
-    /// `google.rpc.Status`.
-    pub mod rpc {
-        #![allow(clippy::all, clippy::pedantic, missing_docs)]
-        tonic::include_proto!("google.rpc");
-    }
-}
-
 /// `grpctunnel.v1`: the tunnel protocol the Talos metal agent opens to its provider
 /// (reverse tunnel: the agent answers RPCs the provider starts).
 pub mod grpctunnel {
-    /// Frames, settings and the `TunnelService`.
+    /// The `TunnelService` client and server; the frame messages are re-exported from the
+    /// sans-IO `rackboot-tunnel` crate.
     pub mod v1 {
         #![allow(clippy::all, clippy::pedantic, missing_docs)]
+        pub use rackboot_tunnel::grpctunnel::v1::*;
         tonic::include_proto!("grpctunnel.v1");
     }
 }

@@ -24,7 +24,23 @@ mod server;
 pub use client::{CallResult, Client};
 pub use server::{Call, Server};
 
-use rackboot_proto::grpctunnel::v1 as pb;
+/// `google.rpc.Status`, as carried in `close_stream`.
+pub mod google {
+    pub mod rpc {
+        #![allow(clippy::all, clippy::pedantic, missing_docs)]
+        include!(concat!(env!("OUT_DIR"), "/google.rpc.rs"));
+    }
+}
+
+/// The frames of `grpctunnel.v1` (the `TunnelService` stubs are in `rackboot-proto`).
+pub mod grpctunnel {
+    pub mod v1 {
+        #![allow(clippy::all, clippy::pedantic, missing_docs)]
+        include!(concat!(env!("OUT_DIR"), "/grpctunnel.v1.rs"));
+    }
+}
+
+pub use grpctunnel::v1 as pb;
 
 /// The largest chunk of message data in one frame.
 pub const CHUNK: usize = 16 * 1024;

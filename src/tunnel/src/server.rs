@@ -194,7 +194,7 @@ impl Server {
                         closed = Some(*id);
                         Out::CloseStream(pb::CloseStream {
                             response_trailers: Some(pb::Metadata::default()),
-                            status: Some(rackboot_proto::google::rpc::Status {
+                            status: Some(crate::google::rpc::Status {
                                 code: s.code,
                                 message: s.message,
                                 details: vec![],
