@@ -1,14 +1,17 @@
 //! Faults outside rackboot's control, on loopback with real peers: SIGTERM while a slow TFTP
 //! client and a slow HTTP client are mid-download (both finish, byte for byte, then rackboot
-//! exits 0); a BMC (OpenIPMI's ipmi_sim behind a UDP relay that can go silent) that stops
-//! answering in the middle of an RMCP+ session (a clear error, no hang, recovery after); the data
+//! exits 0); a BMC (OpenIPMI's ipmi_sim behind a UDP relay that can go silent or hold replies
+//! back) that stops answering in the middle of an RMCP+ session, answers slowly, or refuses
+//! power changes with a completion code; a Redfish BMC (sushy-emulator behind an HTTP relay)
+//! answering 503, 500 with a Redfish error, slowly or too slowly (each: a clear error, no hang,
+//! recovery after); the data
 //! directory's filesystem (a small tmpfs) filling up (boots keep being served, the failure is
 //! reported on /healthz, /metrics and in the log, nothing stored before is lost, and writes
 //! resume by themselves when space returns, without a restart). Needs root (tmpfs).
 #![allow(clippy::unwrap_used)]
 
-use rackboot_e2e::bmc_sim::start_file_ipmi_sim;
-use rackboot_e2e::{free_port, wait_tcp, workspace_bin, Procs};
+use rackboot_e2e::bmc_sim::{start_file_ipmi_sim, FILE_CHASSIS};
+use rackboot_e2e::{free_port, venv_tool, wait_tcp, workspace_bin, Procs};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -329,6 +332,8 @@ fn sigterm_drains(tag: &str, extra: &[&str]) {
 struct Relay {
     port: u16,
     allow: Arc<AtomicI64>,
+    /// Milliseconds each reply is held back (a slow BMC); 0: none.
+    delay_ms: Arc<AtomicI64>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -339,16 +344,18 @@ impl Relay {
         let back = UdpSocket::bind("127.0.0.1:0").unwrap();
         back.connect(bmc).unwrap();
         front
-            .set_read_timeout(Some(Duration::from_millis(20)))
+            .set_read_timeout(Some(Duration::from_millis(5)))
             .unwrap();
-        back.set_read_timeout(Some(Duration::from_millis(20)))
+        back.set_read_timeout(Some(Duration::from_millis(5)))
             .unwrap();
         let port = front.local_addr().unwrap().port();
         let allow = Arc::new(AtomicI64::new(-1));
+        let delay_ms = Arc::new(AtomicI64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (a, s) = (allow.clone(), stop.clone());
+        let (a, d, s) = (allow.clone(), delay_ms.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             let mut client: Option<SocketAddr> = None;
+            let mut held: Vec<(Instant, Vec<u8>, SocketAddr)> = Vec::new();
             let mut buf = [0u8; 2048];
             while !s.load(Ordering::Relaxed) {
                 if let Ok((n, from)) = front.recv_from(&mut buf) {
@@ -362,15 +369,27 @@ impl Relay {
                             a.fetch_sub(1, Ordering::SeqCst);
                         }
                         if let Some(c) = client {
-                            let _ = front.send_to(&buf[..n], c);
+                            let delay = u64::try_from(d.load(Ordering::SeqCst)).unwrap_or(0);
+                            let due = Instant::now() + Duration::from_millis(delay);
+                            held.push((due, buf[..n].to_vec(), c));
                         }
                     }
                 }
+                let now = Instant::now();
+                held.retain(|(due, bytes, c)| {
+                    if *due <= now {
+                        let _ = front.send_to(bytes, c);
+                        false
+                    } else {
+                        true
+                    }
+                });
             }
         });
         Relay {
             port,
             allow,
+            delay_ms,
             stop,
             thread: Some(thread),
         }
@@ -445,6 +464,358 @@ fn a_bmc_that_stops_answering_mid_session_gives_a_clear_error_and_no_hang() {
     let (status, body) = rb.api("GET", "/api/v1/machines/m1/power", "");
     assert_eq!(status, 200, "after the BMC came back: {body}");
     assert!(body.contains("off") || body.contains("on"), "{body}");
+}
+
+/// Add the machine `m1` with the BMC at `url` and wait until it answers; returns its id.
+fn add_bmc_machine(rb: &Rackboot, url: &str) -> String {
+    let (status, body) = rb.api(
+        "POST",
+        "/api/v1/machines",
+        &format!(
+            r#"{{"name":"m1","macs":["52:54:00:99:00:b2"],"bmc":{{"url":"{url}","username":"admin","password":"password"}}}}"#
+        ),
+    );
+    assert_eq!(status, 201, "{body}");
+    let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut first = (0, String::new());
+    for _ in 0..40 {
+        first = rb.api("GET", "/api/v1/machines/m1/power", "");
+        if first.0 == 200 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(first.0, 200, "the BMC answers: {}", first.1);
+    id
+}
+
+/// A power call that must end (curl gives up after 120 s: status 0) with an error whose text
+/// has one of `words`, and no secret in it.
+fn clear_error(rb: &Rackboot, method: &str, body: &str, words: &[&str], what: &str) -> String {
+    let (status, reply) = rb.api(method, "/api/v1/machines/m1/power", body);
+    assert!(status != 0, "{what}: no answer (hang)");
+    assert!(status >= 500, "{what}: HTTP {status}: {reply}");
+    let lower = reply.to_lowercase();
+    assert!(
+        words.iter().any(|w| lower.contains(w)),
+        "{what}: a clear error ({words:?}): {reply}"
+    );
+    assert!(!reply.contains("\"password\""), "{reply}");
+    eprintln!("{what}: HTTP {status}: {reply}");
+    reply
+}
+
+#[test]
+fn an_ipmi_bmc_that_answers_slowly_or_with_errors_gives_clear_errors_and_recovers() {
+    let mut p = Procs::new("faults-bmc-slow");
+    // The file-backed chassis, refusing power changes while `<bmc>/fail` exists (ipmi_sim then
+    // answers the chassis control command with an error completion code).
+    let script = FILE_CHASSIS.replacen(
+        "#!/bin/sh\n",
+        "#!/bin/sh\n[ -f \"$1/fail\" ] && [ \"$3\" = set ] && { echo 'injected failure' >&2; exit 1; }\n",
+        1,
+    );
+    assert_ne!(script, FILE_CHASSIS);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(p.dir.join("chassis.sh"), script).unwrap();
+        std::fs::set_permissions(
+            p.dir.join("chassis.sh"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+    }
+    let sim_port = free_port();
+    let bmc = start_file_ipmi_sim(&mut p, "bmc", sim_port);
+    let relay = Relay::start(SocketAddr::from(([127, 0, 0, 1], sim_port)));
+    let assets = p.dir.join("assets");
+    std::fs::create_dir_all(assets.join("tftp")).unwrap();
+    let rb = Rackboot::start(&p.dir, &assets);
+    let id = add_bmc_machine(&rb, &format!("ipmi://127.0.0.1:{}", relay.port));
+
+    // Slow, but within the client's 1 s per reply: everything works, just later.
+    relay.delay_ms.store(400, Ordering::SeqCst);
+    let (status, body) = rb.api("GET", "/api/v1/machines/m1/power", "");
+    assert_eq!(status, 200, "a BMC answering in 400 ms: {body}");
+    let (status, body) = rb.api("POST", "/api/v1/machines/m1/power", r#"{"action":"on"}"#);
+    assert_eq!(
+        status, 200,
+        "power on through a BMC answering in 400 ms: {body}"
+    );
+    assert!(body.contains("\"on\""), "{body}");
+
+    // Slower than the client waits (every reply 5 s late): a clear error, not a hang.
+    relay.delay_ms.store(5000, Ordering::SeqCst);
+    clear_error(
+        &rb,
+        "GET",
+        "",
+        &["did not answer", "no reply", "timed out", "timeout"],
+        "replies 5 s late",
+    );
+
+    // It speeds up again: so does rackboot (late replies still in flight are ignored).
+    relay.delay_ms.store(0, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_secs(6));
+    let (status, body) = rb.api("GET", "/api/v1/machines/m1/power", "");
+    assert_eq!(status, 200, "after the BMC sped up: {body}");
+
+    // Errors: the BMC refuses power changes with a completion code.
+    let actions_before = std::fs::read_to_string(bmc.join("actions")).unwrap_or_default();
+    std::fs::write(bmc.join("fail"), b"").unwrap();
+    clear_error(
+        &rb,
+        "POST",
+        r#"{"action":"off"}"#,
+        &["completion code"],
+        "chassis control refused",
+    );
+    assert_eq!(
+        std::fs::read_to_string(bmc.join("actions")).unwrap_or_default(),
+        actions_before,
+        "nothing changed"
+    );
+    // Reads still work meanwhile, and the failure is on record.
+    let (status, body) = rb.api("GET", "/api/v1/machines/m1/power", "");
+    assert_eq!(status, 200, "{body}");
+    let (_, events) = rb.api("GET", &format!("/api/v1/events?machine={id}"), "");
+    assert!(events.contains("power_error"), "{events}");
+
+    // The BMC behaves again: the same call works.
+    std::fs::remove_file(bmc.join("fail")).unwrap();
+    let (status, body) = rb.api("POST", "/api/v1/machines/m1/power", r#"{"action":"off"}"#);
+    assert_eq!(status, 200, "after the BMC recovered: {body}");
+    assert!(body.contains("\"off\""), "{body}");
+}
+
+/// How the HTTP relay in front of a Redfish BMC behaves.
+#[derive(Clone, Copy, PartialEq)]
+enum HttpMode {
+    Pass,
+    /// Every request answered `503 Service Unavailable` by the BMC.
+    Fail503,
+    /// Every request answered `500 Internal Server Error` with a Redfish error body.
+    Fail500,
+    /// Every request forwarded after this many milliseconds.
+    Slow(u64),
+}
+
+/// A request-level HTTP/1.1 relay in front of a Redfish BMC: each request (head and
+/// Content-Length body) goes to the BMC on a new connection, or is answered with an error, or
+/// is held back, as the current mode says.
+struct HttpRelay {
+    port: u16,
+    mode: Arc<std::sync::Mutex<HttpMode>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl HttpRelay {
+    fn start(upstream: u16) -> HttpRelay {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mode = Arc::new(std::sync::Mutex::new(HttpMode::Pass));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (m, s) = (mode.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        let (m, s) = (m.clone(), s.clone());
+                        std::thread::spawn(move || http_relay_conn(conn, upstream, &m, &s));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        HttpRelay { port, mode, stop }
+    }
+
+    fn set(&self, mode: HttpMode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+}
+
+impl Drop for HttpRelay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn http_relay_conn(
+    mut conn: std::net::TcpStream,
+    upstream: u16,
+    mode: &std::sync::Mutex<HttpMode>,
+    stop: &AtomicBool,
+) {
+    use std::io::{Read, Write};
+    conn.set_nonblocking(false).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    while !stop.load(Ordering::Relaxed) {
+        // One request: the head, then Content-Length bytes of body.
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            match conn.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        while buf.len() < head_end + len {
+            match conn.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let request: Vec<u8> = buf.drain(..head_end + len).collect();
+        let current = *mode.lock().unwrap();
+        let reply = match current {
+            HttpMode::Fail503 => {
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 1\r\n\r\n"
+                    .to_vec()
+            }
+            HttpMode::Fail500 => {
+                let body = r#"{"error":{"code":"Base.1.0.GeneralError","message":"The BMC firmware is busy"}}"#;
+                format!(
+                    "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .into_bytes()
+            }
+            HttpMode::Pass | HttpMode::Slow(_) => {
+                if let HttpMode::Slow(ms) = current {
+                    std::thread::sleep(Duration::from_millis(ms));
+                }
+                // Forward on a new connection that the BMC closes after its answer.
+                let head_only = String::from_utf8_lossy(&request[..head_end]).into_owned();
+                let mut fwd: String = head_only
+                    .trim_end_matches("\r\n")
+                    .lines()
+                    .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+                    .map(|l| format!("{l}\r\n"))
+                    .collect();
+                fwd.push_str("Connection: close\r\n\r\n");
+                let Ok(mut up) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                    return;
+                };
+                let _ = up.write_all(fwd.as_bytes());
+                let _ = up.write_all(&request[head_end..]);
+                let mut answer = Vec::new();
+                let _ = up.read_to_end(&mut answer);
+                answer
+            }
+        };
+        if conn.write_all(&reply).is_err() {
+            return;
+        }
+        // The forwarded answer may say "Connection: close" (and then the client closes).
+    }
+}
+
+fn start_sushy(p: &mut Procs) -> u16 {
+    let port = free_port();
+    let conf = p.dir.join("emulator.conf");
+    let state = p.dir.join("sushy-state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(
+        &conf,
+        format!(
+            "SUSHY_EMULATOR_LISTEN_IP = '127.0.0.1'\nSUSHY_EMULATOR_LISTEN_PORT = {port}\nSUSHY_EMULATOR_FAKE_DRIVER = True\n\
+             SUSHY_EMULATOR_STATE_DIR = '{}'\nSUSHY_EMULATOR_FAKE_SYSTEMS = [{{'uuid': '27946b59-9e44-4fa7-8e91-f3527a1ef0b3', \
+             'name': 'lab-vm', 'power_state': 'Off', 'nics': [{{'mac': '52:54:00:99:00:b3', 'ip': '10.99.0.116'}}]}}]\n",
+            state.display()
+        ),
+    )
+    .unwrap();
+    p.spawn(
+        "sushy",
+        Command::new(venv_tool("sushy-emulator"))
+            .arg("--config")
+            .arg(&conf),
+    );
+    assert!(
+        wait_tcp(port, Duration::from_secs(30)),
+        "sushy-emulator did not start: {}",
+        p.log("sushy")
+    );
+    port
+}
+
+#[test]
+fn a_redfish_bmc_that_answers_slowly_or_with_5xx_gives_clear_errors_and_recovers() {
+    let mut p = Procs::new("faults-redfish");
+    let sushy = start_sushy(&mut p);
+    let relay = HttpRelay::start(sushy);
+    let assets = p.dir.join("assets");
+    std::fs::create_dir_all(assets.join("tftp")).unwrap();
+    let rb = Rackboot::start(&p.dir, &assets);
+    let id = add_bmc_machine(&rb, &format!("redfish+http://127.0.0.1:{}", relay.port));
+
+    // 503 (a BMC that is busy or restarting) and 500 with a Redfish error: clear errors,
+    // nothing hangs, the BMC's own message is passed on.
+    relay.set(HttpMode::Fail503);
+    clear_error(&rb, "GET", "", &["503"], "Redfish 503 on a read");
+    clear_error(
+        &rb,
+        "POST",
+        r#"{"action":"on"}"#,
+        &["503"],
+        "Redfish 503 on power on",
+    );
+    relay.set(HttpMode::Fail500);
+    clear_error(
+        &rb,
+        "POST",
+        r#"{"action":"on"}"#,
+        &["500"],
+        "Redfish 500 on power on",
+    );
+    let reply = clear_error(&rb, "GET", "", &["500"], "Redfish 500 on a read");
+    assert!(reply.contains("firmware is busy"), "{reply}");
+
+    // Slow (3 s per request, within the 20 s Redfish timeout): works, later.
+    relay.set(HttpMode::Slow(3000));
+    let (status, body) = rb.api("GET", "/api/v1/machines/m1/power", "");
+    assert_eq!(status, 200, "a BMC answering in 3 s: {body}");
+    assert!(body.contains("\"off\""), "{body}");
+
+    // Slower than the Redfish timeout (25 s): a clear timeout, no hang.
+    relay.set(HttpMode::Slow(25_000));
+    clear_error(
+        &rb,
+        "GET",
+        "",
+        &["did not answer", "timed out", "timeout"],
+        "Redfish 25 s late",
+    );
+
+    // The BMC behaves again: power on goes through and is verified (sushy's fake driver
+    // applies it 1–11 s later).
+    relay.set(HttpMode::Pass);
+    let (status, body) = rb.api("POST", "/api/v1/machines/m1/power", r#"{"action":"on"}"#);
+    assert_eq!(status, 200, "after the BMC recovered: {body}");
+    assert!(body.contains("\"on\""), "{body}");
+    let (_, events) = rb.api("GET", &format!("/api/v1/events?machine={id}"), "");
+    assert!(
+        events.contains("power_error"),
+        "the failures are on record: {events}"
+    );
 }
 
 /// A tmpfs mounted for the test, unmounted on drop.

@@ -115,6 +115,8 @@ mod tests {
         in_flight: AtomicU32,
         max_in_flight: AtomicU32,
         starts: StdMutex<Vec<Instant>>,
+        /// Power commands received.
+        powers: AtomicU32,
     }
 
     impl FakeBmc {
@@ -126,6 +128,7 @@ mod tests {
                 in_flight: AtomicU32::new(0),
                 max_in_flight: AtomicU32::new(0),
                 starts: StdMutex::new(Vec::new()),
+                powers: AtomicU32::new(0),
             })
         }
         async fn enter(&self) {
@@ -156,6 +159,7 @@ mod tests {
         fn power(&self, action: PowerAction) -> BmcFuture<'_, ()> {
             Box::pin(async move {
                 self.enter().await;
+                self.powers.fetch_add(1, Ordering::SeqCst);
                 let target = if action == PowerAction::On {
                     PowerState::On
                 } else {
@@ -223,6 +227,23 @@ mod tests {
         let fake = FakeBmc::new(Some(3));
         let paced = Paced::new(Box::new(fake.clone()), cfg());
         assert_eq!(paced.power(PowerAction::On).await.unwrap(), PowerState::On);
+    }
+
+    /// Verification only reads the state: the command is sent once. A BMC like
+    /// sushy-emulator's fake driver restarts its (random, up to 11 s) delay on every new
+    /// command, so a re-send while verifying would postpone the change again and again.
+    #[tokio::test(start_paused = true)]
+    async fn verification_polls_without_sending_the_command_again() {
+        let fake = FakeBmc::new(Some(6));
+        *fake.state.lock().unwrap() = PowerState::On;
+        let paced = Paced::new(Box::new(fake.clone()), cfg());
+        assert_eq!(
+            paced.power(PowerAction::Off).await.unwrap(),
+            PowerState::Off
+        );
+        assert_eq!(fake.powers.load(Ordering::SeqCst), 1);
+        // 1 command + 7 state reads (the change shows on the 7th).
+        assert_eq!(fake.starts.lock().unwrap().len(), 8);
     }
 
     #[tokio::test(start_paused = true)]

@@ -49,8 +49,15 @@ fn transport(e: ureq::Error) -> BmcError {
     match e {
         ureq::Error::Status(401 | 403, _) => BmcError::Auth,
         ureq::Error::Status(code, r) => {
+            let reason = parse::error_message(r.status_text());
             let body = r.into_string().unwrap_or_default();
-            BmcError::Refused(format!("HTTP {code}: {}", parse::error_message(&body)))
+            let msg = parse::error_message(&body);
+            // A BMC that is busy or restarting often sends a bare 503: say at least that.
+            BmcError::Refused(match (msg.is_empty(), reason.is_empty()) {
+                (false, _) => format!("HTTP {code}: {msg}"),
+                (true, false) => format!("HTTP {code} {reason}"),
+                (true, true) => format!("HTTP {code}"),
+            })
         }
         ureq::Error::Transport(t) => {
             let s = t.to_string();
@@ -416,6 +423,20 @@ impl Bmc for Arc<Redfish> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn http_errors_say_what_the_bmc_said() {
+        let bare = ureq::Response::new(503, "Service Unavailable", "").unwrap();
+        assert_eq!(
+            transport(ureq::Error::Status(503, bare)).to_string(),
+            BmcError::Refused("HTTP 503 Service Unavailable".into()).to_string()
+        );
+        let body = r#"{"error":{"message":"The BMC firmware is busy"}}"#;
+        let with_body = ureq::Response::new(500, "Internal Server Error", body).unwrap();
+        let e = transport(ureq::Error::Status(500, with_body)).to_string();
+        assert!(e.contains("HTTP 500: The BMC firmware is busy"), "{e}");
+    }
 
     #[test]
     fn reset_types_follow_what_the_bmc_allows() {
