@@ -30,7 +30,8 @@ t=sys.stdin.read()
 def ms(v):
     m=re.match(r"([0-9.]+)(us|ms|s)",v); x=float(m[1]); return x/1000 if m[2]=="us" else x*1000 if m[2]=="s" else x
 rps=re.search(r"Requests/sec:\s*([0-9.]+)",t)[1]
-p50=ms(re.search(r"50%\s+(\S+)",t)[1]); p99=ms(re.search(r"99%\s+(\S+)",t)[1])
+# the distribution lines only ("  50%  1.23ms"; a "+/- Stdev" of "71.50%" must not match)
+p50=ms(re.search(r"^\s+50%\s+(\S+)",t,re.M)[1]); p99=ms(re.search(r"^\s+99%\s+(\S+)",t,re.M)[1])
 tr=re.search(r"Transfer/sec:\s*([0-9.]+)(\w+)",t); mb=float(tr[1])*{"B":1e-6,"KB":1e-3,"MB":1,"GB":1e3}[tr[2]]
 print(rps, round(p50,3), round(p99,3), round(mb,1))'
 }
