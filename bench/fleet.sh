@@ -147,6 +147,48 @@ CONF
   STACK_PIDS=($d $NGINX_PID)
 }
 
+# --- the physical bound (issue 12), measured in this run ---------------------------------------------
+# Loopback bandwidth: one TCP stream of 1 GiB over 127.0.0.1 in the appliance namespace, best of 3.
+# RTT: ping from the appliance to the site DHCP host across the segment's bridge (avg of 200).
+# Round trips: the most any machine of the mix needs in sequence (lower bound, from the simulator's
+# firmware parameters): DHCP 2 (+1 ProxyDHCP on 4011 for PXE ROMs and EDK2), TFTP OACK + one per
+# block (lock-step, blksize 1432) or per window (EDK2 blksize 1468, windowsize 4), then as iPXE DHCP
+# 2, init.ipxe, DHCP 2, boot.ipxe, kernel, initrd; an HTTP GET is 2 (connect, request) plus one
+# per 16 KiB receive window (the simulator's). The storm cannot finish before
+# max(bytes moved ÷ loopback bandwidth, round trips × RTT).
+LO_BPS=$(ip netns exec $APPL python3 - <<'PY'
+import socket, threading, time
+N = 1 << 30
+buf = b"\0" * (1 << 20)
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)
+port = srv.getsockname()[1]
+def sink():
+    c, _ = srv.accept(); b = bytearray(1 << 20)
+    while c.recv_into(b):
+        pass
+best = 0
+for _ in range(3):
+    t = threading.Thread(target=sink); t.start()
+    s = socket.create_connection(("127.0.0.1", port)); t0 = time.time(); sent = 0
+    while sent < N:
+        s.sendall(buf); sent += len(buf)
+    s.close(); t.join(); best = max(best, N / (time.time() - t0))
+print(int(best))
+PY
+)
+RTT_MS=$(ip netns exec $APPL ping -c 200 -i 0.005 -q 10.97.0.1 | awk -F/ '/^(rtt|round-trip)/{print $5}')
+ROUND_TRIPS=$(python3 - "$MIX" $(stat -c %s $A/tftp/undionly.kpxe) $(stat -c %s $A/tftp/ipxe.efi) $((KERNEL_MB * 1048576)) $((INITRD_MB * 1048576)) <<'PY'
+import math, sys
+mix = sys.argv[1].split(","); kpxe, efi, kernel, initrd = map(int, sys.argv[2:6])
+http = lambda size: 2 + math.ceil(size / 16384)
+edk2 = 2 + 1 + 1 + math.ceil(math.ceil(efi / 1468) / 4)
+first = {"bios": 2 + 1 + 1 + math.ceil(kpxe / 1432), "efi7": edk2, "efi9": edk2,
+         "http16": 2 + http(efi), "ipxe": 0}
+ipxe = 2 + http(1) + 2 + http(1) + http(kernel) + http(initrd)
+print(max(first.get(k, 0) for k in mix) + ipxe)
+PY
+)
+
 # The scripts nginx serves: what rackboot renders for an unknown machine (same URLs, same port).
 start_rackboot render
 for _ in $(seq 100); do http_up && break; sleep 0.1; done
@@ -189,7 +231,7 @@ for n in $SIZES; do
     for p in "${STACK_PIDS[@]}"; do stop $p; done
     stop $SITE_PID
     get() { awk -F= -v k="$1" '$1==k{print $2}' $W/$tag.sum; }
-    R[$tag]="$(get booted) $(get failed) $(get unfinished) $(get all_booted_s) $(get boot_p50_s) $(get boot_p99_s) $cold $idle $peak $cpu"
+    R[$tag]="$(get booted) $(get failed) $(get unfinished) $(get all_booted_s) $(get boot_p50_s) $(get boot_p99_s) $cold $idle $peak $cpu $(get bytes)"
     cp $W/$tag.md "$OUT/$STAMP-fleet-$tag.md"
   done
 done
@@ -212,6 +254,24 @@ for n in $SIZES; do
   set -- $a; ra=$4; set -- $b; rb=$4
   echo "- $n clients: all-booted time ratio dnsmasq+nginx / rackboot = $( [ "$ra" != - ] && [ "$rb" != - ] && ratio $rb $ra || echo 'n/a (not all booted)')"
 done
+echo
+echo "Physical bound (measured in this run): loopback TCP $(python3 -c "print(round($LO_BPS/1e9,2))") GB/s, RTT across the segment $RTT_MS ms, at least $ROUND_TRIPS round trips in sequence for the slowest machine kind of the mix (see bench/fleet.sh); bound = max(bytes ÷ bandwidth, round trips × RTT); goal: all booted within 1.2× the bound."
+echo
+echo "| stack | clients | bytes moved (MB) | bytes ÷ loopback bandwidth (s) | round trips × RTT (s) | physical bound (s) | all booted (s) | all booted ÷ bound |"
+echo "|---|---|---|---|---|---|---|---|"
+for n in $SIZES; do for stack in $STACKS; do
+  set -- ${R[$stack-$n]}
+  python3 - "$stack" "$n" "${11:-0}" "$LO_BPS" "$ROUND_TRIPS" "$RTT_MS" "$4" <<'PY'
+import sys
+stack, n, nbytes, bps, rts, rtt, done = sys.argv[1:8]
+nbytes, bps, rts, rtt = int(nbytes), float(bps), int(rts), float(rtt)
+a, b = nbytes / bps, rts * rtt / 1000
+bound = max(a, b)
+ratio = f"{float(done) / bound:.1f}" if done not in ("-", "") and bound > 0 else "n/a (not all booted)"
+print(f"| {stack} | {n} | {nbytes / 1e6:.1f} | {a:.3f} | {b:.3f} | {bound:.3f} | {done} | {ratio} |")
+PY
+done; done
+echo
 echo "- rackboot binary: $(( $(stat -c %s "$BIN") / 1048576 )) MiB ($(stat -c %s "$BIN") bytes, release with debug=1); stripped: $(( $(strip -o $W/rackboot.stripped "$BIN" && stat -c %s $W/rackboot.stripped) / 1048576 )) MiB"
 echo
 for n in $SIZES; do for stack in $STACKS; do
