@@ -3,7 +3,8 @@
 # lan.conf: chassis_control "<this script> <dir> 0x20"; ipmi_sim appends "get|set parm [val]...".
 # <dir>/vm.env defines TAP, MAC, UUID and optionally DISK (a raw image file), FIRMWARE=uefi (OVMF
 # with its native PXE client instead of SeaBIOS + the iPXE ROM; NVRAM kept in <dir>/vars.fd) and
-# MEM (MiB, default 512). QEMU runs in the caller's network namespace (the one ipmi_sim runs in,
+# MEM (MiB, default 512), INBAND_IPMI=host:port (an in-band KCS interface wired to ipmi_sim's
+# VM serial port, so the guest's /dev/ipmi0 talks to the same BMC). QEMU runs in the caller's network namespace (the one ipmi_sim runs in,
 # which holds the tap). Also driven by redfish-bridge.py for the Redfish BMC.
 D=$1; shift
 . "$D/vm.env"
@@ -20,9 +21,13 @@ vm_on() {
     fw="-drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd -drive if=pflash,format=raw,unit=1,file=$D/vars.fd"
     rom=",romfile="
   fi
+  inband=""
+  if [ -n "${INBAND_IPMI:-}" ]; then
+    inband="-chardev socket,id=ipmi0,host=${INBAND_IPMI%:*},port=${INBAND_IPMI##*:},reconnect=2 -device ipmi-bmc-extern,chardev=ipmi0,id=bmc0 -device isa-ipmi-kcs,bmc=bmc0"
+  fi
   setsid -f qemu-system-x86_64 -accel tcg -machine q35 -m "${MEM:-512}" -display none -nodefaults \
     -uuid "$UUID" -boot "$order" -pidfile "$D/vm.pid" -monitor "unix:$D/vm.mon,server,nowait" \
-    -chardev "file,id=s0,path=$D/serial.log,append=on" -serial chardev:s0 $fw \
+    -chardev "file,id=s0,path=$D/serial.log,append=on" -serial chardev:s0 $fw $inband \
     -netdev "tap,id=n0,ifname=$TAP,script=no,downscript=no" \
     -device "virtio-net-pci,netdev=n0,mac=$MAC,bootindex=1$rom" $disk </dev/null >>"$D/qemu.log" 2>&1
   for _ in 1 2 3 4 5 6 7 8 9 10; do [ -s "$D/vm.pid" ] && break; sleep 0.1; done

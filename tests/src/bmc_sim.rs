@@ -17,6 +17,9 @@ pub struct SimVm<'a> {
     pub firmware: Firmware,
     /// Guest RAM in MiB (0: 512).
     pub mem_mb: u32,
+    /// Give the guest an in-band IPMI interface (KCS) to the same ipmi_sim (its VM serial port
+    /// on this TCP port of the switch namespace's loopback); ipmi_sim only.
+    pub inband_port: Option<u16>,
 }
 
 /// Write `<dir>/vm.env` for the chassis-control script and give the VM a tap on the bridge.
@@ -32,6 +35,9 @@ fn vm_env(lab: &mut Lab, dir: &Path, vm: &SimVm) {
     }
     if vm.mem_mb > 0 {
         env.push_str(&format!("MEM={}\n", vm.mem_mb));
+    }
+    if let Some(port) = vm.inband_port {
+        env.push_str(&format!("INBAND_IPMI=127.0.0.1:{port}\n"));
     }
     std::fs::write(dir.join("vm.env"), env).unwrap_or_else(|e| panic!("{e}"));
 }
@@ -68,9 +74,12 @@ pub fn start_ipmi_sim(lab: &mut Lab, name: &str, addr: &str, port: u16, vm: &Sim
          allowed_auths_callback none md2 md5 straight\n    allowed_auths_user none md2 md5 straight\n\
          allowed_auths_operator none md2 md5 straight\n    allowed_auths_admin none md2 md5 straight\n\
          guid a123456789abcdefa123456789abcdef\n  endlan\n  chassis_control \"{} {} 0x20\"\n\
-         user 2 true \"admin\" \"password\" admin 10 none md2 md5 straight\n",
+         user 2 true \"admin\" \"password\" admin 10 none md2 md5 straight\n{}",
         script.display(),
-        dir.display()
+        dir.display(),
+        vm.inband_port
+            .map(|p| format!("  serial kcs 127.0.0.1 {p} codec VM\n"))
+            .unwrap_or_default()
     );
     std::fs::write(dir.join("lan.conf"), lan).unwrap_or_else(|e| panic!("{e}"));
     std::fs::write(

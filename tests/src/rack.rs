@@ -316,6 +316,7 @@ impl Rack {
                 disk: Some(&disk),
                 firmware,
                 mem_mb: spec.vm_mem_mb,
+                inband_port: None,
             };
             let (dir, bmc_url) = match bmc {
                 BmcKind::Ipmi => (

@@ -1,0 +1,342 @@
+//! Omni's static-provider flow with the Talos metal agent protocol on a real machine: a QEMU
+//! server whose BMC (ipmi_sim) it can also reach in-band (a KCS interface wired to the same
+//! ipmi_sim), rackboot in Omni mode with `omni.agent = "talos"`. The operator powers the new
+//! machine on; it PXE-boots, rackboot chains it to the agent-mode schematic of the Image Factory
+//! double — which serves rackboot-agent in place of Talos — and the agent dials back over the
+//! reverse tunnel. rackboot knows no BMC for the machine, so it asks the agent for it
+//! (GetPowerManagement: the BMC's LAN address read in-band) and has it create the `talos-agent`
+//! user in-band (SetPowerManagement); from then on rackboot drives the BMC over the LAN with that
+//! user. Omni accepts the machine → WipeDisks through the tunnel → the disk is wiped →
+//! ready_to_use → rackboot powers it off through the BMC. Needs root; QEMU TCG.
+#![allow(clippy::unwrap_used)]
+
+use rackboot_e2e::bmc_sim::{start_ipmi_sim, SimVm, VmGuard};
+use rackboot_e2e::{factory, in_netns, qemu, scratch, sh, workspace_bin, Host, Lab};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const UUID: &str = "3f2e1d0c-9b8a-4765-8432-10fedcba9876";
+const MAC: &str = "52:54:00:99:00:91";
+const SIG: &[u8] = b"RACKBOOT-METAL-SIGNATURE";
+const PROVIDER: &str = "rack1";
+const NS: &str = "infra-provider";
+const GRPC: u16 = 18091;
+const CONTROL: u16 = 18092;
+const FACTORY: u16 = 18093;
+const INBAND: u16 = 9002;
+const JOIN_DOC: &str =
+    "apiVersion: v1alpha1\nkind: SideroLinkConfig\napiUrl: grpc://omni.test:8090?jointoken=t0ken\n";
+
+struct T {
+    lab: Lab,
+    appl: Host,
+}
+
+impl T {
+    fn curl(&self, args: &[&str]) -> (u16, String) {
+        let mut all = vec!["curl", "-s", "-m", "10", "-w", "\n%{http_code}"];
+        all.extend_from_slice(args);
+        let (_, out) = self.lab.exec(&self.appl.ns, &all);
+        let (body, code) = out.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+
+    fn control(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("http://127.0.0.1:{CONTROL}{path}");
+        let b = body.map(|b| b.to_string());
+        let mut args = vec![
+            "-X",
+            method,
+            url.as_str(),
+            "-H",
+            "Content-Type: application/json",
+        ];
+        if let Some(b) = &b {
+            args.extend(["-d", b.as_str()]);
+        }
+        let (code, text) = self.curl(&args);
+        assert!(code == 200, "{method} {path}: {code} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    fn ims(&self, field: &str) -> Value {
+        let url = format!(
+            "http://127.0.0.1:{CONTROL}/control/resources/{NS}/InfraMachineStatuses.omni.sidero.dev/{UUID}"
+        );
+        let (code, text) = self.curl(&[url.as_str()]);
+        if code != 200 {
+            return Value::Null;
+        }
+        serde_json::from_str::<Value>(&text).unwrap()["spec"][field].clone()
+    }
+
+    fn machine(&self) -> Value {
+        serde_json::from_str(
+            &self
+                .lab
+                .admin_get(&self.appl, &format!("/api/v1/machines/{UUID}")),
+        )
+        .unwrap_or(Value::Null)
+    }
+
+    fn events(&self) -> String {
+        self.lab.admin_get(
+            &self.appl,
+            &format!("/api/v1/events?machine={UUID}&limit=1000"),
+        )
+    }
+
+    fn wait(&self, what: &str, timeout: Duration, bmc: &Path, mut f: impl FnMut(&T) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if f(self) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let serial = std::fs::read_to_string(bmc.join("serial.log")).unwrap_or_default();
+        let tail = &serial[serial.len().saturating_sub(4000)..];
+        panic!(
+            "timed out waiting for {what}\nmachine: {}\nevents: {}\nconsole: {tail}\nlogs in {}",
+            self.machine(),
+            self.events(),
+            self.lab.dir.display()
+        );
+    }
+
+    fn ipmitool(&self, args: &[&str]) -> String {
+        let mut all = vec![
+            "ipmitool",
+            "-I",
+            "lanplus",
+            "-H",
+            "10.99.0.9",
+            "-U",
+            "admin",
+            "-P",
+            "password",
+        ];
+        all.extend_from_slice(args);
+        let (ok, out) = self.lab.exec(&self.lab.switch, &all);
+        assert!(ok, "ipmitool {args:?}: {out}");
+        out
+    }
+}
+
+fn signature_at_start(disk: &Path) -> bool {
+    use std::io::Read;
+    let mut f = std::fs::File::open(disk).unwrap();
+    let mut buf = vec![0u8; SIG.len()];
+    f.read_exact(&mut buf).unwrap();
+    buf == SIG
+}
+
+#[test]
+fn talos_mode_in_band_bmc_setup_and_wipe_on_a_qemu_machine() {
+    let src = qemu::assets();
+    assert!(
+        src.join("agent/initramfs.cpio.gz").is_file(),
+        "agent image missing: run tests/assets/prepare.sh after building rackboot-agent"
+    );
+    let keys = scratch("metalvm-keys");
+    let st = Command::new(workspace_bin("omni-double"))
+        .args(["keygen", "--id", PROVIDER, "--out-key"])
+        .arg(keys.join("key.b64"))
+        .arg("--out-public")
+        .arg(keys.join("key.pub"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let config = format!(
+        "mode = \"omni\"\n\
+         [lifecycle]\nidle_power_off_secs = 0\nmin_power_interval_secs = 1\nagent_timeout_secs = 300\n\
+         [bmc]\npoll_interval_secs = 5\nmin_interval_ms = 200\nverify_timeout_secs = 20\n\
+         [omni]\nendpoint = \"http://127.0.0.1:{GRPC}\"\nprovider_id = \"{PROVIDER}\"\nkey_file = \"{}\"\n\
+         image_factory_url = \"http://127.0.0.1:{FACTORY}\"\nimage_factory_pxe_url = \"http://10.99.0.2:{FACTORY}\"\n\
+         agent = \"talos\"\n",
+        keys.join("key.b64").display()
+    );
+    let (lab, appl) = qemu::boot_segment(
+        "metalvm",
+        &config,
+        &[("tftp/undionly.kpxe", "tftp/undionly.kpxe")],
+    );
+    let mut t = T { lab, appl };
+
+    // Omni (double) with its join documents; the Image Factory (double) whose "Talos" is the
+    // rackboot agent image.
+    let bin = workspace_bin("omni-double").display().to_string();
+    let (public, state) = (
+        keys.join("key.pub").display().to_string(),
+        keys.join("omni-state.json").display().to_string(),
+    );
+    let ns = t.appl.ns.clone();
+    t.lab.spawn(
+        "omni",
+        &ns,
+        &[
+            &bin,
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{GRPC}"),
+            "--control",
+            &format!("127.0.0.1:{CONTROL}"),
+            "--provider-id",
+            PROVIDER,
+            "--public-key",
+            &public,
+            "--state-file",
+            &state,
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while t.curl(&[&format!("http://127.0.0.1:{CONTROL}/healthz")]).0 != 200 {
+        assert!(Instant::now() < deadline, "{}", t.lab.log("omni"));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    t.control(
+        "PUT",
+        "/control/join-config",
+        Some(json!({"kernel_args": [], "config": JOIN_DOC, "join_token": "t0ken"})),
+    );
+    let listener = in_netns(&t.appl.ns, || {
+        std::net::TcpListener::bind(("0.0.0.0", FACTORY)).unwrap()
+    });
+    let fact = factory::serve(
+        listener,
+        &format!("http://10.99.0.2:{FACTORY}"),
+        std::fs::read(src.join("agent/vmlinuz")).unwrap(),
+        std::fs::read(src.join("agent/initramfs.cpio.gz")).unwrap(),
+    );
+
+    // The BMC (LAN on the segment, in-band to the guest) and the machine.
+    sh(&[
+        "ip",
+        "-n",
+        &t.lab.switch,
+        "addr",
+        "add",
+        "10.99.0.9/24",
+        "dev",
+        "br0",
+    ]);
+    let disk = t.lab.dir.join("vm-disk.img");
+    let mut img = vec![0u8; 64 << 20];
+    img[..SIG.len()].copy_from_slice(SIG);
+    std::fs::write(&disk, img).unwrap();
+    let bmc = start_ipmi_sim(
+        &mut t.lab,
+        "bmc",
+        "10.99.0.9",
+        623,
+        &SimVm {
+            mac: MAC,
+            uuid: UUID,
+            disk: Some(&disk),
+            inband_port: Some(INBAND),
+            ..SimVm::default()
+        },
+    );
+    let _vm = VmGuard(bmc.clone());
+    // The site configured the BMC's LAN address (what the agent reads in-band).
+    t.ipmitool(&["lan", "set", "1", "ipaddr", "10.99.0.9"]);
+
+    // The operator lists the machine — no BMC known — and powers it on for discovery.
+    let token = std::fs::read_to_string(t.lab.dir.join("rackboot-data/admin-token")).unwrap();
+    let auth = format!("Authorization: Bearer {}", token.trim());
+    let body = format!(r#"{{"name":"vm1","uuid":"{UUID}","macs":["{MAC}"]}}"#);
+    let (code, out) = t.curl(&[
+        "-X",
+        "POST",
+        "-H",
+        &auth,
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        &body,
+        "http://127.0.0.1:8080/api/v1/machines",
+    ]);
+    assert_eq!(code, 201, "{out}");
+    t.wait(
+        "join config at /config",
+        Duration::from_secs(60),
+        &bmc,
+        |t| {
+            t.curl(&[&format!("http://10.99.0.2:50042/config?u={UUID}")])
+                .1
+                == JOIN_DOC
+        },
+    );
+    t.ipmitool(&["chassis", "bootdev", "pxe"]);
+    t.ipmitool(&["chassis", "power", "on"]);
+
+    // Agent mode → tunnel → the BMC user set up in-band → rackboot uses it over the LAN.
+    t.wait(
+        "the metal agent's tunnel",
+        Duration::from_secs(240),
+        &bmc,
+        |t| {
+            t.events()
+                .contains("metal agent connected (reverse tunnel)")
+        },
+    );
+    let requests = fact.seen.lock().unwrap().requests.clone();
+    assert!(
+        requests.iter().any(|r| r.starts_with("GET /pxe/")),
+        "the machine chained to the factory: {requests:?}"
+    );
+    t.wait("BMC set up in-band", Duration::from_secs(120), &bmc, |t| {
+        t.events().contains("BMC user talos-agent set up in-band")
+    });
+    let m = t.machine();
+    assert_eq!(m["bmc"]["username"], "talos-agent", "{m}");
+    assert!(
+        m["bmc"]["url"]
+            .as_str()
+            .is_some_and(|u| u.contains("10.99.0.9")),
+        "{m}"
+    );
+    let users = t.ipmitool(&["user", "list", "1"]);
+    assert!(
+        users
+            .lines()
+            .any(|l| l.contains("talos-agent") && l.contains("ADMINISTRATOR")),
+        "the BMC has the user: {users}"
+    );
+    t.wait(
+        "rackboot reaches the BMC as talos-agent",
+        Duration::from_secs(60),
+        &bmc,
+        |t| {
+            let m = t.machine();
+            m["bmc"]["health"]["reachable"] == json!(true)
+                && m["bmc"]["username"] == "talos-agent"
+                && m["power"] == "on"
+        },
+    );
+
+    // Omni: the machine joined (SideroLink, done by Talos in real life) and is accepted → wipe
+    // through the tunnel → ready, powered off through the BMC with the new user.
+    t.control("POST", "/control/machines", Some(json!({"uuid": UUID})));
+    t.control("POST", &format!("/control/machines/{UUID}/accept"), None);
+    t.wait("ready_to_use", Duration::from_secs(240), &bmc, |t| {
+        t.ims("ready_to_use") == json!(true)
+    });
+    assert!(
+        !signature_at_start(&disk),
+        "the wipe did not reach the disk"
+    );
+    assert!(t.events().contains("wipe done (metal agent)"));
+    t.wait("powered off", Duration::from_secs(120), &bmc, |t| {
+        t.ims("power_state") == json!("POWER_STATE_OFF") && !bmc.join("vm.pid").exists()
+    });
+    let serial = std::fs::read_to_string(bmc.join("serial.log")).unwrap_or_default();
+    assert!(serial.contains("metal tunnel open"), "agent console");
+    assert!(
+        !t.lab.log("rackboot").contains("pgp::"),
+        "key parser debug output in the log"
+    );
+    let _ = std::fs::remove_dir_all(&keys);
+}
