@@ -43,6 +43,10 @@ pub struct Config {
     pub agent_timeout: u64,
     /// Automatic retries of a failed wipe before the machine goes to `error`.
     pub wipe_retries: u32,
+    /// How long an agent that disconnected (a network blip, an appliance restart) has to
+    /// reconnect before its machine is network-booted again (which would cut a wipe short).
+    /// The agent retries with a backoff of at most 37.5 s.
+    pub agent_reconnect_grace: u64,
 }
 
 impl Default for Config {
@@ -52,6 +56,7 @@ impl Default for Config {
             min_power_interval: 60_000,
             agent_timeout: 10 * 60_000,
             wipe_retries: 2,
+            agent_reconnect_grace: 45_000,
         }
     }
 }

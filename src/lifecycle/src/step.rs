@@ -143,6 +143,14 @@ pub fn step(m: &Lifecycle, input: &Input, now: u64, cfg: &Config) -> Outcome {
             r.agent_connected = false;
             // A wipe in flight is re-sent on reconnect (wiping is idempotent).
             r.wipe_sent = false;
+            // Let the agent reconnect before booting the machine into it again: the network
+            // boot becomes due `agent_reconnect_grace` from now (unless one is already pending,
+            // e.g. the power cycle that ended this session).
+            if r.agent_requested_ms.is_none() {
+                let grace = cfg.agent_reconnect_grace.min(cfg.agent_timeout);
+                r.agent_requested_ms =
+                    Some(now.saturating_add(grace).saturating_sub(cfg.agent_timeout));
+            }
         }
         Input::AgentReport => r.inventoried = true,
         Input::WipeDone { ok, error } => {

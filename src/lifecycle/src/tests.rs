@@ -9,6 +9,7 @@ fn cfg() -> Config {
         min_power_interval: 5_000,
         agent_timeout: 30_000,
         wipe_retries: 1,
+        agent_reconnect_grace: 10_000,
     }
 }
 
@@ -100,6 +101,34 @@ fn the_whole_standalone_life() {
     let (m, a) = run(&m, &[Input::Tick], 11_000);
     assert_eq!(ops(&a), [&Action::PowerOff]);
     assert_eq!(m.power, Power::Off);
+}
+
+/// An agent that drops mid-wipe gets the reconnect grace: no network boot (which would cut
+/// the wipe short) before it, one after it if the agent stays away; a reconnect in time just
+/// gets the wipe again.
+#[test]
+fn a_dropped_agent_gets_time_to_reconnect_before_a_network_boot() {
+    let mut m = Lifecycle::new(State::Discovered);
+    m.has_bmc = true;
+    m.power = Power::On;
+    let (m, _) = run(&m, &[Input::AgentConnected], 0);
+    let (m, a) = run(&m, &[Input::Command(Command::Accept)], 100_000);
+    assert_eq!(ops(&a), [&Action::AgentWipe { full: false }]);
+    assert_eq!(m.agent_requested_ms, None);
+
+    let (m, a) = run(&m, &[Input::AgentDisconnected, Input::Tick], 200_000);
+    assert!(ops(&a).is_empty(), "not at once: {a:?}");
+    let (late, a) = run(&m, &[Input::Tick], 209_999);
+    assert!(ops(&a).is_empty(), "not within the grace: {a:?}");
+    // Back in time: the wipe is sent again, nothing else.
+    let (_, a) = run(&m, &[Input::AgentConnected, Input::Tick], 205_000);
+    assert_eq!(ops(&a), [&Action::AgentWipe { full: false }]);
+    // Gone for good: booted into the agent again once the grace is over.
+    let (m, a) = run(&late, &[Input::Tick], 210_000);
+    assert_eq!(ops(&a), [&Action::PxeOnce, &Action::PowerCycle]);
+    // And not again before the agent timeout.
+    let (_, a) = run(&m, &[Input::AgentDisconnected, Input::Tick], 230_000);
+    assert!(ops(&a).is_empty(), "{a:?}");
 }
 
 #[test]

@@ -97,12 +97,6 @@ pub struct Reconciler {
     started: std::time::Instant,
 }
 
-/// After a start, how long machines that are waiting for their agent (wiping, releasing) get
-/// for an agent that was connected to the previous process to reconnect, before a tick may
-/// network-boot them again: the agent retries with a backoff of up to 37.5 s. Without it, a
-/// restart in the middle of a wipe power-cycled the machine and interrupted the wipe.
-pub const AGENT_RECONNECT_GRACE: Duration = Duration::from_secs(45);
-
 pub(crate) fn to_state(s: MachineState) -> State {
     match s {
         MachineState::Registered => State::Registered,
@@ -225,6 +219,14 @@ impl Reconciler {
         (r, rx)
     }
 
+    /// After a start, machines waiting for their agent (wiping, releasing) give an agent that
+    /// was connected to the previous process this long to reconnect before a tick may
+    /// network-boot them again: a restart in the middle of a wipe must not power-cycle the
+    /// machine and cut the wipe short (the core does the same after an agent disconnects).
+    fn reconnect_grace(&self) -> Duration {
+        Duration::from_millis(self.cfg.agent_reconnect_grace.min(self.cfg.agent_timeout))
+    }
+
     pub fn handle(&self) -> LifecycleHandle {
         LifecycleHandle(self.tx.clone())
     }
@@ -271,8 +273,7 @@ impl Reconciler {
             if input == Input::Tick
                 && matches!(before.state, State::Wiping | State::Releasing)
                 && !before.agent_connected
-                && self.started.elapsed()
-                    < AGENT_RECONNECT_GRACE.min(Duration::from_millis(self.cfg.agent_timeout))
+                && self.started.elapsed() < self.reconnect_grace()
             {
                 return Ok(m);
             }
