@@ -112,3 +112,195 @@ pub fn keygen(dir: &Path) {
 pub fn p_log(dir: &Path, name: &str) -> String {
     std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default()
 }
+
+/// A loopback admin API call with the admin token: (status, JSON body or Null).
+pub fn admin_api(
+    port: u16,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let url = format!("http://127.0.0.1:{port}{path}");
+    let auth = format!("Authorization: Bearer {token}");
+    let b = body.map(|b| b.to_string());
+    let mut args = vec![
+        "-X",
+        method,
+        url.as_str(),
+        "-H",
+        auth.as_str(),
+        "-H",
+        "Content-Type: application/json",
+    ];
+    if let Some(b) = &b {
+        args.extend(["-d", b.as_str()]);
+    }
+    let (code, text) = curl(&args);
+    (code, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Fixed ports of the Omni double and the Image Factory double inside a test's private
+/// appliance namespace.
+pub const SEG_GRPC: u16 = 18091;
+pub const SEG_CONTROL: u16 = 18092;
+pub const SEG_FACTORY: u16 = 18093;
+
+/// A provisioning segment (`qemu::boot_segment`) with rackboot in Omni mode and the Omni double
+/// running in the appliance namespace; calls go through `ip netns exec … curl`.
+pub struct OmniSegment {
+    pub lab: crate::Lab,
+    pub appl: crate::Host,
+    /// The machine the test is about (diagnostics, `ims`, `machine`, `events`).
+    pub uuid: String,
+}
+
+impl OmniSegment {
+    /// The `[omni]` part of rackboot's config for this segment (`extra` appended).
+    pub fn config(keys: &Path, extra: &str) -> String {
+        format!(
+            "mode = \"omni\"\n{extra}\n[omni]\nendpoint = \"http://127.0.0.1:{SEG_GRPC}\"\nprovider_id = \"{PROVIDER}\"\n\
+             key_file = \"{}\"\nimage_factory_url = \"http://127.0.0.1:{SEG_FACTORY}\"\n\
+             image_factory_pxe_url = \"http://10.99.0.2:{SEG_FACTORY}\"\n",
+            keys.join("key.b64").display()
+        )
+    }
+
+    pub fn curl(&self, args: &[&str]) -> (u16, String) {
+        let mut all = vec!["curl", "-s", "-m", "10", "-w", "\n%{http_code}"];
+        all.extend_from_slice(args);
+        let (_, out) = self.lab.exec(&self.appl.ns, &all);
+        let (body, code) = out.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+
+    pub fn control(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("http://127.0.0.1:{SEG_CONTROL}{path}");
+        let b = body.map(|b| b.to_string());
+        let mut args = vec![
+            "-X",
+            method,
+            url.as_str(),
+            "-H",
+            "Content-Type: application/json",
+        ];
+        if let Some(b) = &b {
+            args.extend(["-d", b.as_str()]);
+        }
+        let (code, text) = self.curl(&args);
+        assert!(code == 200, "{method} {path}: {code} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    pub fn resource(&self, ns: &str, ty: &str, id: &str) -> Option<Value> {
+        let url = format!("http://127.0.0.1:{SEG_CONTROL}/control/resources/{ns}/{ty}/{id}");
+        let (code, text) = self.curl(&[url.as_str()]);
+        (code == 200).then(|| serde_json::from_str(&text).unwrap())
+    }
+
+    /// A field of the machine's InfraMachineStatus (Null when there is none).
+    pub fn ims(&self, field: &str) -> Value {
+        self.resource(NS, "InfraMachineStatuses.omni.sidero.dev", &self.uuid)
+            .map(|v| v["spec"][field].clone())
+            .unwrap_or(Value::Null)
+    }
+
+    pub fn machine(&self) -> Value {
+        let path = format!("/api/v1/machines/{}", self.uuid);
+        serde_json::from_str(&self.lab.admin_get(&self.appl, &path)).unwrap_or(Value::Null)
+    }
+
+    pub fn events(&self) -> String {
+        let path = format!("/api/v1/events?machine={}&limit=1000", self.uuid);
+        self.lab.admin_get(&self.appl, &path)
+    }
+
+    /// An admin API call with the admin token; (status, body).
+    pub fn admin(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        let token =
+            std::fs::read_to_string(self.lab.dir.join("rackboot-data/admin-token")).unwrap();
+        let auth = format!("Authorization: Bearer {}", token.trim());
+        let url = format!("http://127.0.0.1:8080{path}");
+        self.curl(&[
+            "-X",
+            method,
+            "-H",
+            &auth,
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            body,
+            &url,
+        ])
+    }
+
+    /// Poll `f` every 500 ms; on timeout panic with the machine, its events, Omni's status
+    /// and the VM console under `bmc`.
+    pub fn wait(
+        &self,
+        what: &str,
+        timeout: Duration,
+        bmc: &Path,
+        mut f: impl FnMut(&Self) -> bool,
+    ) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if f(self) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let serial = std::fs::read_to_string(bmc.join("serial.log")).unwrap_or_default();
+        let mut cut = serial.len().saturating_sub(4000);
+        while !serial.is_char_boundary(cut) {
+            cut += 1;
+        }
+        panic!(
+            "timed out waiting for {what}\nmachine: {}\nevents: {}\nomni: {:?}\nconsole: {}\nlogs in {}",
+            self.machine(),
+            self.events(),
+            self.resource(NS, "InfraMachineStatuses.omni.sidero.dev", &self.uuid),
+            &serial[cut..],
+            self.lab.dir.display()
+        );
+    }
+
+    /// Start the Omni double (`name`) in the appliance namespace with the keys in `keys`.
+    pub fn start_double(&mut self, name: &str, keys: &Path) {
+        let bin = workspace_bin("omni-double").display().to_string();
+        let (grpc, control) = (
+            format!("127.0.0.1:{SEG_GRPC}"),
+            format!("127.0.0.1:{SEG_CONTROL}"),
+        );
+        let (public, state) = (
+            keys.join("key.pub").display().to_string(),
+            keys.join("omni-state.json").display().to_string(),
+        );
+        let ns = self.appl.ns.clone();
+        let args = [
+            bin.as_str(),
+            "serve",
+            "--listen",
+            &grpc,
+            "--control",
+            &control,
+            "--provider-id",
+            PROVIDER,
+            "--public-key",
+            &public,
+            "--state-file",
+            &state,
+        ];
+        self.lab.spawn(name, &ns, &args);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let health = format!("http://127.0.0.1:{SEG_CONTROL}/healthz");
+        while self.curl(&[&health]).0 != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "omni-double did not start: {}",
+                self.lab.log(name)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}

@@ -10,7 +10,8 @@
 
 use rackboot_e2e::bmc_sim::start_file_ipmi_sim;
 use rackboot_e2e::omni::{
-    control, curl, keygen, p_log, resource, start_double, wait_until, Omni, JOIN_DOC, NS, PROVIDER,
+    admin_api, control, curl, keygen, p_log, resource, start_double, wait_until, Omni, JOIN_DOC,
+    NS, PROVIDER,
 };
 use rackboot_e2e::{factory, free_port, wait_tcp, workspace_bin, Procs};
 use serde_json::{json, Value};
@@ -86,24 +87,8 @@ fn talos_agent_mode_boot_and_a_wipe_through_the_metal_agent_tunnel() {
         .unwrap()
         .trim()
         .to_string();
-    let api = |method: &str, path: &str, body: Option<Value>| -> (u16, Value) {
-        let url = format!("http://127.0.0.1:{admin}{path}");
-        let auth = format!("Authorization: Bearer {token}");
-        let b = body.map(|b| b.to_string());
-        let mut args = vec![
-            "-X",
-            method,
-            url.as_str(),
-            "-H",
-            auth.as_str(),
-            "-H",
-            "Content-Type: application/json",
-        ];
-        if let Some(b) = &b {
-            args.extend(["-d", b.as_str()]);
-        }
-        let (code, text) = curl(&args);
-        (code, serde_json::from_str(&text).unwrap_or(Value::Null))
+    let api = |method: &str, path: &str, body: Option<Value>| {
+        admin_api(admin, &token, method, path, body)
     };
     for (uuid, mac) in [(UUID, MAC), (OTHER, "52:54:00:aa:00:22")] {
         let (code, m) = api(

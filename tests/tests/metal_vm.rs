@@ -11,118 +11,36 @@
 #![allow(clippy::unwrap_used)]
 
 use rackboot_e2e::bmc_sim::{start_ipmi_sim, SimVm, VmGuard};
-use rackboot_e2e::{factory, in_netns, qemu, scratch, sh, workspace_bin, Host, Lab};
-use serde_json::{json, Value};
+use rackboot_e2e::omni::{keygen, OmniSegment, SEG_FACTORY};
+use rackboot_e2e::{factory, in_netns, qemu, scratch, sh};
+use serde_json::json;
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const UUID: &str = "3f2e1d0c-9b8a-4765-8432-10fedcba9876";
 const MAC: &str = "52:54:00:99:00:91";
 const SIG: &[u8] = b"RACKBOOT-METAL-SIGNATURE";
-const PROVIDER: &str = "rack1";
-const NS: &str = "infra-provider";
-const GRPC: u16 = 18091;
-const CONTROL: u16 = 18092;
-const FACTORY: u16 = 18093;
 const INBAND: u16 = 9002;
 const JOIN_DOC: &str =
     "apiVersion: v1alpha1\nkind: SideroLinkConfig\napiUrl: grpc://omni.test:8090?jointoken=t0ken\n";
 
-struct T {
-    lab: Lab,
-    appl: Host,
-}
-
-impl T {
-    fn curl(&self, args: &[&str]) -> (u16, String) {
-        let mut all = vec!["curl", "-s", "-m", "10", "-w", "\n%{http_code}"];
-        all.extend_from_slice(args);
-        let (_, out) = self.lab.exec(&self.appl.ns, &all);
-        let (body, code) = out.rsplit_once('\n').unwrap_or(("", "0"));
-        (code.trim().parse().unwrap_or(0), body.to_string())
-    }
-
-    fn control(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let url = format!("http://127.0.0.1:{CONTROL}{path}");
-        let b = body.map(|b| b.to_string());
-        let mut args = vec![
-            "-X",
-            method,
-            url.as_str(),
-            "-H",
-            "Content-Type: application/json",
-        ];
-        if let Some(b) = &b {
-            args.extend(["-d", b.as_str()]);
-        }
-        let (code, text) = self.curl(&args);
-        assert!(code == 200, "{method} {path}: {code} {text}");
-        serde_json::from_str(&text).unwrap_or(Value::Null)
-    }
-
-    fn ims(&self, field: &str) -> Value {
-        let url = format!(
-            "http://127.0.0.1:{CONTROL}/control/resources/{NS}/InfraMachineStatuses.omni.sidero.dev/{UUID}"
-        );
-        let (code, text) = self.curl(&[url.as_str()]);
-        if code != 200 {
-            return Value::Null;
-        }
-        serde_json::from_str::<Value>(&text).unwrap()["spec"][field].clone()
-    }
-
-    fn machine(&self) -> Value {
-        serde_json::from_str(
-            &self
-                .lab
-                .admin_get(&self.appl, &format!("/api/v1/machines/{UUID}")),
-        )
-        .unwrap_or(Value::Null)
-    }
-
-    fn events(&self) -> String {
-        self.lab.admin_get(
-            &self.appl,
-            &format!("/api/v1/events?machine={UUID}&limit=1000"),
-        )
-    }
-
-    fn wait(&self, what: &str, timeout: Duration, bmc: &Path, mut f: impl FnMut(&T) -> bool) {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if f(self) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        let serial = std::fs::read_to_string(bmc.join("serial.log")).unwrap_or_default();
-        let tail = &serial[serial.len().saturating_sub(4000)..];
-        panic!(
-            "timed out waiting for {what}\nmachine: {}\nevents: {}\nconsole: {tail}\nlogs in {}",
-            self.machine(),
-            self.events(),
-            self.lab.dir.display()
-        );
-    }
-
-    fn ipmitool(&self, args: &[&str]) -> String {
-        let mut all = vec![
-            "ipmitool",
-            "-I",
-            "lanplus",
-            "-H",
-            "10.99.0.9",
-            "-U",
-            "admin",
-            "-P",
-            "password",
-        ];
-        all.extend_from_slice(args);
-        let (ok, out) = self.lab.exec(&self.lab.switch, &all);
-        assert!(ok, "ipmitool {args:?}: {out}");
-        out
-    }
+/// ipmitool over the LAN as the site's admin (from the switch namespace).
+fn ipmitool(t: &OmniSegment, args: &[&str]) -> String {
+    let mut all = vec![
+        "ipmitool",
+        "-I",
+        "lanplus",
+        "-H",
+        "10.99.0.9",
+        "-U",
+        "admin",
+        "-P",
+        "password",
+    ];
+    all.extend_from_slice(args);
+    let (ok, out) = t.lab.exec(&t.lab.switch, &all);
+    assert!(ok, "ipmitool {args:?}: {out}");
+    out
 }
 
 fn signature_at_start(disk: &Path) -> bool {
@@ -141,72 +59,37 @@ fn talos_mode_in_band_bmc_setup_and_wipe_on_a_qemu_machine() {
         "agent image missing: run tests/assets/prepare.sh after building rackboot-agent"
     );
     let keys = scratch("metalvm-keys");
-    let st = Command::new(workspace_bin("omni-double"))
-        .args(["keygen", "--id", PROVIDER, "--out-key"])
-        .arg(keys.join("key.b64"))
-        .arg("--out-public")
-        .arg(keys.join("key.pub"))
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let config = format!(
-        "mode = \"omni\"\n\
-         [lifecycle]\nidle_power_off_secs = 0\nmin_power_interval_secs = 1\nagent_timeout_secs = 300\n\
-         [bmc]\npoll_interval_secs = 5\nmin_interval_ms = 200\nverify_timeout_secs = 20\n\
-         [omni]\nendpoint = \"http://127.0.0.1:{GRPC}\"\nprovider_id = \"{PROVIDER}\"\nkey_file = \"{}\"\n\
-         image_factory_url = \"http://127.0.0.1:{FACTORY}\"\nimage_factory_pxe_url = \"http://10.99.0.2:{FACTORY}\"\n\
-         agent = \"talos\"\n",
-        keys.join("key.b64").display()
-    );
+    keygen(&keys);
+    let config = OmniSegment::config(
+        &keys,
+        "[lifecycle]\nidle_power_off_secs = 0\nmin_power_interval_secs = 1\nagent_timeout_secs = 300\n\
+         [bmc]\npoll_interval_secs = 5\nmin_interval_ms = 200\nverify_timeout_secs = 20\n",
+    ) + "agent = \"talos\"\n"; // [omni] is the config's last table
     let (lab, appl) = qemu::boot_segment(
         "metalvm",
         &config,
         &[("tftp/undionly.kpxe", "tftp/undionly.kpxe")],
     );
-    let mut t = T { lab, appl };
+    let mut t = OmniSegment {
+        lab,
+        appl,
+        uuid: UUID.into(),
+    };
 
     // Omni (double) with its join documents; the Image Factory (double) whose "Talos" is the
     // rackboot agent image.
-    let bin = workspace_bin("omni-double").display().to_string();
-    let (public, state) = (
-        keys.join("key.pub").display().to_string(),
-        keys.join("omni-state.json").display().to_string(),
-    );
-    let ns = t.appl.ns.clone();
-    t.lab.spawn(
-        "omni",
-        &ns,
-        &[
-            &bin,
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{GRPC}"),
-            "--control",
-            &format!("127.0.0.1:{CONTROL}"),
-            "--provider-id",
-            PROVIDER,
-            "--public-key",
-            &public,
-            "--state-file",
-            &state,
-        ],
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while t.curl(&[&format!("http://127.0.0.1:{CONTROL}/healthz")]).0 != 200 {
-        assert!(Instant::now() < deadline, "{}", t.lab.log("omni"));
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    t.start_double("omni", &keys);
     t.control(
         "PUT",
         "/control/join-config",
         Some(json!({"kernel_args": [], "config": JOIN_DOC, "join_token": "t0ken"})),
     );
     let listener = in_netns(&t.appl.ns, || {
-        std::net::TcpListener::bind(("0.0.0.0", FACTORY)).unwrap()
+        std::net::TcpListener::bind(("0.0.0.0", SEG_FACTORY)).unwrap()
     });
     let fact = factory::serve(
         listener,
-        &format!("http://10.99.0.2:{FACTORY}"),
+        &format!("http://10.99.0.2:{SEG_FACTORY}"),
         std::fs::read(src.join("agent/vmlinuz")).unwrap(),
         std::fs::read(src.join("agent/initramfs.cpio.gz")).unwrap(),
     );
@@ -241,23 +124,11 @@ fn talos_mode_in_band_bmc_setup_and_wipe_on_a_qemu_machine() {
     );
     let _vm = VmGuard(bmc.clone());
     // The site configured the BMC's LAN address (what the agent reads in-band).
-    t.ipmitool(&["lan", "set", "1", "ipaddr", "10.99.0.9"]);
+    ipmitool(&t, &["lan", "set", "1", "ipaddr", "10.99.0.9"]);
 
     // The operator lists the machine — no BMC known — and powers it on for discovery.
-    let token = std::fs::read_to_string(t.lab.dir.join("rackboot-data/admin-token")).unwrap();
-    let auth = format!("Authorization: Bearer {}", token.trim());
     let body = format!(r#"{{"name":"vm1","uuid":"{UUID}","macs":["{MAC}"]}}"#);
-    let (code, out) = t.curl(&[
-        "-X",
-        "POST",
-        "-H",
-        &auth,
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        &body,
-        "http://127.0.0.1:8080/api/v1/machines",
-    ]);
+    let (code, out) = t.admin("POST", "/api/v1/machines", &body);
     assert_eq!(code, 201, "{out}");
     t.wait(
         "join config at /config",
@@ -269,8 +140,8 @@ fn talos_mode_in_band_bmc_setup_and_wipe_on_a_qemu_machine() {
                 == JOIN_DOC
         },
     );
-    t.ipmitool(&["chassis", "bootdev", "pxe"]);
-    t.ipmitool(&["chassis", "power", "on"]);
+    ipmitool(&t, &["chassis", "bootdev", "pxe"]);
+    ipmitool(&t, &["chassis", "power", "on"]);
 
     // Agent mode → tunnel → the BMC user set up in-band → rackboot uses it over the LAN.
     t.wait(
@@ -298,7 +169,7 @@ fn talos_mode_in_band_bmc_setup_and_wipe_on_a_qemu_machine() {
             .is_some_and(|u| u.contains("10.99.0.9")),
         "{m}"
     );
-    let users = t.ipmitool(&["user", "list", "1"]);
+    let users = ipmitool(&t, &["user", "list", "1"]);
     assert!(
         users
             .lines()

@@ -9,8 +9,8 @@
 
 use rackboot_e2e::bmc_sim::start_file_ipmi_sim;
 use rackboot_e2e::omni::{
-    control, curl, keygen, p_log, resource, start_double, wait_until, Omni, JOIN_ARG, JOIN_DOC,
-    PROVIDER,
+    admin_api, control, curl, keygen, p_log, resource, start_double, wait_until, Omni, JOIN_ARG,
+    JOIN_DOC, PROVIDER,
 };
 use rackboot_e2e::{factory, free_port, wait_tcp, workspace_bin, Procs};
 use serde_json::{json, Value};
@@ -127,24 +127,8 @@ fn omni_drives_the_machine_and_survives_an_omni_restart() {
         .unwrap()
         .trim()
         .to_string();
-    let api = |method: &str, path: &str, body: Option<Value>| -> (u16, Value) {
-        let url = format!("http://127.0.0.1:{admin}{path}");
-        let auth = format!("Authorization: Bearer {token}");
-        let b = body.map(|b| b.to_string());
-        let mut args = vec![
-            "-X",
-            method,
-            url.as_str(),
-            "-H",
-            auth.as_str(),
-            "-H",
-            "Content-Type: application/json",
-        ];
-        if let Some(b) = &b {
-            args.extend(["-d", b.as_str()]);
-        }
-        let (code, text) = curl(&args);
-        (code, serde_json::from_str(&text).unwrap_or(Value::Null))
+    let api = |method: &str, path: &str, body: Option<Value>| {
+        admin_api(admin, &token, method, path, body)
     };
     let (code, m) = api(
         "POST",

@@ -10,143 +10,19 @@
 #![allow(clippy::unwrap_used)]
 
 use rackboot_e2e::bmc_sim::{markers, start_ipmi_sim, SimVm, VmGuard};
-use rackboot_e2e::{factory, in_netns, qemu, scratch, sh, workspace_bin, Host, Lab};
-use serde_json::{json, Value};
+use rackboot_e2e::omni::{keygen, OmniSegment, NS, PROVIDER, SEG_FACTORY};
+use rackboot_e2e::{factory, in_netns, qemu, scratch, sh};
+use serde_json::json;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const UUID: &str = "8d6f1f2e-5a4b-4c3d-9e8f-7a6b5c4d3e21";
 const MAC: &str = "52:54:00:99:00:81";
 const SIG: &[u8] = b"RACKBOOT-OMNI-SIGNATURE";
-const PROVIDER: &str = "rack1";
-const NS: &str = "infra-provider";
 // Fixed ports: everything below lives in the test's private appliance namespace.
-const GRPC: u16 = 18091;
-const CONTROL: u16 = 18092;
-const FACTORY: u16 = 18093;
 const JOIN_ARG: &str = "siderolink.api=grpc://omni.test:8090?jointoken=t0ken";
 const JOIN_DOC: &str =
     "apiVersion: v1alpha1\nkind: SideroLinkConfig\napiUrl: grpc://omni.test:8090?jointoken=t0ken\n";
-
-struct T {
-    lab: Lab,
-    appl: Host,
-}
-
-impl T {
-    fn curl(&self, args: &[&str]) -> (u16, String) {
-        let mut all = vec!["curl", "-s", "-m", "10", "-w", "\n%{http_code}"];
-        all.extend_from_slice(args);
-        let (_, out) = self.lab.exec(&self.appl.ns, &all);
-        let (body, code) = out.rsplit_once('\n').unwrap_or(("", "0"));
-        (code.trim().parse().unwrap_or(0), body.to_string())
-    }
-
-    fn control(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let url = format!("http://127.0.0.1:{CONTROL}{path}");
-        let b = body.map(|b| b.to_string());
-        let mut args = vec![
-            "-X",
-            method,
-            url.as_str(),
-            "-H",
-            "Content-Type: application/json",
-        ];
-        if let Some(b) = &b {
-            args.extend(["-d", b.as_str()]);
-        }
-        let (code, text) = self.curl(&args);
-        assert!(code == 200, "{method} {path}: {code} {text}");
-        serde_json::from_str(&text).unwrap_or(Value::Null)
-    }
-
-    fn resource(&self, ns: &str, ty: &str, id: &str) -> Option<Value> {
-        let url = format!("http://127.0.0.1:{CONTROL}/control/resources/{ns}/{ty}/{id}");
-        let (code, text) = self.curl(&[url.as_str()]);
-        (code == 200).then(|| serde_json::from_str(&text).unwrap())
-    }
-
-    fn ims(&self, field: &str) -> Value {
-        self.resource(NS, "InfraMachineStatuses.omni.sidero.dev", UUID)
-            .map(|v| v["spec"][field].clone())
-            .unwrap_or(Value::Null)
-    }
-
-    fn machine(&self) -> Value {
-        serde_json::from_str(
-            &self
-                .lab
-                .admin_get(&self.appl, &format!("/api/v1/machines/{UUID}")),
-        )
-        .unwrap_or(Value::Null)
-    }
-
-    fn diagnostics(&self) -> String {
-        format!(
-            "machine: {}\nevents: {}\nomni: {:?}\nlogs in {}",
-            self.machine(),
-            self.lab.admin_get(
-                &self.appl,
-                &format!("/api/v1/events?machine={UUID}&limit=1000")
-            ),
-            self.resource(NS, "InfraMachineStatuses.omni.sidero.dev", UUID),
-            self.lab.dir.display()
-        )
-    }
-
-    fn wait(&self, what: &str, timeout: Duration, mut f: impl FnMut(&T) -> bool) {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if f(self) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        panic!("timed out waiting for {what}\n{}", self.diagnostics());
-    }
-
-    fn start_double(&mut self, name: &str, keys: &Path) {
-        let bin = workspace_bin("omni-double").display().to_string();
-        let (grpc, control) = (format!("127.0.0.1:{GRPC}"), format!("127.0.0.1:{CONTROL}"));
-        let (public, state) = (
-            keys.join("key.pub").display().to_string(),
-            keys.join("omni-state.json").display().to_string(),
-        );
-        let ns = self.appl.ns.clone();
-        self.lab.spawn(
-            name,
-            &ns,
-            &[
-                &bin,
-                "serve",
-                "--listen",
-                &grpc,
-                "--control",
-                &control,
-                "--provider-id",
-                PROVIDER,
-                "--public-key",
-                &public,
-                "--state-file",
-                &state,
-            ],
-        );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self
-            .curl(&[&format!("http://127.0.0.1:{CONTROL}/healthz")])
-            .0
-            != 200
-        {
-            assert!(
-                Instant::now() < deadline,
-                "omni-double did not start: {}",
-                self.lab.log(name)
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
 
 fn signature_at(disk: &Path, offset: u64) -> bool {
     use std::io::{Read, Seek, SeekFrom};
@@ -168,7 +44,7 @@ fn power_sets(bmc: &Path) -> Vec<String> {
 }
 
 /// `rackboot_boot_http_requests_total{kind="boot",detail="disk"}` from /metrics.
-fn disk_boots(t: &T) -> u64 {
+fn disk_boots(t: &OmniSegment) -> u64 {
     t.lab
         .admin_get(&t.appl, "/metrics")
         .lines()
@@ -188,21 +64,12 @@ fn omni_drives_a_qemu_machine_through_its_whole_life() {
     );
     // The service-account key, as `omnictl infraprovider create rack1` hands it out.
     let keys = scratch("omnivm-keys");
-    let st = Command::new(workspace_bin("omni-double"))
-        .args(["keygen", "--id", PROVIDER, "--out-key"])
-        .arg(keys.join("key.b64"))
-        .arg("--out-public")
-        .arg(keys.join("key.pub"))
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let config = format!(
-        "mode = \"omni\"\n[boot]\nagent_cmdline = \"console=ttyS0\"\n\
+    keygen(&keys);
+    let config = OmniSegment::config(
+        &keys,
+        "[boot]\nagent_cmdline = \"console=ttyS0\"\n\
          [lifecycle]\nidle_power_off_secs = 0\nmin_power_interval_secs = 1\nagent_timeout_secs = 300\n\
-         [bmc]\npoll_interval_secs = 5\nmin_interval_ms = 200\nverify_timeout_secs = 20\n\
-         [omni]\nendpoint = \"http://127.0.0.1:{GRPC}\"\nprovider_id = \"{PROVIDER}\"\nkey_file = \"{}\"\n\
-         image_factory_url = \"http://127.0.0.1:{FACTORY}\"\nimage_factory_pxe_url = \"http://10.99.0.2:{FACTORY}\"\n",
-        keys.join("key.b64").display()
+         [bmc]\npoll_interval_secs = 5\nmin_interval_ms = 200\nverify_timeout_secs = 20\n",
     );
     let (lab, appl) = qemu::boot_segment(
         "omnivm",
@@ -213,7 +80,11 @@ fn omni_drives_a_qemu_machine_through_its_whole_life() {
             ("agent/initramfs.cpio.gz", "agent/initramfs.cpio.gz"),
         ],
     );
-    let mut t = T { lab, appl };
+    let mut t = OmniSegment {
+        lab,
+        appl,
+        uuid: UUID.into(),
+    };
     t.start_double("omni-1", &keys);
     t.control(
         "PUT",
@@ -224,11 +95,11 @@ fn omni_drives_a_qemu_machine_through_its_whole_life() {
     // One listener on every address of the appliance namespace: rackboot registers schematics
     // over loopback, machines fetch from 10.99.0.2.
     let listener = in_netns(&t.appl.ns, || {
-        std::net::TcpListener::bind(("0.0.0.0", FACTORY)).unwrap()
+        std::net::TcpListener::bind(("0.0.0.0", SEG_FACTORY)).unwrap()
     });
     let kernel = std::fs::read(src.join("vmlinuz")).unwrap();
     let initramfs = std::fs::read(src.join("marker-initrd.gz")).unwrap();
-    let public = format!("http://10.99.0.2:{FACTORY}");
+    let public = format!("http://10.99.0.2:{SEG_FACTORY}");
     let fact = factory::serve(listener, &public, kernel, initramfs);
 
     // The BMC on the segment, driving the VM.
@@ -263,7 +134,7 @@ fn omni_drives_a_qemu_machine_through_its_whole_life() {
 
     // 1. Connected: provider status + heartbeat; the machine joins Omni (Omni's side of a
     // SideroLink join) and gets its BMC from Omni's BMCConfig.
-    t.wait("provider status", Duration::from_secs(60), |t| {
+    t.wait("provider status", Duration::from_secs(60), &bmc, |t| {
         t.resource(NS, "InfraProviderStatuses.omni.sidero.dev", PROVIDER)
             .is_some()
             && t.resource(
@@ -274,20 +145,8 @@ fn omni_drives_a_qemu_machine_through_its_whole_life() {
             .is_some()
     });
     // The operator lists the rack's machine (no BMC: Omni's BMCConfig brings it).
-    let token = std::fs::read_to_string(t.lab.dir.join("rackboot-data/admin-token")).unwrap();
-    let auth = format!("Authorization: Bearer {}", token.trim());
     let body = format!(r#"{{"name":"vm1","uuid":"{UUID}","macs":["{MAC}"]}}"#);
-    let (code, out) = t.curl(&[
-        "-X",
-        "POST",
-        "-H",
-        &auth,
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        &body,
-        "http://127.0.0.1:8080/api/v1/machines",
-    ]);
+    let (code, out) = t.admin("POST", "/api/v1/machines", &body);
     assert_eq!(code, 201, "{out}");
     t.control("POST", "/control/machines", Some(json!({"uuid": UUID})));
     t.control(
@@ -295,7 +154,7 @@ fn omni_drives_a_qemu_machine_through_its_whole_life() {
         &format!("/control/bmc-configs/{UUID}"),
         Some(json!({"ipmi": {"address": "10.99.0.9", "port": 623, "username": "admin", "password": "password"}})),
     );
-    t.wait("finalizer + status", Duration::from_secs(60), |t| {
+    t.wait("finalizer + status", Duration::from_secs(60), &bmc, |t| {
         t.resource(NS, "InfraMachines.omni.sidero.dev", UUID)
             .is_some_and(|v| v.to_string().contains("rackboot.infraprovider.sidero.dev"))
             && !t.ims("power_state").is_null()
@@ -303,6 +162,7 @@ fn omni_drives_a_qemu_machine_through_its_whole_life() {
     t.wait(
         "the BMC from Omni's BMCConfig",
         Duration::from_secs(60),
+        &bmc,
         |t| {
             t.machine()["bmc"]["url"]
                 .as_str()
@@ -315,15 +175,20 @@ fn omni_drives_a_qemu_machine_through_its_whole_life() {
         power_sets(&bmc)
     );
 
-    t.wait("join config at /config", Duration::from_secs(60), |t| {
-        t.curl(&[&format!("http://10.99.0.2:50042/config?u={UUID}")])
-            .1
-            == JOIN_DOC
-    });
+    t.wait(
+        "join config at /config",
+        Duration::from_secs(60),
+        &bmc,
+        |t| {
+            t.curl(&[&format!("http://10.99.0.2:50042/config?u={UUID}")])
+                .1
+                == JOIN_DOC
+        },
+    );
 
     // 2. Accept → agent boot through PXE-once + power on → disk wiped → ready_to_use, off.
     t.control("POST", &format!("/control/machines/{UUID}/accept"), None);
-    t.wait("ready_to_use", Duration::from_secs(420), |t| {
+    t.wait("ready_to_use", Duration::from_secs(420), &bmc, |t| {
         t.ims("ready_to_use") == json!(true)
     });
     assert!(!signature_at(&disk, 0), "the agent did not wipe the disk");
@@ -343,7 +208,7 @@ fn omni_drives_a_qemu_machine_through_its_whole_life() {
         agent_line.contains(JOIN_ARG) && agent_line.contains("rackboot.token="),
         "agent boot without the join args or its token: {agent_line}"
     );
-    t.wait("parked off", Duration::from_secs(90), |t| {
+    t.wait("parked off", Duration::from_secs(90), &bmc, |t| {
         t.ims("power_state") == json!("POWER_STATE_OFF") && !bmc.join("vm.pid").exists()
     });
 
@@ -366,7 +231,7 @@ fn omni_drives_a_qemu_machine_through_its_whole_life() {
             Instant::now() < deadline,
             "Talos (the marker) never booted: {}\n{}",
             std::fs::read_to_string(bmc.join("serial.log")).unwrap_or_default(),
-            t.diagnostics()
+            t.events()
         );
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -403,11 +268,11 @@ fn omni_drives_a_qemu_machine_through_its_whole_life() {
             .any(|r| r.starts_with("GET /image/") && r.contains("/kernel-amd64")),
         "the machine loaded the factory's kernel: {fetched:?}"
     );
-    t.wait("provisioned", Duration::from_secs(60), |t| {
+    t.wait("provisioned", Duration::from_secs(60), &bmc, |t| {
         t.machine()["state"] == "provisioned"
     });
     t.control("POST", &format!("/control/machines/{UUID}/installed"), None);
-    t.wait("installed", Duration::from_secs(60), |t| {
+    t.wait("installed", Duration::from_secs(60), &bmc, |t| {
         t.ims("installed") == json!(true)
     });
 
@@ -438,18 +303,24 @@ fn omni_drives_a_qemu_machine_through_its_whole_life() {
     t.wait(
         "a disk boot script while Omni is down",
         Duration::from_secs(180),
+        &bmc,
         |t| disk_boots(t) > disk_before,
     );
 
     // 5. Omni comes back empty, then its state is restored: status written again, nothing
     // repeated.
     t.start_double("omni-2", &keys);
-    t.wait("provider status again", Duration::from_secs(90), |t| {
-        t.resource(NS, "InfraProviderStatuses.omni.sidero.dev", PROVIDER)
-            .is_some()
-    });
+    t.wait(
+        "provider status again",
+        Duration::from_secs(90),
+        &bmc,
+        |t| {
+            t.resource(NS, "InfraProviderStatuses.omni.sidero.dev", PROVIDER)
+                .is_some()
+        },
+    );
     t.control("POST", "/control/restore", None);
-    t.wait("status after restore", Duration::from_secs(90), |t| {
+    t.wait("status after restore", Duration::from_secs(90), &bmc, |t| {
         t.ims("installed") == json!(true) && t.ims("ready_to_use") == json!(true)
     });
     std::thread::sleep(Duration::from_secs(10));
@@ -471,13 +342,13 @@ fn omni_drives_a_qemu_machine_through_its_whole_life() {
         None,
     );
     let token = im["spec"]["node_unique_token"].clone();
-    t.wait("wiped again", Duration::from_secs(420), |t| {
+    t.wait("wiped again", Duration::from_secs(420), &bmc, |t| {
         t.ims("ready_to_use") == json!(true)
             && t.ims("installed") == json!(false)
             && t.ims("wiped_node_unique_token") == token
     });
     assert!(!signature_at(&disk, 0), "deallocation must wipe");
-    t.wait("off again", Duration::from_secs(90), |t| {
+    t.wait("off again", Duration::from_secs(90), &bmc, |t| {
         t.ims("power_state") == json!("POWER_STATE_OFF") && !bmc.join("vm.pid").exists()
     });
 
