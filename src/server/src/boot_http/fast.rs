@@ -93,13 +93,14 @@ async fn connection(
     loop {
         match head::classify(&buf) {
             Head::Partial => {
-                if buf.is_empty() && stopping(&stop) {
+                if stopping(&stop) {
                     return;
                 }
                 let read = tokio::select! {
                     r = tcp.read_buf(&mut buf) => r,
-                    // Idle (nothing of a next request read yet): close on shutdown.
-                    _ = stop.changed(), if buf.is_empty() => return,
+                    // Idle or part of a head read (no answer started): close on shutdown, so a
+                    // client that never finishes its head cannot hold the drain.
+                    _ = stop.changed() => return,
                 };
                 match read {
                     Ok(0) | Err(_) => return,

@@ -294,3 +294,32 @@ async fn shutdown_finishes_a_transfer_in_flight() {
     let at = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     assert!(got[at..] == big, "the whole file, then closed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_is_not_held_by_idle_or_half_sent_heads() {
+    let e = env();
+    let srv = start(e.state.clone()).await;
+    let port = srv.port;
+    let clients = tokio::task::spawn_blocking(move || {
+        let idle = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let mut half = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        half.write_all(b"GET /assets/agent/vmlinuz HTTP/1.1\r\nHost: x")
+            .unwrap();
+        // A kept-alive connection after an answered request.
+        let mut kept = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        kept.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        kept.write_all(b"GET /assets/agent/vmlinuz HTTP/1.1\r\n\r\n")
+            .unwrap();
+        assert_eq!(read_response(&mut kept, false).1, b"kernel");
+        (idle, half, kept)
+    })
+    .await
+    .unwrap();
+    let _ = srv.stop.send(true);
+    tokio::time::timeout(Duration::from_secs(5), srv.task)
+        .await
+        .expect("the server stopped without waiting for the clients")
+        .unwrap();
+    drop(clients);
+}
