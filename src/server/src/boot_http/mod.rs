@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use rackboot_ipxe::{BootMode, BootQuery, RenderCtx, Rendered};
+use rackboot_store::model::MachineState;
 use rackboot_store::{BootModeSetting, DiskMethod, Machine};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -88,6 +89,20 @@ async fn boot_ipxe(State(s): State<BootHttp>, RawQuery(q): RawQuery) -> Response
         .boot_script_seconds
         .observe(started.elapsed().as_secs_f64());
     resp
+}
+
+/// What a served boot script tells the lifecycle. Only inputs that can change the machine are
+/// sent: every other one would cost the lifecycle a store read per boot.ipxe request (at a boot
+/// storm's rate) for nothing.
+fn lifecycle_inputs(state: MachineState, label: &str) -> Vec<rackboot_lifecycle::Input> {
+    let mut v = Vec::new();
+    if state == MachineState::Registered {
+        v.push(rackboot_lifecycle::Input::PxeSeen);
+    }
+    if label == "profile" && state == MachineState::Provisioning {
+        v.push(rackboot_lifecycle::Input::ProfileServed);
+    }
+    v
 }
 
 async fn boot_ipxe_inner(s: &BootHttp, q: Option<String>) -> Response {
@@ -183,9 +198,8 @@ async fn boot_ipxe_inner(s: &BootHttp, q: Option<String>) -> Response {
     }
     count(s, "boot", label);
     if let (Some(l), Some(m)) = (&s.lifecycle, &machine) {
-        l.notify(&m.id, rackboot_lifecycle::Input::PxeSeen);
-        if label == "profile" {
-            l.notify(&m.id, rackboot_lifecycle::Input::ProfileServed);
+        for input in lifecycle_inputs(m.state, label) {
+            l.notify(&m.id, input);
         }
     }
     match rendered {

@@ -321,3 +321,29 @@ async fn url_profiles_are_served_from_the_cache() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[test]
+fn only_inputs_that_can_change_the_machine_reach_the_lifecycle() {
+    use rackboot_lifecycle::Input;
+    use rackboot_store::model::MachineState as S;
+    assert_eq!(
+        super::lifecycle_inputs(S::Registered, "agent"),
+        vec![Input::PxeSeen]
+    );
+    assert_eq!(
+        super::lifecycle_inputs(S::Provisioning, "profile"),
+        vec![Input::ProfileServed]
+    );
+    for (state, label) in [
+        (S::Available, "agent"),
+        (S::Provisioned, "disk"),
+        (S::Discovered, "agent"),
+        (S::Wiping, "agent"),
+        (S::Provisioning, "agent"),
+    ] {
+        assert!(
+            super::lifecycle_inputs(state, label).is_empty(),
+            "{state:?}/{label}"
+        );
+    }
+}
