@@ -81,6 +81,12 @@ fn bios_uefi_and_redfish_servers_go_through_the_whole_lifecycle_at_once() {
             s.name,
             signed_at(s)
         );
+        // The API shows the power the lifecycle decided as soon as it is stored; the BMC may
+        // take a while to carry it out (sushy-emulator delays power changes by up to ~10 s).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while s.vm_running() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
         assert!(
             !s.vm_running(),
             "{}: parked machines are powered off",
