@@ -25,20 +25,29 @@ pub fn curl(args: &[&str]) -> (u16, String) {
     (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
+/// curl arguments for a JSON call: method, URL, extra headers, optional JSON body.
+pub fn json_call(method: &str, url: &str, headers: &[String], body: Option<&Value>) -> Vec<String> {
+    let mut args = vec!["-X".to_string(), method.to_string(), url.to_string()];
+    for h in headers
+        .iter()
+        .map(String::as_str)
+        .chain(["Content-Type: application/json"])
+    {
+        args.extend(["-H".to_string(), h.to_string()]);
+    }
+    if let Some(b) = body {
+        args.extend(["-d".to_string(), b.to_string()]);
+    }
+    args
+}
+
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
 pub fn control(port: u16, method: &str, path: &str, body: Option<Value>) -> Value {
     let url = format!("http://127.0.0.1:{port}{path}");
-    let b = body.map(|b| b.to_string());
-    let mut args = vec![
-        "-X",
-        method,
-        url.as_str(),
-        "-H",
-        "Content-Type: application/json",
-    ];
-    if let Some(b) = &b {
-        args.extend(["-d", b.as_str()]);
-    }
-    let (code, text) = curl(&args);
+    let (code, text) = curl(&refs(&json_call(method, &url, &[], body.as_ref())));
     assert!(code == 200, "{method} {path}: {code} {text}");
     serde_json::from_str(&text).unwrap_or(Value::Null)
 }
@@ -122,21 +131,8 @@ pub fn admin_api(
     body: Option<Value>,
 ) -> (u16, Value) {
     let url = format!("http://127.0.0.1:{port}{path}");
-    let auth = format!("Authorization: Bearer {token}");
-    let b = body.map(|b| b.to_string());
-    let mut args = vec![
-        "-X",
-        method,
-        url.as_str(),
-        "-H",
-        auth.as_str(),
-        "-H",
-        "Content-Type: application/json",
-    ];
-    if let Some(b) = &b {
-        args.extend(["-d", b.as_str()]);
-    }
-    let (code, text) = curl(&args);
+    let auth = [format!("Authorization: Bearer {token}")];
+    let (code, text) = curl(&refs(&json_call(method, &url, &auth, body.as_ref())));
     (code, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
@@ -176,18 +172,8 @@ impl OmniSegment {
 
     pub fn control(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let url = format!("http://127.0.0.1:{SEG_CONTROL}{path}");
-        let b = body.map(|b| b.to_string());
-        let mut args = vec![
-            "-X",
-            method,
-            url.as_str(),
-            "-H",
-            "Content-Type: application/json",
-        ];
-        if let Some(b) = &b {
-            args.extend(["-d", b.as_str()]);
-        }
-        let (code, text) = self.curl(&args);
+        let args = json_call(method, &url, &[], body.as_ref());
+        let (code, text) = self.curl(&refs(&args));
         assert!(code == 200, "{method} {path}: {code} {text}");
         serde_json::from_str(&text).unwrap_or(Value::Null)
     }
