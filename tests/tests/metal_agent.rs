@@ -100,6 +100,25 @@ fn talos_agent_mode_boot_and_a_wipe_through_the_metal_agent_tunnel() {
         assert_eq!(code, 201, "{m}");
     }
 
+    // A storm of first agent boots registers the agent-mode schematic once.
+    let storm: Vec<_> = (0..8)
+        .map(|_| {
+            // A machine nobody registered (discovery boots it into agent mode too).
+            let url = format!(
+                "http://127.0.0.1:{boot}/ipxe/boot.ipxe?uuid=7c5e4d3b-2a1f-4e0d-8c9b-aa0011223344&arch=x86_64"
+            );
+            std::thread::spawn(move || curl(&[&url]).0)
+        })
+        .collect();
+    for t in storm {
+        assert_eq!(t.join().unwrap(), 200);
+    }
+    let posts = fact.seen.lock().unwrap().schematics.len();
+    assert_eq!(
+        posts, 1,
+        "one factory registration for concurrent first boots"
+    );
+
     // The agent boot: a chain to the factory's agent-mode schematic.
     let (code, script) = curl(&[&format!(
         "http://127.0.0.1:{boot}/ipxe/boot.ipxe?uuid={UUID}&mac={MAC}&arch=x86_64"

@@ -62,6 +62,9 @@ pub struct OmniShared {
     talos_agent: RwLock<Option<TalosAgent>>,
     /// Agent-mode schematic ids by (appliance address, arch).
     agent_schematics: Mutex<HashMap<(String, &'static str), String>>,
+    /// Held while an agent-mode schematic is registered, so a storm of first agent boots makes
+    /// one factory call, not one each.
+    agent_registering: tokio::sync::Mutex<()>,
     wake: Notify,
 }
 
@@ -158,13 +161,25 @@ impl OmniShared {
             .unwrap_or_else(|p| p.into_inner())
             .clone()?;
         let key = (appliance.to_string(), arch);
-        let known = self
-            .agent_schematics
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-            .cloned();
-        let schematic = match known {
+        let known = |me: &Self| {
+            me.agent_schematics
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&key)
+                .cloned()
+        };
+        // Fast path without the registration lock; then check again under it (another boot
+        // may have registered the schematic while this one waited).
+        let mut found = known(self);
+        let _one = match found {
+            Some(_) => None,
+            None => {
+                let guard = self.agent_registering.lock().await;
+                found = known(self);
+                Some(guard)
+            }
+        };
+        let schematic = match found {
             Some(s) => s,
             None => {
                 let install = rackboot_omni::desired::Install {
