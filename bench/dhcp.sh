@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# ProxyDHCP: offers/s and DISCOVER→OFFER delay for a PXE DISCOVER burst (perfdhcp, relayed, arch 7)
-# against rackboot and against dnsmasq in proxy mode, same segment, same run. Prints a markdown table.
+# ProxyDHCP: offers/s and DISCOVER→OFFER delay for relayed PXE DISCOVERs (arch 7) against rackboot
+# and against dnsmasq in proxy mode, same segment, same run. Two generators: perfdhcp (ISC's, up to
+# ~30 k/s here) at DHCP_RATES, and rackboot-dhcp-load (ours, open loop, 1,000 machines) at
+# LOAD_RATES to find each server's ceiling. Prints markdown tables.
 source "$(dirname "$0")/lib.sh"
 pair
 VC=$(printf 'PXEClient:Arch:00007:UNDI:003000' | xxd -p | tr -d '\n')
@@ -14,11 +16,21 @@ d=t.split("DISCOVER-OFFER")[1] if "DISCOVER-OFFER" in t else ""
 g=lambda k,s: (re.search(k+r":\s*([0-9.]+)",s) or [0,"0"])[1]
 print(g("sent packets",d), g("received packets",d), g("avg delay",d) or "0", g("max delay",d) or "0")'
 }
+RATES=${DHCP_RATES:-1000 5000 10000}
+LOAD_RATES=${LOAD_RATES:-20000 40000 80000 160000}
+LOAD=${DHCP_LOAD_BIN:-$ROOT/target/release/rackboot-dhcp-load}
+[ -x "$LOAD" ] || cargo build --release -q -p rackboot-fleet --bin rackboot-dhcp-load
+LRES=()
+# With rackboot-dhcp-load the server runs on core 0 and the generator on core 1 (the same for
+# both servers), so the ceiling is one core's worth of server, not a share fought over.
+PIN_SERVER="" PIN_LOAD=""
+if [ "$(nproc)" -ge 2 ]; then PIN_SERVER="taskset -c 0"; PIN_LOAD="taskset -c 1"; fi
+cpu_ticks() { awk '{print $14 + $15}' /proc/$1/stat; }
 RES=()
 for target in rackboot dnsmasq; do
   if [ $target = rackboot ]; then
     mkdir -p $WORK/dhcp-assets/tftp
-    bg ip netns exec ${P}s "$BIN" serve --interface eth0 --advertise-addr 10.98.0.2 --data-dir $WORK/dhcp-data \
+    bg ip netns exec ${P}s $PIN_SERVER "$BIN" serve --interface eth0 --advertise-addr 10.98.0.2 --data-dir $WORK/dhcp-data \
        --assets-dir $WORK/dhcp-assets --admin-listen 127.0.0.1:8080 --boot-http-listen 10.98.0.2:50042 --tftp-listen off --log-level warn
     sleep 1
   else
@@ -32,12 +44,22 @@ pxe-service=tag:!ipxe,x86PC,"BIOS",undionly.kpxe
 pxe-service=tag:!ipxe,x86-64_EFI,"UEFI",ipxe.efi
 quiet-dhcp
 CONF
-    bg ip netns exec ${P}s dnsmasq --keep-in-foreground --conf-file=$WORK/dnsmasq-proxy.conf --log-facility=$WORK/dnsmasq.log --user=root --group=root --pid-file=$WORK/dnsmasq.pid
+    bg ip netns exec ${P}s $PIN_SERVER dnsmasq --keep-in-foreground --conf-file=$WORK/dnsmasq-proxy.conf --log-facility=$WORK/dnsmasq.log --user=root --group=root --pid-file=$WORK/dnsmasq.pid
     sleep 1
   fi
-  for rate in 1000 5000 10000; do
+  for rate in $RATES; do
     read -r sent recv avg max < <(run_perf $rate)
     RES+=("$target $rate $sent $recv $avg $max")
+  done
+  spid=${PIDS[-1]}
+  for rate in $LOAD_RATES; do
+    c0=$(cpu_ticks $spid)
+    out=$(ip netns exec ${P}c $PIN_LOAD "$LOAD" --server 10.98.0.2 --relay 10.98.0.50 --rate $rate --seconds 5 --clients 1000)
+    c1=$(cpu_ticks $spid)
+    v() { echo "$out" | sed -n "s/^$1=//p"; }
+    # Server CPU (user + system, all threads) per 1,000 offers, in ms.
+    cpu=$(python3 -c "t=($c1-$c0)*1000/$(getconf CLK_TCK); o=$(v offers); print(f'{t*1000/o:.1f}' if o else 'n/a')")
+    LRES+=("$target $rate $(v sent) $(v offers) $(v offers_per_s) $(v lost) $(v delay_p50_ms) $(v delay_p99_ms) $(v delay_max_ms) $cpu")
   done
   kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true; unset 'PIDS[-1]'
 done
@@ -51,6 +73,23 @@ for r in "${RES[@]}"; do
   echo "| $1 | $2 | $3 | $4 | $ops | $5 | $6 |"
 done
 echo
-for rate in 1000 5000 10000; do
+for rate in $RATES; do
   echo "- at $rate/s offered: rackboot/dnsmasq offers-per-second ratio = $(ratio ${OPS[rackboot-$rate]} ${OPS[dnsmasq-$rate]})"
+done
+echo
+echo "rackboot-dhcp-load (open loop, 5 s per rate, 1,000 machines):"
+echo
+echo "| target | offered rate (/s) | DISCOVERs sent | OFFERs received | offers/s | lost | p50 delay (ms) | p99 delay (ms) | max delay (ms) | server CPU per 1,000 offers (ms) |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
+declare -A CAP CPU
+for r in "${LRES[@]}"; do
+  set -- $r
+  echo "| $1 | $2 | $3 | $4 | $5 | $6 | $7 | $8 | $9 | ${10} |"
+  [ "${CAP[$1]:-0}" -ge "$5" ] || CAP[$1]=$5
+  CPU[$1-$2]=${10}
+done
+echo
+echo "- ceiling (most offers/s at any offered rate; server on core 0, generator on core 1): rackboot ${CAP[rackboot]}, dnsmasq ${CAP[dnsmasq]}; ratio = $(ratio ${CAP[rackboot]} ${CAP[dnsmasq]})"
+for rate in $LOAD_RATES; do
+  echo "- at $rate/s offered: offers per server CPU-second, rackboot/dnsmasq = $(ratio ${CPU[dnsmasq-$rate]} ${CPU[rackboot-$rate]})"
 done

@@ -37,6 +37,12 @@ pub struct ProxyConfig {
     http_port: u16,
     discovery_control: bool,
     file_overrides: BTreeMap<u16, String>,
+    /// Derived (recomputed by every constructor/setter), so [`crate::handle`] allocates no
+    /// strings per packet: the boot file of every arch that has one, the iPXE script URL and the
+    /// advertise address as text (`sname`, option 66).
+    resolved: BTreeMap<u16, BootFile>,
+    ipxe_script: BootFile,
+    advertise_text: String,
 }
 
 /// Boot file resolved for one reply.
@@ -90,12 +96,42 @@ impl ProxyConfig {
         if http_port == 0 {
             return Err(ConfigError::BadHttpPort);
         }
-        Ok(Self {
+        let mut c = Self {
             advertise,
             http_port,
             discovery_control: false,
             file_overrides: BTreeMap::new(),
-        })
+            resolved: BTreeMap::new(),
+            ipxe_script: BootFile::Url(String::new()),
+            advertise_text: advertise.to_string(),
+        };
+        c.resolve();
+        Ok(c)
+    }
+
+    /// Recompute the derived fields from the table and the overrides.
+    fn resolve(&mut self) {
+        let mut resolved = BTreeMap::new();
+        for row in arch::BOOT_TABLE {
+            for &code in row.codes {
+                // The first row listing a code decides it (as `arch::row_for`).
+                if arch::row_for(code).is_some_and(|first| !std::ptr::eq(first, row)) {
+                    continue;
+                }
+                let f = match &row.file {
+                    Some(TableFile::Tftp(path)) => BootFile::Tftp((*path).to_owned()),
+                    Some(TableFile::Http(path)) => BootFile::Url(self.http_url(path)),
+                    None => continue,
+                };
+                resolved.insert(code, f);
+            }
+        }
+        for (&arch, file) in &self.file_overrides {
+            resolved.insert(arch, BootFile::from_override(file));
+        }
+        self.resolved = resolved;
+        self.ipxe_script = BootFile::Url(self.http_url(IPXE_SCRIPT_PATH));
+        self.advertise_text = self.advertise.to_string();
     }
 
     /// Send option 43 with PXE discovery control = 8 ("boot from file, skip
@@ -129,6 +165,7 @@ impl ProxyConfig {
             return Err(ConfigError::BadOverride { arch, why });
         }
         self.file_overrides.insert(arch, file);
+        self.resolve();
         Ok(self)
     }
 
@@ -155,19 +192,23 @@ impl ProxyConfig {
     /// Boot file for a client of architecture `arch` that is not yet running
     /// iPXE: the override if any, else the table's default, else `None`
     /// (unknown arch).
-    pub fn boot_file_for(&self, arch: u16) -> Option<BootFile> {
-        if let Some(file) = self.file_overrides.get(&arch) {
-            return Some(BootFile::from_override(file));
-        }
-        match arch::row_for(arch)?.file? {
-            TableFile::Tftp(path) => Some(BootFile::Tftp(path.to_owned())),
-            TableFile::Http(path) => Some(BootFile::Url(self.http_url(path))),
-        }
+    pub fn boot_file_for(&self, arch: u16) -> Option<&BootFile> {
+        self.resolved.get(&arch)
     }
 
     /// URL of the iPXE boot script given to clients already running iPXE.
-    pub fn ipxe_script_url(&self) -> String {
-        self.http_url(IPXE_SCRIPT_PATH)
+    pub fn ipxe_script_url(&self) -> &str {
+        self.ipxe_script.as_str()
+    }
+
+    /// [`Self::ipxe_script_url`] as the boot file of a reply.
+    pub(crate) fn ipxe_script(&self) -> &BootFile {
+        &self.ipxe_script
+    }
+
+    /// The advertise address as dotted-quad text.
+    pub(crate) fn advertise_text(&self) -> &str {
+        &self.advertise_text
     }
 
     fn http_url(&self, path: &str) -> String {

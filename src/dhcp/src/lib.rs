@@ -48,8 +48,8 @@
 //! proptest feeds random and mutated real packets through [`handle`] to back
 //! that up. Because dhcproto's decoder is not used on untrusted input, no
 //! `catch_unwind` is needed (it would also hide bugs from the fuzz tests).
-//! dhcproto is used only to emit replies (see `reply.rs`), and by the tests
-//! as an independent decoder of what we emit.
+//! dhcproto provides the `MessageType` enum; the tests use its decoder as an
+//! independent check of what we emit (we encode replies ourselves, `reply.rs`).
 #![cfg_attr(
     not(test),
     deny(
@@ -105,15 +105,14 @@ pub fn handle(
     };
 
     let family = Family::of_vendor_class(request.option(code::VENDOR_CLASS).unwrap_or_default());
-    let arches = request.arches();
     // First option 93 value (client order) that has a boot file.
-    let chosen = arches
-        .iter()
-        .find_map(|&arch| config.boot_file_for(arch).map(|file| (arch, file)));
+    let chosen = request
+        .arches()
+        .find_map(|arch| config.boot_file_for(arch).map(|file| (arch, file)));
     let arch = chosen
         .as_ref()
         .map(|(arch, _)| *arch)
-        .or(arches.first().copied());
+        .or_else(|| request.arches().next());
     let is_ipxe = is_ipxe(&request);
     let seen = family.and_then(|_| seen(&request, msg_type, arch, is_ipxe));
 
@@ -137,7 +136,7 @@ pub fn handle(
     };
 
     let boot = if is_ipxe {
-        BootFile::Url(config.ipxe_script_url())
+        config.ipxe_script()
     } else {
         match chosen {
             Some((_, file)) => file,
@@ -148,11 +147,7 @@ pub fn handle(
         return ignored(IgnoreReason::HttpClientWithoutUrl(arch), seen);
     }
 
-    let spec = ReplySpec {
-        kind,
-        family,
-        boot: &boot,
-    };
+    let spec = ReplySpec { kind, family, boot };
     let Ok(bytes) = reply::build(&request, spec, config) else {
         return ignored(IgnoreReason::EncodeFailed, seen);
     };

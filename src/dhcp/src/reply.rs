@@ -1,18 +1,15 @@
 //! Building the ProxyDHCP OFFER/ACK bytes and choosing where they go.
 //!
-//! Emission uses dhcproto's [`Encoder`] and per-option [`DhcpOption`]
-//! encoding, but not `Message::encode`: dhcproto keeps options in a
-//! `HashMap`, so whole-message encoding writes them in random order, and its
-//! `sname`/`file` setters assert on lengths. We write the fixed header
-//! ourselves and the options one by one in a fixed order (53, 54, 60, 66, 67,
-//! 97, 43, end), so replies are byte-for-byte deterministic, then pad with
-//! zeros to the 300-byte BOOTP minimum.
+//! Written by hand into one buffer (no per-option allocation; a reply costs one `Vec`): the
+//! fixed header, then the options in a fixed order (53, 54, 60, 66, 67, 97, 43, end), so
+//! replies are byte-for-byte deterministic, then zeros to the 300-byte BOOTP minimum. dhcproto is
+//! not used to emit: its `Message::encode` writes options in `HashMap` order and its
+//! `sname`/`file` setters assert on lengths; the tests use it as an independent decoder.
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use dhcproto::v4::{DhcpOption, EncodeError, EncodeResult, MessageType};
-use dhcproto::{Encodable, Encoder};
+use dhcproto::v4::MessageType;
 
 use crate::config::{BootFile, ProxyConfig};
 use crate::decision::ArrivalPort;
@@ -72,63 +69,93 @@ pub fn build(
     request: &Request,
     spec: ReplySpec<'_>,
     config: &ProxyConfig,
-) -> EncodeResult<Vec<u8>> {
+) -> Result<Vec<u8>, EncodeError> {
     let advertise = config.advertise();
     let boot = spec.boot.as_str().as_bytes();
-    let sname = match spec.boot {
-        BootFile::Tftp(_) => advertise.to_string().into_bytes(),
-        BootFile::Url(_) => Vec::new(),
+    let sname: &[u8] = match spec.boot {
+        BootFile::Tftp(_) => config.advertise_text().as_bytes(),
+        BootFile::Url(_) => &[],
     };
     // The header needs a NUL terminator inside its 128 bytes; a longer name
     // goes in option 67 only.
     let file_header: &[u8] = if boot.len() < FILE_LEN { boot } else { &[] };
-
-    let mut buf = Vec::with_capacity(MIN_REPLY_LEN);
-    let mut e = Encoder::new(&mut buf);
-    e.write_u8(BOOTREPLY)?;
-    e.write_u8(request.htype)?;
-    e.write_u8(request.hlen)?;
-    e.write_u8(0)?; // hops
-    e.write_slice(&request.xid)?;
-    e.write_u16(0)?; // secs
-    e.write_slice(&request.flags)?;
-    e.write_u32(request.ciaddr.into())?;
-    e.write_u32(Ipv4Addr::UNSPECIFIED.into())?; // yiaddr: never hand out an address
-    e.write_u32(advertise.into())?; // siaddr
-    e.write_u32(request.giaddr.into())?;
-    e.write_slice(&request.chaddr)?;
-    e.write_fill_bytes(&sname, SNAME_LEN)?;
-    e.write_fill_bytes(file_header, FILE_LEN)?;
-    e.write(MAGIC_COOKIE)?;
-
-    let mut options = vec![
-        DhcpOption::MessageType(spec.kind),
-        DhcpOption::ServerIdentifier(advertise),
-        DhcpOption::ClassIdentifier(spec.family.vendor_class().to_vec()),
-    ];
-    if !sname.is_empty() {
-        options.push(DhcpOption::TFTPServerName(sname.clone()));
-    }
     if boot.len() > usize::from(u8::MAX) {
-        // dhcproto would split it into several option 67s (RFC 3396), which
-        // boot ROMs do not reassemble. Config validation makes this unreachable.
-        return Err(EncodeError::StringSizeTooBig { len: boot.len() });
+        // It would need several option 67s (RFC 3396), which boot ROMs do not reassemble.
+        // Config validation makes this unreachable.
+        return Err(EncodeError::TooLong {
+            code: 67,
+            len: boot.len(),
+        });
     }
-    options.push(DhcpOption::BootfileName(boot.to_vec()));
+
+    let mut buf = Vec::with_capacity(MIN_REPLY_LEN.saturating_add(boot.len()));
+    buf.extend_from_slice(&[BOOTREPLY, request.htype, request.hlen, 0]); // hops 0
+    buf.extend_from_slice(&request.xid);
+    buf.extend_from_slice(&[0, 0]); // secs
+    buf.extend_from_slice(&request.flags);
+    buf.extend_from_slice(&request.ciaddr.octets());
+    buf.extend_from_slice(&Ipv4Addr::UNSPECIFIED.octets()); // yiaddr: never hand out an address
+    buf.extend_from_slice(&advertise.octets()); // siaddr
+    buf.extend_from_slice(&request.giaddr.octets());
+    buf.extend_from_slice(&request.chaddr);
+    fill(&mut buf, sname, SNAME_LEN)?;
+    fill(&mut buf, file_header, FILE_LEN)?;
+    buf.extend_from_slice(&MAGIC_COOKIE);
+
+    option(&mut buf, 53, &[u8::from(spec.kind)])?;
+    option(&mut buf, 54, &advertise.octets())?;
+    option(&mut buf, 60, spec.family.vendor_class())?;
+    if !sname.is_empty() {
+        option(&mut buf, 66, sname)?;
+    }
+    option(&mut buf, 67, boot)?;
     if let Some(uuid) = request.option(crate::wire::code::CLIENT_UUID) {
-        options.push(DhcpOption::ClientMachineIdentifier(uuid.to_vec()));
+        option(&mut buf, 97, uuid)?;
     }
     if config.discovery_control() {
-        options.push(DhcpOption::VendorExtensions(DISCOVERY_CONTROL.to_vec()));
+        option(&mut buf, 43, &DISCOVERY_CONTROL)?;
     }
-    options.push(DhcpOption::End);
-    for option in &options {
-        option.encode(&mut e)?;
-    }
+    buf.push(255); // end
     if buf.len() < MIN_REPLY_LEN {
         buf.resize(MIN_REPLY_LEN, 0);
     }
     Ok(buf)
+}
+
+/// Why a reply could not be encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// A value longer than its field or option allows.
+    #[error("value of {len} bytes does not fit option/field {code}")]
+    TooLong {
+        /// Option code (or 0 for a header field).
+        code: u8,
+        /// Its length.
+        len: usize,
+    },
+}
+
+/// A fixed-size header field: `value`, then zeros up to `size`.
+fn fill(buf: &mut Vec<u8>, value: &[u8], size: usize) -> Result<(), EncodeError> {
+    let pad = size.checked_sub(value.len()).ok_or(EncodeError::TooLong {
+        code: 0,
+        len: value.len(),
+    })?;
+    buf.extend_from_slice(value);
+    buf.resize(buf.len().saturating_add(pad), 0);
+    Ok(())
+}
+
+/// One option TLV (values over 255 bytes are refused, never split).
+fn option(buf: &mut Vec<u8>, code: u8, value: &[u8]) -> Result<(), EncodeError> {
+    let len = u8::try_from(value.len()).map_err(|_| EncodeError::TooLong {
+        code,
+        len: value.len(),
+    })?;
+    buf.push(code);
+    buf.push(len);
+    buf.extend_from_slice(value);
+    Ok(())
 }
 
 /// Where the reply goes (and whether it is a broadcast):

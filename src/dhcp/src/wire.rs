@@ -22,7 +22,6 @@
 //!   93 a non-empty even length (list of u16), 94 len 3, 97 len 17.
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
-use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 /// Size of the fixed BOOTP header (op … file).
@@ -87,7 +86,24 @@ pub struct Request {
     pub ciaddr: Ipv4Addr,
     pub giaddr: Ipv4Addr,
     pub chaddr: [u8; 16],
-    options: BTreeMap<u8, Vec<u8>>,
+    options: Options,
+}
+
+/// The options of a request: a copy of the packet (plus the concatenations of repeated options)
+/// and per code present its (code, start, length) in that buffer, sorted by code. Two
+/// allocations per packet in the common case.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Options {
+    data: Vec<u8>,
+    index: Vec<(u8, usize, usize)>,
+}
+
+impl Options {
+    fn get(&self, code: u8) -> Option<&[u8]> {
+        let i = self.index.binary_search_by_key(&code, |e| e.0).ok()?;
+        let &(_, start, len) = self.index.get(i)?;
+        self.data.get(start..start.checked_add(len)?)
+    }
 }
 
 fn array<const N: usize>(bytes: &[u8], at: usize) -> Option<[u8; N]> {
@@ -110,13 +126,13 @@ fn header(bytes: &[u8]) -> Option<Request> {
         ciaddr: Ipv4Addr::from(array::<4>(bytes, 12)?),
         giaddr: Ipv4Addr::from(array::<4>(bytes, 24)?),
         chaddr: array(bytes, 28)?,
-        options: BTreeMap::new(),
+        options: Options::default(),
     })
 }
 
-/// Walk the option TLVs after the cookie.
-fn options(bytes: &[u8]) -> Result<BTreeMap<u8, Vec<u8>>, Malformed> {
-    let mut options: BTreeMap<u8, Vec<u8>> = BTreeMap::new();
+/// Walk the option TLVs after the cookie, calling `each(code, offset, length)` for every
+/// option's value (its bounds checked).
+fn walk(bytes: &[u8], mut each: impl FnMut(u8, usize, usize)) -> Result<(), Malformed> {
     let mut at = OPTIONS_START;
     while let Some(code) = byte(bytes, at) {
         match code {
@@ -128,21 +144,51 @@ fn options(bytes: &[u8]) -> Result<BTreeMap<u8, Vec<u8>>, Malformed> {
                 let len = usize::from(byte(bytes, len_at).ok_or(overrun)?);
                 let start = len_at.checked_add(1).ok_or(overrun)?;
                 let end = start.checked_add(len).ok_or(overrun)?;
-                let value = bytes.get(start..end).ok_or(overrun)?;
-                options.entry(code).or_default().extend_from_slice(value);
+                if end > bytes.len() {
+                    return Err(overrun);
+                }
+                each(code, start, len);
                 at = end;
             }
         }
     }
-    Ok(options)
+    Ok(())
 }
 
-fn check_len(
-    options: &BTreeMap<u8, Vec<u8>>,
-    code: u8,
-    ok: impl Fn(usize) -> bool,
-) -> Result<(), Malformed> {
-    match options.get(&code) {
+/// Collect the options: the packet is copied once and each option indexed where it lies; an
+/// option that occurs more than once (rare) gets its concatenation appended to the copy.
+/// O(n log n) in the number of options however they repeat.
+fn options(bytes: &[u8]) -> Result<Options, Malformed> {
+    let mut spans: Vec<(u8, usize, usize)> = Vec::with_capacity(32);
+    walk(bytes, |code, start, len| spans.push((code, start, len)))?;
+    // Stable: the copies of a repeated option stay in packet order.
+    spans.sort_by_key(|e| e.0);
+    let mut data = bytes.to_vec();
+    let mut index = Vec::with_capacity(spans.len());
+    let mut rest = spans.as_slice();
+    while let Some(&(code, start, len)) = rest.first() {
+        let n = rest.iter().take_while(|e| e.0 == code).count();
+        let (group, tail) = rest.split_at(n.min(rest.len()));
+        if n == 1 {
+            index.push((code, start, len));
+        } else {
+            let at = data.len();
+            for &(_, s, l) in group {
+                if let Some(end) = s.checked_add(l) {
+                    if end <= bytes.len() {
+                        data.extend_from_within(s..end);
+                    }
+                }
+            }
+            index.push((code, at, data.len().saturating_sub(at)));
+        }
+        rest = tail;
+    }
+    Ok(Options { data, index })
+}
+
+fn check_len(options: &Options, code: u8, ok: impl Fn(usize) -> bool) -> Result<(), Malformed> {
+    match options.get(code) {
         Some(value) if !ok(value.len()) => Err(Malformed::BadOptionLength {
             code,
             len: value.len(),
@@ -176,7 +222,7 @@ pub fn parse(bytes: &[u8]) -> Result<Request, Malformed> {
 impl Request {
     /// Raw (concatenated) value of option `code`.
     pub fn option(&self, code: u8) -> Option<&[u8]> {
-        self.options.get(&code).map(Vec::as_slice)
+        self.options.get(code)
     }
 
     /// Option 53 value.
@@ -190,13 +236,12 @@ impl Request {
         Some(Ipv4Addr::from(value))
     }
 
-    /// Option 93 values in the order the client sent them (empty if absent).
-    pub fn arches(&self) -> Vec<u16> {
+    /// Option 93 values in the order the client sent them (none if absent).
+    pub fn arches(&self) -> impl Iterator<Item = u16> + '_ {
         self.option(code::CLIENT_ARCH)
             .unwrap_or_default()
             .chunks_exact(2)
             .filter_map(|pair| Some(u16::from_be_bytes(pair.try_into().ok()?)))
-            .collect()
     }
 
     /// Ethernet MAC, when htype is Ethernet (1) and hlen is 6.

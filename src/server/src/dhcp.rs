@@ -1,58 +1,159 @@
 //! ProxyDHCP shell around the sans-IO core (`rackboot-dhcp`): two UDP sockets (67 and 4011,
-//! `SO_REUSEADDR`, `SO_BROADCAST`, bound to the provisioning interface), each datagram handed to
-//! [`rackboot_dhcp::handle`], the reply sent where the core says, counters bumped, and the
-//! client's sighting passed to the inventory recorder without waiting (a full queue drops the
-//! sighting, never the reply).
+//! `SO_REUSEADDR`, `SO_BROADCAST`, bound to the provisioning interface), each served by an OS
+//! thread of its own with a blocking socket: a datagram is handed to [`rackboot_dhcp::handle`],
+//! the reply sent where the core says, counters bumped, and the client's sighting passed to the
+//! inventory recorder without waiting (a full queue drops the sighting, never the reply).
+//!
+//! Why threads and not tasks: during a boot storm the answer must not wait behind whatever the
+//! async runtime is busy with (store writes, the lifecycle, HTTP); a blocking `recv` costs one
+//! syscall per datagram and no readiness polling. Sightings are de-duplicated here (one per
+//! machine per [`SIGHTING_INTERVAL`] unless what it says changes), so a storm of retransmissions
+//! does not wake the recorder once per datagram.
 
 use crate::inventory::Sighting;
 use crate::metrics::Metrics;
+use prometheus_client::metrics::counter::Counter;
 use rackboot_dhcp::{ArrivalPort, Outcome, ProxyConfig};
-use std::net::{SocketAddr, SocketAddrV4};
+use std::collections::HashMap;
+use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use tokio::net::UdpSocket;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
+/// A machine's sighting is passed on at most this often unless its arch or UUID changes (the
+/// recorder applies its own, longer interval on top).
+pub const SIGHTING_INTERVAL: Duration = Duration::from_secs(5);
+/// How often a serving thread looks at the stop flag when no datagram arrives.
+const STOP_POLL: Duration = Duration::from_millis(200);
+/// Remembered sightings per thread before the table is cleared (a flood of made-up MACs).
+const SIGHTINGS_REMEMBERED: usize = 100_000;
+
 pub struct DhcpService {
-    pub dhcp: UdpSocket,
-    pub pxe: UdpSocket,
+    pub dhcp: tokio::net::UdpSocket,
+    pub pxe: tokio::net::UdpSocket,
     pub config: ProxyConfig,
     pub metrics: Arc<Metrics>,
     pub sightings: mpsc::Sender<Sighting>,
 }
 
 impl DhcpService {
+    /// Serve until `shutdown` changes (or its sender is dropped).
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let mut b67 = vec![0u8; 4096];
-        let mut b4011 = vec![0u8; 4096];
-        loop {
-            let (port, n, from) = tokio::select! {
-                r = self.dhcp.recv_from(&mut b67) => match r {
-                    Ok((n, from)) => (ArrivalPort::Dhcp, n, from),
-                    Err(e) => { tracing::debug!(error = %e, "dhcp recv"); continue; }
-                },
-                r = self.pxe.recv_from(&mut b4011) => match r {
-                    Ok((n, from)) => (ArrivalPort::Pxe, n, from),
-                    Err(e) => { tracing::debug!(error = %e, "pxe recv"); continue; }
-                },
-                _ = shutdown.changed() => return,
+        let stop = Arc::new(AtomicBool::new(false));
+        let config = Arc::new(self.config);
+        let mut threads = Vec::new();
+        // One reader per socket: a second thread blocking on the same socket did not raise the
+        // ceiling (bench/dhcp.sh) and cost more CPU per offer (contention on the receive queue).
+        for (port, sock, name) in [
+            (ArrivalPort::Dhcp, self.dhcp, "rackboot-dhcp67"),
+            (ArrivalPort::Pxe, self.pxe, "rackboot-dhcp4011"),
+        ] {
+            let sock = match sock.into_std().and_then(|s| {
+                s.set_nonblocking(false)?;
+                s.set_read_timeout(Some(STOP_POLL))?;
+                Ok(s)
+            }) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "proxydhcp socket set-up failed");
+                    return;
+                }
             };
-            let SocketAddr::V4(from) = from else { continue };
-            let payload = match port {
-                ArrivalPort::Dhcp => &b67[..n],
-                ArrivalPort::Pxe => &b4011[..n],
+            let worker = Worker {
+                sock,
+                port,
+                config: config.clone(),
+                metrics: self.metrics.clone(),
+                sightings: self.sightings.clone(),
+                counters: HashMap::new(),
+                recent: HashMap::new(),
             };
-            self.handle(payload, port, from).await;
+            let stop = stop.clone();
+            match std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || worker.serve(&stop))
+            {
+                Ok(t) => threads.push(t),
+                Err(e) => tracing::error!(error = %e, "proxydhcp thread not started"),
+            }
+        }
+        let _ = shutdown.changed().await;
+        stop.store(true, Ordering::Relaxed);
+        // The threads notice within STOP_POLL; wait for them off the runtime.
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
+}
+
+/// What one sighting said (compared to decide whether the next one is news).
+type Said = (Instant, Option<u16>, Option<[u8; 16]>);
+
+struct Worker {
+    sock: UdpSocket,
+    port: ArrivalPort,
+    config: Arc<ProxyConfig>,
+    metrics: Arc<Metrics>,
+    sightings: mpsc::Sender<Sighting>,
+    /// Counter handles by (kind, detail): the family lookup allocates its label strings, so it
+    /// runs once per distinct pair instead of once per datagram.
+    counters: HashMap<(&'static str, &'static str, Option<u16>), Counter>,
+    recent: HashMap<[u8; 6], Said>,
+}
+
+impl Worker {
+    fn serve(mut self, stop: &AtomicBool) {
+        let mut buf = vec![0u8; 4096];
+        while !stop.load(Ordering::Relaxed) {
+            match self.sock.recv_from(&mut buf) {
+                Ok((n, SocketAddr::V4(from))) => {
+                    if let Some(payload) = buf.get(..n) {
+                        self.handle(payload, from);
+                    }
+                }
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, port = ?self.port, "proxydhcp recv");
+                    // Not a busy loop when the socket keeps failing.
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
         }
     }
 
-    async fn handle(&self, payload: &[u8], port: ArrivalPort, from: SocketAddrV4) {
-        let d = rackboot_dhcp::handle(payload, port, from, &self.config);
-        let arch = d
-            .seen
-            .as_ref()
-            .and_then(|s| s.arch)
-            .map(|a| a.to_string())
-            .unwrap_or_default();
+    /// Bump the `dhcp` counter {kind, detail}; detail is `reason` if not empty, else the arch.
+    fn count(&mut self, kind: &'static str, reason: &'static str, arch: Option<u16>) {
+        let metrics = &self.metrics;
+        self.counters
+            .entry((kind, reason, arch))
+            .or_insert_with(|| {
+                let detail = match arch {
+                    Some(a) if reason.is_empty() => a.to_string(),
+                    _ => reason.to_string(),
+                };
+                metrics
+                    .dhcp
+                    .get_or_create(&crate::metrics::KindLabels {
+                        kind: kind.to_string(),
+                        detail,
+                    })
+                    .clone()
+            })
+            .inc();
+    }
+
+    fn handle(&mut self, payload: &[u8], from: SocketAddrV4) {
+        let d = rackboot_dhcp::handle(payload, self.port, from, &self.config);
+        let arch = d.seen.as_ref().and_then(|s| s.arch);
         match &d.outcome {
             Outcome::Ignored(reason) => {
                 let kind = if reason.label() == "malformed" {
@@ -60,27 +161,35 @@ impl DhcpService {
                 } else {
                     "ignored"
                 };
-                Metrics::inc(&self.metrics.dhcp, kind, reason.label());
+                self.count(kind, reason.label(), None);
                 tracing::trace!(%from, reason = reason.label(), "dhcp ignored");
             }
-            o => Metrics::inc(&self.metrics.dhcp, o.label(), &arch),
+            o => self.count(o.label(), "", arch),
         }
         if let Some(reply) = &d.reply {
-            let sock = match port {
-                ArrivalPort::Dhcp => &self.dhcp,
-                ArrivalPort::Pxe => &self.pxe,
-            };
-            match sock.send_to(&reply.bytes, SocketAddr::V4(reply.dest)).await {
+            match self.sock.send_to(&reply.bytes, SocketAddr::V4(reply.dest)) {
                 Ok(_) => {
                     tracing::debug!(%from, dest = %reply.dest, outcome = d.outcome.label(), arch, "proxydhcp reply")
                 }
                 Err(e) => {
-                    Metrics::inc(&self.metrics.dhcp, "send_failed", "");
+                    self.count("send_failed", "", None);
                     tracing::warn!(error = %e, dest = %reply.dest, "proxydhcp reply not sent");
                 }
             }
         }
         if let Some(seen) = d.seen {
+            let now = Instant::now();
+            let news = match self.recent.get(&seen.mac) {
+                Some((at, a, u)) => {
+                    now.saturating_duration_since(*at) >= SIGHTING_INTERVAL
+                        || *a != seen.arch
+                        || *u != seen.uuid
+                }
+                None => true,
+            };
+            if !news {
+                return;
+            }
             let s = Sighting {
                 mac: seen.mac,
                 uuid: seen.uuid,
@@ -90,8 +199,13 @@ impl DhcpService {
                 note: None,
             };
             if self.sightings.try_send(s).is_err() {
-                Metrics::inc(&self.metrics.dhcp, "sighting_dropped", "queue_full");
+                self.count("sighting_dropped", "queue_full", None);
+                return;
             }
+            if self.recent.len() >= SIGHTINGS_REMEMBERED {
+                self.recent.clear();
+            }
+            self.recent.insert(seen.mac, (now, seen.arch, seen.uuid));
         }
     }
 }

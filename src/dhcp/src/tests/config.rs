@@ -36,11 +36,11 @@ fn boot_file_resolution() {
     let c = ProxyConfig::new(Ipv4Addr::new(10, 0, 0, 1), 8080).expect("valid");
     assert_eq!(
         c.boot_file_for(0),
-        Some(BootFile::Tftp("undionly.kpxe".into()))
+        Some(&BootFile::Tftp("undionly.kpxe".into()))
     );
     assert_eq!(
         c.boot_file_for(16),
-        Some(BootFile::Url(
+        Some(&BootFile::Url(
             "http://10.0.0.1:8080/tftp/x86_64/ipxe.efi".into()
         ))
     );
@@ -50,7 +50,7 @@ fn boot_file_resolution() {
     let c = c.with_file_override(0, "HTTPS://boot/x").expect("valid");
     assert_eq!(
         c.boot_file_for(0),
-        Some(BootFile::Url("HTTPS://boot/x".into()))
+        Some(&BootFile::Url("HTTPS://boot/x".into()))
     );
 }
 

@@ -511,6 +511,30 @@ fn split_option_60_is_reassembled() {
 }
 
 #[test]
+fn several_split_options_are_each_reassembled_in_order() {
+    let mut uuid_opt = [0u8; 17];
+    uuid_opt[1..].copy_from_slice(&[0x42; 16]);
+    let pkt = Pkt::bare(DISCOVER)
+        .opt(97, &uuid_opt[..5])
+        .opt(60, b"PXE")
+        .opt(93, &[0x12, 0x34])
+        .opt(97, &uuid_opt[5..])
+        .opt(60, b"Client:Arch:")
+        .opt(93, &[0, 7])
+        .opt(60, b"00007");
+    let (d, reply) = offer(&pkt);
+    let seen = d.seen.expect("seen");
+    assert_eq!(seen.vendor_class, "PXEClient:Arch:00007");
+    assert_eq!(seen.uuid, Some([0x42; 16]));
+    // 0x1234 has no boot file; the second value of the reassembled 93 list is chosen.
+    assert_eq!(seen.arch, Some(7));
+    assert_eq!(
+        opt(&decode(&reply), OptionCode::ClientMachineIdentifier),
+        Some(uuid_opt.to_vec())
+    );
+}
+
+#[test]
 fn overload_option_52_is_ignored() {
     // Option 93 hidden in the `file` field with overload = 1: not parsed.
     let mut pkt = Pkt::bare(DISCOVER).opt(60, b"PXEClient").opt(52, &[1]);
