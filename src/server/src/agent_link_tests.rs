@@ -50,6 +50,7 @@ async fn env() -> Env {
             cmdline: "console=ttyS0".into(),
         },
         init_rounds: 3,
+        recent_boots: Default::default(),
     };
     let service = AgentLinkService::new(inventory, reconciler.agents.clone(), reconciler.handle());
     let app = router(boot.clone()).route_service(

@@ -520,6 +520,9 @@ fn apply(m: &mut Machine, s: &Sighting, now: u64) {
 /// When a MAC was last written, and with which arch and UUID.
 type LastWrite = (std::time::Instant, Option<u16>, Option<[u8; 16]>);
 
+/// The last boot note recorded for a MAC: when, what, with which UUID.
+type LastNote = (std::time::Instant, String, Option<[u8; 16]>);
+
 /// Drains sightings on a blocking thread, writing at most one record per MAC every
 /// `min_interval` unless something new (arch, UUID) was seen.
 pub fn spawn_recorder(
@@ -547,8 +550,23 @@ pub fn spawn_recorder(
             }
             tracing::warn!(error = %e, source = ?std::error::Error::source(e), mac = %fmt_mac(&s.mac), "could not record a {what}");
         };
+        // The last boot note per MAC: the same note again within `min_interval` (a client
+        // re-fetching its script in a loop, or a benchmark) is not written again: each costs a
+        // durable store write (record + event) and says nothing new.
+        let mut last_note: std::collections::HashMap<[u8; 6], LastNote> =
+            std::collections::HashMap::new();
         while let Some(s) = rx.blocking_recv() {
             if let Some(note) = &s.note {
+                let repeat = last_note.get(&s.mac).is_some_and(|(at, n, uuid)| {
+                    n == note && *uuid == s.uuid && at.elapsed() < min_interval
+                });
+                if repeat {
+                    continue;
+                }
+                if last_note.len() > 100_000 {
+                    last_note.clear();
+                }
+                last_note.insert(s.mac, (std::time::Instant::now(), note.clone(), s.uuid));
                 match inv.record_sighting(&s) {
                     Ok(m) => inv.event(&m.id, "boot", note),
                     Err(e) => fail(&e, &s, "boot"),
@@ -734,5 +752,47 @@ mod tests {
         // A machine already known is still updated while discovery is paused.
         let m = inv.record_sighting(&sighting(0)).unwrap();
         assert_eq!(m.boot.arch, Some(7));
+    }
+
+    /// A machine fetching the same boot script again and again (a boot loop, a benchmark) gets
+    /// one "boot" event per interval; a different script is recorded at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn repeated_boot_notes_are_recorded_once_per_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let inv = crate::test_support::inventory(dir.path());
+        let tx = spawn_recorder(inv.clone(), std::time::Duration::from_secs(60));
+        let note = |n: &str| Sighting {
+            via: "http",
+            note: Some(n.to_string()),
+            ..sighting(9)
+        };
+        for _ in 0..50 {
+            tx.send(note("boot.ipxe served: agent")).await.unwrap();
+        }
+        tx.send(note("boot.ipxe served: disk")).await.unwrap();
+        tx.send(note("boot.ipxe served: disk")).await.unwrap();
+        let boots = |inv: &Inventory| {
+            let id = inv.list().unwrap().first().map(|m| m.id.clone());
+            id.map(|id| {
+                inv.store()
+                    .events(Some(&id), 0, 1000)
+                    .unwrap()
+                    .into_iter()
+                    .filter(|e| e.kind == "boot")
+                    .map(|e| e.message)
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while boots(&inv).len() < 2 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        // Let the recorder drain whatever is left, then count.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert_eq!(
+            boots(&inv),
+            vec!["boot.ipxe served: agent", "boot.ipxe served: disk"]
+        );
     }
 }

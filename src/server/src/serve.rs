@@ -226,6 +226,7 @@ async fn start_boot_http(
             cmdline: cfg.agent_cmdline.clone(),
         },
         init_rounds: cfg.init_rounds,
+        recent_boots: Default::default(),
     };
     tracing::info!(listen = %local, appliance = %boot.appliance, assets = %cfg.assets_dir.display(), "boot http serving");
     // The agent link (gRPC over HTTP/2 cleartext) shares the boot HTTP port.

@@ -41,7 +41,40 @@ pub struct SledStore {
     path: Option<PathBuf>,
     reserve_bytes: u64,
     fault: Mutex<FaultState>,
+    /// Decoded machines by id (a boot request looks its machine up; without this every lookup
+    /// decoded its JSON record).
+    cache: Mutex<MachineCache>,
 }
+
+/// Machines as last written or read, by id. Writers replace (or drop) an entry after their
+/// commit; a reader fills a missed entry only if no write happened since it started reading
+/// (`writes` unchanged), so the cache never holds a record older than the store's.
+#[derive(Default)]
+struct MachineCache {
+    by_id: std::collections::HashMap<String, Machine>,
+    writes: u64,
+}
+
+impl MachineCache {
+    /// Cache `m` unless a newer generation of it is cached already (two writers' updates of the
+    /// cache can arrive in either order; generations only grow while a machine exists).
+    fn put(&mut self, m: &Machine) {
+        if self
+            .by_id
+            .get(&m.id)
+            .is_some_and(|c| c.generation >= m.generation)
+        {
+            return;
+        }
+        if self.by_id.len() >= CACHE_MAX {
+            self.by_id.clear();
+        }
+        self.by_id.insert(m.id.clone(), m.clone());
+    }
+}
+
+/// Entries kept before the cache is emptied (far above any rack's inventory).
+const CACHE_MAX: usize = 100_000;
 
 /// Space kept free for reopening the database after the disk filled up (sled's recovery
 /// writes a snapshot before it opens).
@@ -130,13 +163,6 @@ impl Db {
         }
     }
 
-    fn lookup(&self, index: &sled::Tree, key: &str) -> Result<Option<Machine>, StoreError> {
-        match index.get(key)? {
-            Some(id) => self.get_machine(&String::from_utf8_lossy(&id)),
-            None => Ok(None),
-        }
-    }
-
     /// Write `m` and its indexes inside a transaction, dropping index entries of `old`.
     fn put_tx(
         (machines, macs, uuids): (&TransactionalTree, &TransactionalTree, &TransactionalTree),
@@ -211,6 +237,7 @@ impl SledStore {
             path: Some(path.to_path_buf()),
             reserve_bytes,
             fault: Mutex::default(),
+            cache: Mutex::default(),
         };
         let db = match s.open_db() {
             Ok(db) => db,
@@ -238,6 +265,7 @@ impl SledStore {
             path: None,
             reserve_bytes: 0,
             fault: Mutex::default(),
+            cache: Mutex::default(),
         })
     }
 
@@ -366,6 +394,12 @@ impl SledStore {
         *db = None;
         self.drop_reserve();
         let opened = self.open_db();
+        // What is on disk now decides; drop every decoded record.
+        {
+            let mut c = self.cache();
+            c.by_id.clear();
+            c.writes = c.writes.wrapping_add(1);
+        }
         let mut f = self.fault();
         f.epoch += 1;
         f.next_try = Some(Instant::now() + RETRY);
@@ -434,6 +468,54 @@ impl SledStore {
         result
     }
 
+    fn cache(&self) -> MutexGuard<'_, MachineCache> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// After a committed write of machine `id`: the new record (or `None`: removed).
+    fn cache_written(&self, id: &str, m: Option<&Machine>) {
+        let mut c = self.cache();
+        c.writes = c.writes.wrapping_add(1);
+        match m {
+            Some(m) => c.put(m),
+            None => {
+                c.by_id.remove(id);
+            }
+        }
+    }
+
+    /// Machine `id`, from the cache or (then cached) from the database.
+    fn cached_machine(&self, id: &str) -> Result<Option<Machine>, StoreError> {
+        let started = {
+            let c = self.cache();
+            if let Some(m) = c.by_id.get(id) {
+                return Ok(Some(m.clone()));
+            }
+            c.writes
+        };
+        let m = self.read(|d| d.get_machine(id))?;
+        if let Some(m) = &m {
+            let mut c = self.cache();
+            if c.writes == started {
+                c.put(m);
+            }
+        }
+        Ok(m)
+    }
+
+    /// The id an index (`macs`, `uuids`) maps `key` to.
+    fn index_id(
+        &self,
+        index: impl FnOnce(&Db) -> &sled::Tree,
+        key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.read(|d| {
+            Ok(index(d)
+                .get(key)?
+                .map(|id| String::from_utf8_lossy(&id).into_owned()))
+        })
+    }
+
     fn read<T>(&self, op: impl FnOnce(&Db) -> Result<T, StoreError>) -> Result<T, StoreError> {
         self.with_db(false, op)
     }
@@ -458,6 +540,9 @@ impl Store for SledStore {
                     Db::put_tx((t_m, t_mac, t_u), None, &m)
                 }),
             )?;
+            // Readers see a committed record at once (as sled's own reads do), not only after
+            // the flush (fsync) below: a writer waiting on it must not make others read stale.
+            self.cache_written(&m.id, Some(&m));
             d.flush()
         })?;
         Ok(m)
@@ -484,21 +569,28 @@ impl Store for SledStore {
                     Db::put_tx((t_m, t_mac, t_u), Some(&old), &m)
                 }),
             )?;
+            self.cache_written(&m.id, Some(&m));
             d.flush()
         })?;
         Ok(m)
     }
 
     fn get_machine(&self, id: &str) -> Result<Option<Machine>, StoreError> {
-        self.read(|d| d.get_machine(id))
+        self.cached_machine(id)
     }
 
     fn machine_by_mac(&self, mac: &str) -> Result<Option<Machine>, StoreError> {
-        self.read(|d| d.lookup(&d.macs, mac))
+        match self.index_id(|d| &d.macs, mac)? {
+            Some(id) => self.cached_machine(&id),
+            None => Ok(None),
+        }
     }
 
     fn machine_by_uuid(&self, uuid: &str) -> Result<Option<Machine>, StoreError> {
-        self.read(|d| d.lookup(&d.uuids, uuid))
+        match self.index_id(|d| &d.uuids, uuid)? {
+            Some(id) => self.cached_machine(&id),
+            None => Ok(None),
+        }
     }
 
     fn list_machines(&self) -> Result<Vec<Machine>, StoreError> {
@@ -530,6 +622,7 @@ impl Store for SledStore {
                     Ok(Some(old))
                 },
             ))?;
+            self.cache_written(id, None);
             d.flush()?;
             Ok(removed)
         })

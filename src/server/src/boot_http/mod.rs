@@ -20,6 +20,7 @@ use rackboot_ipxe::{BootMode, BootQuery, RenderCtx, Rendered};
 use rackboot_store::model::MachineState;
 use rackboot_store::{BootModeSetting, DiskMethod, Machine};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 pub use ranged::{parse_range, RangeAnswer};
@@ -41,7 +42,18 @@ pub struct BootHttp {
     pub appliance: String,
     pub agent: BootMode,
     pub init_rounds: u32,
+    /// Boot sightings passed on recently (see [`BootHttp::sighting_is_news`]).
+    pub recent_boots: Arc<std::sync::Mutex<RecentBoots>>,
 }
+
+/// Per MAC: when its last boot sighting was passed on, for which script and UUID.
+pub type RecentBoots =
+    std::collections::HashMap<[u8; 6], (Instant, &'static str, Option<[u8; 16]>)>;
+
+/// The same machine fetching the same script again within this interval is not passed to the
+/// recorder again (it writes one event per machine and script per interval anyway; the send
+/// would wake its thread once per request).
+const BOOT_SIGHTING_INTERVAL: Duration = Duration::from_secs(5);
 
 pub fn router(state: BootHttp) -> Router {
     Router::new()
@@ -52,7 +64,7 @@ pub fn router(state: BootHttp) -> Router {
         .route("/config", get(config_doc))
         .route("/cache/{key}", get(cached_file))
         .fallback(|| async { text(StatusCode::NOT_FOUND, "not found\n".into()) })
-        .with_state(state)
+        .with_state(Arc::new(state))
 }
 
 fn text(status: StatusCode, body: String) -> Response {
@@ -68,7 +80,7 @@ fn count(s: &BootHttp, kind: &str, detail: &str) {
     Metrics::inc(&s.metrics.http, kind, detail);
 }
 
-async fn init_ipxe(State(s): State<BootHttp>) -> Response {
+async fn init_ipxe(State(s): State<Arc<BootHttp>>) -> Response {
     count(&s, "init", "");
     match rackboot_ipxe::init_script(&format!("http://{}", s.appliance), s.init_rounds) {
         Ok(script) => text(StatusCode::OK, script),
@@ -82,7 +94,7 @@ fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
     v.try_into().ok()
 }
 
-async fn boot_ipxe(State(s): State<BootHttp>, RawQuery(q): RawQuery) -> Response {
+async fn boot_ipxe(State(s): State<Arc<BootHttp>>, RawQuery(q): RawQuery) -> Response {
     let started = std::time::Instant::now();
     let resp = boot_ipxe_inner(&s, q).await;
     s.metrics
@@ -183,10 +195,12 @@ async fn boot_ipxe_inner(s: &BootHttp, q: Option<String>) -> Response {
     };
     let rendered = rackboot_ipxe::render(&mode, &ctx);
     // Record the boot without waiting (discovery for unknown machines).
-    if let Some(mac) = query.mac.as_deref().and_then(parse_hex::<6>) {
+    let mac = query.mac.as_deref().and_then(parse_hex::<6>);
+    let uuid16 = uuid.as_deref().and_then(parse_hex::<16>);
+    if let Some(mac) = mac.filter(|mac| s.sighting_is_news(*mac, label, uuid16)) {
         let sighting = Sighting {
             mac,
-            uuid: uuid.as_deref().and_then(parse_hex::<16>),
+            uuid: uuid16,
             arch: None,
             vendor_class: None,
             via: "http",
@@ -281,6 +295,28 @@ fn mode_for(s: &BootHttp, m: Option<&Machine>) -> Result<(BootMode, &'static str
 }
 
 impl BootHttp {
+    /// Whether a boot of `mac` with script `label` is worth a sighting (not the same as one
+    /// passed on within [`BOOT_SIGHTING_INTERVAL`]); remembers it if so.
+    fn sighting_is_news(&self, mac: [u8; 6], label: &'static str, uuid: Option<[u8; 16]>) -> bool {
+        let now = Instant::now();
+        let Ok(mut recent) = self.recent_boots.lock() else {
+            return true;
+        };
+        if let Some((at, l, u)) = recent.get(&mac) {
+            if *l == label
+                && *u == uuid
+                && now.saturating_duration_since(*at) < BOOT_SIGHTING_INTERVAL
+            {
+                return false;
+            }
+        }
+        if recent.len() >= 100_000 {
+            recent.clear();
+        }
+        recent.insert(mac, (now, label, uuid));
+        true
+    }
+
     /// The agent boot, with Omni's join kernel arguments appended in Omni mode.
     fn agent_mode(&self) -> BootMode {
         let join = self.metrics.omni.join_kernel_args();
@@ -316,7 +352,7 @@ impl BootHttp {
 
 /// `GET /cache/<key>`: a remote profile file, fetched on first use (once), then from disk.
 async fn cached_file(
-    State(s): State<BootHttp>,
+    State(s): State<Arc<BootHttp>>,
     Path(key): Path<String>,
     method: Method,
     headers: HeaderMap,
@@ -370,7 +406,7 @@ async fn serve_file(
 }
 
 async fn tftp_file(
-    State(s): State<BootHttp>,
+    State(s): State<Arc<BootHttp>>,
     Path(path): Path<String>,
     method: Method,
     headers: HeaderMap,
@@ -381,7 +417,7 @@ async fn tftp_file(
 }
 
 async fn asset_file(
-    State(s): State<BootHttp>,
+    State(s): State<Arc<BootHttp>>,
     Path(path): Path<String>,
     method: Method,
     headers: HeaderMap,
@@ -393,7 +429,7 @@ async fn asset_file(
 
 /// `GET /config?u=<uuid>`: the machine's config document (the Omni join config documents in
 /// Omni mode; empty in standalone mode or before Omni sent one).
-async fn config_doc(State(s): State<BootHttp>) -> Response {
+async fn config_doc(State(s): State<Arc<BootHttp>>) -> Response {
     count(&s, "config", "");
     let doc = s.metrics.omni.join_config().unwrap_or_default();
     (

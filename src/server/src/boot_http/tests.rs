@@ -45,6 +45,7 @@ pub(super) fn env() -> Env {
             cmdline: "console=ttyS0".into(),
         },
         init_rounds: 3,
+        recent_boots: Default::default(),
     };
     Env {
         _dir: dir,
