@@ -223,7 +223,7 @@ impl TftpService {
                         let (threaded, cut) = (threaded.clone(), cut.clone());
                         inflight.spawn_blocking(move || {
                             let _slot = slot;
-                            svc.drive_blocking(&std_sock, t, &cut);
+                            svc.drive_blocking(&std_sock, t, &cut, &threaded);
                             threaded.fetch_sub(1, Ordering::AcqRel);
                         });
                     }
@@ -296,9 +296,16 @@ impl TftpService {
 
     /// One transfer on its own thread and connected, blocking socket (see
     /// [`THREADED_TRANSFERS`]). Ends without a verdict when `cut` is set, like an aborted task.
-    fn drive_blocking(&self, sock: &std::net::UdpSocket, mut t: Transfer, cut: &AtomicBool) {
+    fn drive_blocking(
+        &self,
+        sock: &std::net::UdpSocket,
+        mut t: Transfer,
+        cut: &AtomicBool,
+        threaded: &std::sync::atomic::AtomicUsize,
+    ) {
         let mut out = Vec::with_capacity(1500);
         let mut rx = vec![0u8; 65536];
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         loop {
             while t.poll_transmit(&mut out) {
                 if sock.send(&out).is_err() {
@@ -314,6 +321,15 @@ impl TftpService {
             };
             if cut.load(Ordering::Acquire) {
                 return;
+            }
+            // With a core to spare (fewer threaded transfers than cores), wait for the ACK
+            // awake for a moment: a lock-step transfer's rate is set by the wake-ups on both
+            // sides, and an ACK usually comes back within tens of microseconds.
+            if threaded.load(Ordering::Relaxed) < cores {
+                if let Some(n) = spin_recv(sock, &mut rx) {
+                    t.handle_datagram(&rx[..n], Instant::now());
+                    continue;
+                }
             }
             match sock.recv(&mut rx) {
                 Ok(n) => t.handle_datagram(&rx[..n], Instant::now()),
@@ -420,6 +436,24 @@ impl TftpService {
                     draining = Some(Instant::now() + DRAIN);
                 }
             }
+        }
+    }
+}
+
+/// How long [`spin_recv`] polls before the transfer sleeps in `recv`.
+const SPIN: std::time::Duration = std::time::Duration::from_micros(100);
+
+/// Poll `sock` without sleeping for up to [`SPIN`], yielding the core between polls (the peer
+/// may be waiting for it). `None`: nothing arrived (or an error), sleep in `recv` instead.
+fn spin_recv(sock: &std::net::UdpSocket, rx: &mut [u8]) -> Option<usize> {
+    use nix::sys::socket::{recv, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let until = Instant::now() + SPIN;
+    loop {
+        match recv(sock.as_raw_fd(), rx, MsgFlags::MSG_DONTWAIT) {
+            Ok(n) => return Some(n),
+            Err(nix::errno::Errno::EAGAIN) if Instant::now() < until => std::thread::yield_now(),
+            Err(_) => return None,
         }
     }
 }
