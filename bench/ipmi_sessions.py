@@ -62,9 +62,10 @@ def packets(path):
 
 
 def is_auth_caps_request(p):
-    # RMCP (06 00 ff 07), auth type 0 (v1.5, none), seq, session id, len, rsAddr 0x20,
-    # netFn App (0x06 << 2), checksum, rqAddr, rqSeq, cmd 0x38.
-    return len(p) >= 21 and p[0] == 0x06 and p[3] == 0x07 and p[4] == 0x00 and p[16] == 0x18 and p[20] == 0x38
+    # RMCP (06 00 ff 07), then the v1.5 session header: auth type 0 (none) at 4, seq 5..8,
+    # session id 9..12, length 13; the message: rsAddr 14, netFn App (0x06 << 2) at 15,
+    # checksum 16, rqAddr 17, rqSeq 18, cmd 0x38 at 19.
+    return len(p) >= 20 and p[0] == 0x06 and p[3] == 0x07 and p[4] == 0x00 and p[15] == 0x18 and p[19] == 0x38
 
 
 def main():

@@ -38,28 +38,33 @@ pub struct DhcpService {
 }
 
 impl DhcpService {
-    /// Serve until `shutdown` changes (or its sender is dropped).
+    /// Serve until `shutdown` changes (or its sender is dropped, or this future is dropped).
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let stop = Arc::new(AtomicBool::new(false));
+        let blocking = |s: tokio::net::UdpSocket| {
+            s.into_std().and_then(|s| {
+                s.set_nonblocking(false)?;
+                s.set_read_timeout(Some(STOP_POLL))?;
+                Ok(s)
+            })
+        };
+        // Both sockets first: a failure starts no thread.
+        let (dhcp, pxe) = match (blocking(self.dhcp), blocking(self.pxe)) {
+            (Ok(d), Ok(p)) => (d, p),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "proxydhcp socket set-up failed");
+                return;
+            }
+        };
+        // The threads stop when this future ends, however it ends.
+        let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
         let config = Arc::new(self.config);
         let mut threads = Vec::new();
         // One reader per socket: a second thread blocking on the same socket did not raise the
         // ceiling (bench/dhcp.sh) and cost more CPU per offer (contention on the receive queue).
         for (port, sock, name) in [
-            (ArrivalPort::Dhcp, self.dhcp, "rackboot-dhcp67"),
-            (ArrivalPort::Pxe, self.pxe, "rackboot-dhcp4011"),
+            (ArrivalPort::Dhcp, dhcp, "rackboot-dhcp67"),
+            (ArrivalPort::Pxe, pxe, "rackboot-dhcp4011"),
         ] {
-            let sock = match sock.into_std().and_then(|s| {
-                s.set_nonblocking(false)?;
-                s.set_read_timeout(Some(STOP_POLL))?;
-                Ok(s)
-            }) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(error = %e, "proxydhcp socket set-up failed");
-                    return;
-                }
-            };
             let worker = Worker {
                 sock,
                 port,
@@ -69,17 +74,17 @@ impl DhcpService {
                 counters: HashMap::new(),
                 recent: HashMap::new(),
             };
-            let stop = stop.clone();
+            let flag = stop.0.clone();
             match std::thread::Builder::new()
                 .name(name.into())
-                .spawn(move || worker.serve(&stop))
+                .spawn(move || worker.serve(&flag))
             {
                 Ok(t) => threads.push(t),
                 Err(e) => tracing::error!(error = %e, "proxydhcp thread not started"),
             }
         }
         let _ = shutdown.changed().await;
-        stop.store(true, Ordering::Relaxed);
+        drop(stop);
         // The threads notice within STOP_POLL; wait for them off the runtime.
         let _ = tokio::task::spawn_blocking(move || {
             for t in threads {
@@ -87,6 +92,15 @@ impl DhcpService {
             }
         })
         .await;
+    }
+}
+
+/// Sets the serving threads' stop flag when dropped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 

@@ -563,12 +563,16 @@ pub fn spawn_recorder(
                 if repeat {
                     continue;
                 }
-                if last_note.len() > 100_000 {
-                    last_note.clear();
-                }
-                last_note.insert(s.mac, (std::time::Instant::now(), note.clone(), s.uuid));
                 match inv.record_sighting(&s) {
-                    Ok(m) => inv.event(&m.id, "boot", note),
+                    Ok(m) => {
+                        inv.event(&m.id, "boot", note);
+                        // Remembered only once recorded: a note that could not be (discovery
+                        // paused, writes refused) is tried again with the next request.
+                        if last_note.len() > 100_000 {
+                            last_note.clear();
+                        }
+                        last_note.insert(s.mac, (std::time::Instant::now(), note.clone(), s.uuid));
+                    }
                     Err(e) => fail(&e, &s, "boot"),
                 }
                 last.insert(s.mac, (std::time::Instant::now(), s.arch, s.uuid));

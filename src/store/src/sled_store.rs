@@ -46,9 +46,11 @@ pub struct SledStore {
     cache: Mutex<MachineCache>,
 }
 
-/// Machines as last written or read, by id. Writers replace (or drop) an entry after their
-/// commit; a reader fills a missed entry only if no write happened since it started reading
-/// (`writes` unchanged), so the cache never holds a record older than the store's.
+/// Machines as last read, by id. A writer drops the entry of the machine it wrote and bumps
+/// `writes` at its commit; a reader fills a missed entry only if no write happened since it
+/// started reading (`writes` unchanged). So the cache holds only what a reader saw with no write
+/// in between, whatever order concurrent writers finish in: never an older record than the
+/// store's, never a removed machine.
 #[derive(Default)]
 struct MachineCache {
     by_id: std::collections::HashMap<String, Machine>,
@@ -56,16 +58,7 @@ struct MachineCache {
 }
 
 impl MachineCache {
-    /// Cache `m` unless a newer generation of it is cached already (two writers' updates of the
-    /// cache can arrive in either order; generations only grow while a machine exists).
     fn put(&mut self, m: &Machine) {
-        if self
-            .by_id
-            .get(&m.id)
-            .is_some_and(|c| c.generation >= m.generation)
-        {
-            return;
-        }
         if self.by_id.len() >= CACHE_MAX {
             self.by_id.clear();
         }
@@ -472,16 +465,11 @@ impl SledStore {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// After a committed write of machine `id`: the new record (or `None`: removed).
-    fn cache_written(&self, id: &str, m: Option<&Machine>) {
+    /// At the commit of a write of machine `id`: the next read decodes the stored record.
+    fn cache_written(&self, id: &str) {
         let mut c = self.cache();
         c.writes = c.writes.wrapping_add(1);
-        match m {
-            Some(m) => c.put(m),
-            None => {
-                c.by_id.remove(id);
-            }
-        }
+        c.by_id.remove(id);
     }
 
     /// Machine `id`, from the cache or (then cached) from the database.
@@ -542,7 +530,8 @@ impl Store for SledStore {
             )?;
             // Readers see a committed record at once (as sled's own reads do), not only after
             // the flush (fsync) below: a writer waiting on it must not make others read stale.
-            self.cache_written(&m.id, Some(&m));
+            // (Dropped, not replaced: concurrent writers may get here in any order.)
+            self.cache_written(&m.id);
             d.flush()
         })?;
         Ok(m)
@@ -569,7 +558,7 @@ impl Store for SledStore {
                     Db::put_tx((t_m, t_mac, t_u), Some(&old), &m)
                 }),
             )?;
-            self.cache_written(&m.id, Some(&m));
+            self.cache_written(&m.id);
             d.flush()
         })?;
         Ok(m)
@@ -622,7 +611,7 @@ impl Store for SledStore {
                     Ok(Some(old))
                 },
             ))?;
-            self.cache_written(id, None);
+            self.cache_written(id);
             d.flush()?;
             Ok(removed)
         })

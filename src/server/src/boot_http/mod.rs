@@ -206,7 +206,9 @@ async fn boot_ipxe_inner(s: &BootHttp, q: Option<String>) -> Response {
             via: "http",
             note: Some(format!("boot.ipxe served: {label}")),
         };
-        if s.sightings.try_send(sighting).is_err() {
+        if s.sightings.try_send(sighting).is_ok() {
+            s.sighting_sent(mac, label, uuid16);
+        } else {
             count(s, "sighting_dropped", "queue_full");
         }
     }
@@ -296,25 +298,24 @@ fn mode_for(s: &BootHttp, m: Option<&Machine>) -> Result<(BootMode, &'static str
 
 impl BootHttp {
     /// Whether a boot of `mac` with script `label` is worth a sighting (not the same as one
-    /// passed on within [`BOOT_SIGHTING_INTERVAL`]); remembers it if so.
+    /// passed on within [`BOOT_SIGHTING_INTERVAL`]).
     fn sighting_is_news(&self, mac: [u8; 6], label: &'static str, uuid: Option<[u8; 16]>) -> bool {
-        let now = Instant::now();
-        let Ok(mut recent) = self.recent_boots.lock() else {
+        let Ok(recent) = self.recent_boots.lock() else {
             return true;
         };
-        if let Some((at, l, u)) = recent.get(&mac) {
-            if *l == label
-                && *u == uuid
-                && now.saturating_duration_since(*at) < BOOT_SIGHTING_INTERVAL
-            {
-                return false;
+        !recent.get(&mac).is_some_and(|(at, l, u)| {
+            *l == label && *u == uuid && at.elapsed() < BOOT_SIGHTING_INTERVAL
+        })
+    }
+
+    /// A boot sighting was queued: repeats within the interval are not news.
+    fn sighting_sent(&self, mac: [u8; 6], label: &'static str, uuid: Option<[u8; 16]>) {
+        if let Ok(mut recent) = self.recent_boots.lock() {
+            if recent.len() >= 100_000 {
+                recent.clear();
             }
+            recent.insert(mac, (Instant::now(), label, uuid));
         }
-        if recent.len() >= 100_000 {
-            recent.clear();
-        }
-        recent.insert(mac, (now, label, uuid));
-        true
     }
 
     /// The agent boot, with Omni's join kernel arguments appended in Omni mode.

@@ -178,4 +178,11 @@ fn cached_reads_follow_concurrent_writes() {
             .unwrap(),
         None
     );
+    // Created again under the same id: generation 1 again, and that is what every read sees.
+    let again = s
+        .create_machine(machine("m1", "02:00:00:00:00:03"))
+        .unwrap();
+    assert_eq!(again.generation, 1);
+    assert_eq!(s.get_machine("m1").unwrap(), Some(again.clone()));
+    assert_eq!(s.machine_by_mac("02:00:00:00:00:03").unwrap(), Some(again));
 }
