@@ -28,9 +28,17 @@ SRV=10.97.0.2 HTTP=10.97.0.2:50042
 # The kernel's ARP table is global across namespaces (gc_thresh3 = 1024 by default): one
 # appliance talking to 1,000 machines needs more. Raised for the run, restored on exit.
 GC_OLD=$(for i in 1 2 3; do sysctl -n net.ipv4.neigh.default.gc_thresh$i; done | xargs)
-restore_gc() { set -- $GC_OLD; sysctl -qw net.ipv4.neigh.default.gc_thresh1=$1 net.ipv4.neigh.default.gc_thresh2=$2 net.ipv4.neigh.default.gc_thresh3=$3; }
+# The site DHCP server (dnsmasq, address only; not what is measured) overflowed its default
+# 208 KiB socket buffer when 1,000 DISCOVERs arrive at once, and the firmware gave up on some
+# machines after its retries. dnsmasq has no buffer option and net.core.rmem_default is not
+# per namespace here: it is raised (to rmem_max, at most 4 MiB) for the run, for every socket
+# of both stacks alike, and restored on exit.
+RMEM_OLD=$(sysctl -n net.core.rmem_default)
+RMEM_RUN=$(sysctl -n net.core.rmem_max); [ "$RMEM_RUN" -le 4194304 ] || RMEM_RUN=4194304
+restore_gc() { set -- $GC_OLD; sysctl -qw net.ipv4.neigh.default.gc_thresh1=$1 net.ipv4.neigh.default.gc_thresh2=$2 net.ipv4.neigh.default.gc_thresh3=$3 net.core.rmem_default=$RMEM_OLD; }
 trap 'restore_gc; cleanup' EXIT
 sysctl -qw net.ipv4.neigh.default.gc_thresh1=4096 net.ipv4.neigh.default.gc_thresh2=8192 net.ipv4.neigh.default.gc_thresh3=16384
+[ "$RMEM_RUN" -gt "$RMEM_OLD" ] && sysctl -qw net.core.rmem_default=$RMEM_RUN
 for ns in $SW $SITE $APPL; do
   ip netns add $ns; NSS+=($ns); ip -n $ns link set lo up
   ip netns exec $ns sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
@@ -237,7 +245,7 @@ for n in $SIZES; do
 done
 
 # --- report -----------------------------------------------------------------------------------------
-echo "Fleet: \`$(basename "$FLEET") --clients N --mix $MIX\` (all power on at once; firmware retry 4/8/16/32 s); agent images ${KERNEL_MB} MiB kernel + ${INITRD_MB} MiB initrd, iPXE NBPs from Debian's ipxe package. Segment 10.97.0.0/21: dnsmasq address-only site DHCP (10.97.0.1), boot server 10.97.0.2; ARP gc_thresh raised to 4096/8192/16384 for the run."
+echo "Fleet: \`$(basename "$FLEET") --clients N --mix $MIX\` (all power on at once; firmware retry 4/8/16/32 s); agent images ${KERNEL_MB} MiB kernel + ${INITRD_MB} MiB initrd, iPXE NBPs from Debian's ipxe package. Segment 10.97.0.0/21: dnsmasq address-only site DHCP (10.97.0.1), boot server 10.97.0.2; ARP gc_thresh raised to 4096/8192/16384 and net.core.rmem_default to $((RMEM_RUN / 1024)) KiB (from $((RMEM_OLD / 1024)) KiB) for the run."
 echo
 echo "| stack | clients | booted | failed | unfinished | all booted (s) | boot p50 (s) | boot p99 (s) | cold start (ms) | idle RSS (MiB) | peak RSS (MiB) | server CPU (s) |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
