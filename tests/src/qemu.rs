@@ -25,6 +25,26 @@ pub fn assets() -> PathBuf {
     p
 }
 
+/// [`assets`] plus the agent image (`tests/assets/prepare.sh` builds it from rackboot-agent).
+pub fn agent_assets() -> PathBuf {
+    let p = assets();
+    assert!(
+        p.join("agent/initramfs.cpio.gz").is_file(),
+        "agent image missing: run tests/assets/prepare.sh after building rackboot-agent"
+    );
+    p
+}
+
+/// Whether the disk image holds `sig` at `offset` (a wipe removes it).
+pub fn signature_at(disk: &Path, sig: &[u8], offset: u64) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(disk).unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    let mut buf = vec![0u8; sig.len()];
+    f.read_exact(&mut buf).unwrap();
+    buf == sig
+}
+
 pub struct Vm {
     pub name: String,
 }

@@ -7,7 +7,6 @@
 
 use rackboot_e2e::bmc_sim::{markers, start_ipmi_sim, SimVm, VmGuard};
 use rackboot_e2e::{qemu, sh, Host, Lab};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 const UUID: &str = "11111111-2222-3333-4444-555555555571";
@@ -66,22 +65,9 @@ fn wait_state(
     }
 }
 
-fn signature_at(disk: &Path, offset: u64) -> bool {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = std::fs::File::open(disk).unwrap();
-    f.seek(SeekFrom::Start(offset)).unwrap();
-    let mut buf = vec![0u8; SIG.len()];
-    f.read_exact(&mut buf).unwrap();
-    buf == SIG
-}
-
 #[test]
 fn accept_wipe_park_provision_release() {
-    let src = qemu::assets();
-    assert!(
-        src.join("agent/initramfs.cpio.gz").is_file(),
-        "agent image missing: run tests/assets/prepare.sh after building rackboot-agent"
-    );
+    qemu::agent_assets();
     let (mut lab, appl) = qemu::boot_segment(
         "lifecycle",
         "[boot]\nagent_cmdline = \"console=ttyS0\"\n[lifecycle]\nidle_power_off_secs = 0\nmin_power_interval_secs = 1\nagent_timeout_secs = 240\n\
@@ -157,11 +143,11 @@ fn accept_wipe_park_provision_release() {
         Duration::from_secs(240),
     );
     assert!(
-        !signature_at(&disk, 0),
+        !qemu::signature_at(&disk, SIG, 0),
         "signature at the start survived the wipe"
     );
     assert!(
-        !signature_at(&disk, size - 4096),
+        !qemu::signature_at(&disk, SIG, size - 4096),
         "signature at the end survived the wipe"
     );
     let hw = &m["hardware"];
@@ -258,7 +244,7 @@ fn accept_wipe_park_provision_release() {
         Some("off"),
         Duration::from_secs(240),
     );
-    assert!(!signature_at(&disk, 0), "release must wipe");
+    assert!(!qemu::signature_at(&disk, SIG, 0), "release must wipe");
     let events = lab.admin_get(&appl, &format!("/api/v1/events?machine={UUID}&limit=1000"));
     for needle in [
         "accepted; wiping before use",

@@ -14,7 +14,6 @@ use rackboot_e2e::bmc_sim::{start_ipmi_sim, SimVm, VmGuard};
 use rackboot_e2e::omni::{keygen, OmniSegment, SEG_FACTORY};
 use rackboot_e2e::{factory, in_netns, qemu, scratch, sh};
 use serde_json::json;
-use std::path::Path;
 use std::time::Duration;
 
 const UUID: &str = "3f2e1d0c-9b8a-4765-8432-10fedcba9876";
@@ -43,21 +42,9 @@ fn ipmitool(t: &OmniSegment, args: &[&str]) -> String {
     out
 }
 
-fn signature_at_start(disk: &Path) -> bool {
-    use std::io::Read;
-    let mut f = std::fs::File::open(disk).unwrap();
-    let mut buf = vec![0u8; SIG.len()];
-    f.read_exact(&mut buf).unwrap();
-    buf == SIG
-}
-
 #[test]
 fn talos_mode_in_band_bmc_setup_and_wipe_on_a_qemu_machine() {
-    let src = qemu::assets();
-    assert!(
-        src.join("agent/initramfs.cpio.gz").is_file(),
-        "agent image missing: run tests/assets/prepare.sh after building rackboot-agent"
-    );
+    let src = qemu::agent_assets();
     let keys = scratch("metalvm-keys");
     keygen(&keys);
     let config = OmniSegment::config(
@@ -196,7 +183,7 @@ fn talos_mode_in_band_bmc_setup_and_wipe_on_a_qemu_machine() {
         t.ims("ready_to_use") == json!(true)
     });
     assert!(
-        !signature_at_start(&disk),
+        !qemu::signature_at(&disk, SIG, 0),
         "the wipe did not reach the disk"
     );
     assert!(t.events().contains("wipe done (metal agent)"));

@@ -24,15 +24,6 @@ const JOIN_ARG: &str = "siderolink.api=grpc://omni.test:8090?jointoken=t0ken";
 const JOIN_DOC: &str =
     "apiVersion: v1alpha1\nkind: SideroLinkConfig\napiUrl: grpc://omni.test:8090?jointoken=t0ken\n";
 
-fn signature_at(disk: &Path, offset: u64) -> bool {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = std::fs::File::open(disk).unwrap();
-    f.seek(SeekFrom::Start(offset)).unwrap();
-    let mut buf = vec![0u8; SIG.len()];
-    f.read_exact(&mut buf).unwrap();
-    buf == SIG
-}
-
 /// Power changes the BMC was asked for (`set power …` in the chassis log).
 fn power_sets(bmc: &Path) -> Vec<String> {
     std::fs::read_to_string(bmc.join("chassis.log"))
@@ -57,11 +48,7 @@ fn disk_boots(t: &OmniSegment) -> u64 {
 
 #[test]
 fn omni_drives_a_qemu_machine_through_its_whole_life() {
-    let src = qemu::assets();
-    assert!(
-        src.join("agent/initramfs.cpio.gz").is_file(),
-        "agent image missing: run tests/assets/prepare.sh after building rackboot-agent"
-    );
+    let src = qemu::agent_assets();
     // The service-account key, as `omnictl infraprovider create rack1` hands it out.
     let keys = scratch("omnivm-keys");
     keygen(&keys);
@@ -191,7 +178,10 @@ fn omni_drives_a_qemu_machine_through_its_whole_life() {
     t.wait("ready_to_use", Duration::from_secs(420), &bmc, |t| {
         t.ims("ready_to_use") == json!(true)
     });
-    assert!(!signature_at(&disk, 0), "the agent did not wipe the disk");
+    assert!(
+        !qemu::signature_at(&disk, SIG, 0),
+        "the agent did not wipe the disk"
+    );
     let im = t
         .resource(NS, "InfraMachines.omni.sidero.dev", UUID)
         .unwrap();
@@ -347,7 +337,7 @@ fn omni_drives_a_qemu_machine_through_its_whole_life() {
             && t.ims("installed") == json!(false)
             && t.ims("wiped_node_unique_token") == token
     });
-    assert!(!signature_at(&disk, 0), "deallocation must wipe");
+    assert!(!qemu::signature_at(&disk, SIG, 0), "deallocation must wipe");
     t.wait("off again", Duration::from_secs(90), &bmc, |t| {
         t.ims("power_state") == json!("POWER_STATE_OFF") && !bmc.join("vm.pid").exists()
     });
