@@ -434,6 +434,36 @@ impl Lab {
         .1
     }
 
+    /// A JSON call to `host`'s admin API on 127.0.0.1:8080 with the admin token from the lab's
+    /// data directory; (HTTP status, body), status 0 when curl got no answer.
+    pub fn admin_call(&self, host: &Host, method: &str, path: &str, body: &str) -> (u16, String) {
+        let token = std::fs::read_to_string(self.dir.join("rackboot-data/admin-token")).unwrap();
+        let auth = format!("Authorization: Bearer {}", token.trim());
+        let url = format!("http://127.0.0.1:8080{path}");
+        let (_, out) = self.exec(
+            &host.ns,
+            &[
+                "curl",
+                "-s",
+                "-m",
+                "10",
+                "-w",
+                "\n%{http_code}",
+                "-X",
+                method,
+                "-H",
+                &auth,
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                body,
+                &url,
+            ],
+        );
+        let (body, code) = out.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+
     /// Wait until `f` holds, or panic with `what` after `timeout`.
     pub fn wait_for(&mut self, what: &str, timeout: Duration, mut f: impl FnMut(&mut Lab) -> bool) {
         let deadline = Instant::now() + timeout;

@@ -203,21 +203,7 @@ impl OmniSegment {
 
     /// An admin API call with the admin token; (status, body).
     pub fn admin(&self, method: &str, path: &str, body: &str) -> (u16, String) {
-        let token =
-            std::fs::read_to_string(self.lab.dir.join("rackboot-data/admin-token")).unwrap();
-        let auth = format!("Authorization: Bearer {}", token.trim());
-        let url = format!("http://127.0.0.1:8080{path}");
-        self.curl(&[
-            "-X",
-            method,
-            "-H",
-            &auth,
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            body,
-            &url,
-        ])
+        self.lab.admin_call(&self.appl, method, path, body)
     }
 
     /// Poll `f` every 500 ms; on timeout panic with the machine, its events, Omni's status

@@ -14,26 +14,8 @@ const MAC: &str = "52:54:00:99:00:71";
 const SIG: &[u8] = b"RACKBOOT-TEST-SIGNATURE";
 
 fn api(lab: &Lab, appl: &Host, method: &str, path: &str, body: &str) -> String {
-    let token = std::fs::read_to_string(lab.dir.join("rackboot-data/admin-token")).unwrap();
-    let auth = format!("Authorization: Bearer {}", token.trim());
-    let url = format!("http://127.0.0.1:8080{path}");
-    let (ok, out) = lab.exec(
-        &appl.ns,
-        &[
-            "curl",
-            "-s",
-            "-X",
-            method,
-            "-H",
-            &auth,
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            body,
-            &url,
-        ],
-    );
-    assert!(ok, "{method} {path}: {out}");
+    let (status, out) = lab.admin_call(appl, method, path, body);
+    assert!(status != 0, "{method} {path}: no answer");
     out
 }
 
