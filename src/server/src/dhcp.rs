@@ -5,8 +5,8 @@
 //! inventory recorder without waiting (a full queue drops the sighting, never the reply).
 //!
 //! Why threads and not tasks: during a boot storm the answer must not wait behind whatever the
-//! async runtime is busy with (store writes, the lifecycle, HTTP); a blocking `recv` costs one
-//! syscall per datagram and no readiness polling. Sightings are de-duplicated here (one per
+//! async runtime is busy with (store writes, the lifecycle, HTTP); a blocking `recvmmsg` takes
+//! everything queued (up to [`BATCH`] datagrams) in one syscall, with no readiness polling. Sightings are de-duplicated here (one per
 //! machine per [`SIGHTING_INTERVAL`] unless what it says changes), so a storm of retransmissions
 //! does not wake the recorder once per datagram.
 
@@ -26,6 +26,11 @@ use tokio::sync::{mpsc, watch};
 pub const SIGHTING_INTERVAL: Duration = Duration::from_secs(5);
 /// How often a serving thread looks at the stop flag when no datagram arrives.
 const STOP_POLL: Duration = Duration::from_millis(200);
+/// Datagrams taken from the socket per `recvmmsg` call, and the room for each (a DHCP packet
+/// is at most 576 bytes unless the client raised option 57; anything longer is cut and then
+/// refused as malformed, like a packet larger than the old single 4 KiB buffer).
+const BATCH: usize = 32;
+const DATAGRAM: usize = 4096;
 /// Remembered sightings per thread before the table is cleared (a flood of made-up MACs).
 const SIGHTINGS_REMEMBERED: usize = 100_000;
 
@@ -121,20 +126,46 @@ struct Worker {
 
 impl Worker {
     fn serve(mut self, stop: &AtomicBool) {
-        let mut buf = vec![0u8; 4096];
+        use nix::sys::socket::{recvmmsg, MsgFlags, MultiHeaders, SockaddrIn};
+        use std::io::IoSliceMut;
+        use std::os::fd::AsRawFd;
+        let fd = self.sock.as_raw_fd();
+        let mut bufs = vec![[0u8; DATAGRAM]; BATCH];
+        let mut headers = MultiHeaders::<SockaddrIn>::preallocate(BATCH, None);
+        let mut got: Vec<(usize, Option<SocketAddrV4>)> = Vec::with_capacity(BATCH);
         while !stop.load(Ordering::Relaxed) {
-            match self.sock.recv_from(&mut buf) {
-                Ok((n, SocketAddr::V4(from))) => {
-                    if let Some(payload) = buf.get(..n) {
-                        self.handle(payload, from);
+            got.clear();
+            // Whatever is queued, up to BATCH datagrams, in one call (blocks for the first,
+            // up to the socket's read timeout).
+            let r = {
+                let mut iovs: Vec<[IoSliceMut; 1]> =
+                    bufs.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
+                recvmmsg(
+                    fd,
+                    &mut headers,
+                    iovs.iter_mut(),
+                    MsgFlags::MSG_WAITFORONE,
+                    None,
+                )
+                .map(|msgs| {
+                    for m in msgs {
+                        let from = m.address.map(|a| SocketAddrV4::new(a.ip(), a.port()));
+                        got.push((m.bytes, from));
+                    }
+                })
+            };
+            match r {
+                Ok(()) => {
+                    for (i, (n, from)) in got.iter().enumerate() {
+                        let (Some(from), Some(b)) = (from, bufs.get(i)) else {
+                            continue;
+                        };
+                        if let Some(payload) = b.get(..*n) {
+                            self.handle(payload, *from);
+                        }
                     }
                 }
-                Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
+                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {}
                 Err(e) => {
                     tracing::debug!(error = %e, port = ?self.port, "proxydhcp recv");
                     // Not a busy loop when the socket keeps failing.
