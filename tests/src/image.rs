@@ -178,35 +178,11 @@ impl Appliance {
         body: Option<&str>,
     ) -> (u16, String) {
         let url = format!("http://127.0.0.1:{}{path}", self.admin_port);
-        let mut args: Vec<String> = [
-            "curl",
-            "-s",
-            "-m",
-            "10",
-            "-w",
-            "\n%{http_code}",
-            "-X",
-            method,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        if let Some(a) = auth {
-            args.extend(["-H".into(), format!("@{}", a.display())]);
-        }
-        if let Some(b) = body {
-            args.extend([
-                "-H".into(),
-                "Content-Type: application/json".into(),
-                "-d".into(),
-                b.to_string(),
-            ]);
-        }
-        args.push(url);
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (_, out) = lab.exec(&lab.switch, &refs);
-        let (body, code) = out.trim_end().rsplit_once('\n').unwrap_or(("", out.trim()));
-        (code.trim().parse().unwrap_or(0), body.to_string())
+        let headers: Vec<String> = auth
+            .map(|a| format!("@{}", a.display()))
+            .into_iter()
+            .collect();
+        lab.curl_call(&lab.switch, method, &url, &headers, body)
     }
 
     /// Poll `GET /healthz` until it answers `ok`; returns the time since QEMU started.

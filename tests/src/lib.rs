@@ -434,34 +434,59 @@ impl Lab {
         .1
     }
 
+    /// curl `url` from namespace `ns` (10 s limit): `-X method`, each of `headers` as `-H`, and
+    /// `body` as JSON when given. Returns (HTTP status, body); status 0 when nothing answered.
+    pub fn curl_call(
+        &self,
+        ns: &str,
+        method: &str,
+        url: &str,
+        headers: &[String],
+        body: Option<&str>,
+    ) -> (u16, String) {
+        let mut args = vec![
+            "curl",
+            "-s",
+            "-m",
+            "10",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            method,
+        ];
+        for h in headers {
+            args.extend(["-H", h.as_str()]);
+        }
+        if let Some(b) = body {
+            args.extend(["-H", "Content-Type: application/json", "-d", b]);
+        }
+        args.push(url);
+        let (_, out) = self.exec(ns, &args);
+        let (body, code) = out.trim_end().rsplit_once('\n').unwrap_or(("", out.trim()));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+
     /// A JSON call to `host`'s admin API on 127.0.0.1:8080 with the admin token from the lab's
-    /// data directory; (HTTP status, body), status 0 when curl got no answer.
+    /// data directory, passed as a curl header file so it never appears in a command line;
+    /// (HTTP status, body), status 0 when curl got no answer.
     pub fn admin_call(&self, host: &Host, method: &str, path: &str, body: &str) -> (u16, String) {
         let token = std::fs::read_to_string(self.dir.join("rackboot-data/admin-token")).unwrap();
-        let auth = format!("Authorization: Bearer {}", token.trim());
+        let header = self.dir.join("admin-auth.header");
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&header)
+                .unwrap();
+            writeln!(f, "Authorization: Bearer {}", token.trim()).unwrap();
+        }
         let url = format!("http://127.0.0.1:8080{path}");
-        let (_, out) = self.exec(
-            &host.ns,
-            &[
-                "curl",
-                "-s",
-                "-m",
-                "10",
-                "-w",
-                "\n%{http_code}",
-                "-X",
-                method,
-                "-H",
-                &auth,
-                "-H",
-                "Content-Type: application/json",
-                "-d",
-                body,
-                &url,
-            ],
-        );
-        let (body, code) = out.rsplit_once('\n').unwrap_or(("", "0"));
-        (code.trim().parse().unwrap_or(0), body.to_string())
+        let auth = format!("@{}", header.display());
+        self.curl_call(&host.ns, method, &url, &[auth], Some(body))
     }
 
     /// Wait until `f` holds, or panic with `what` after `timeout`.
