@@ -33,8 +33,13 @@ vm_on() {
   for _ in 1 2 3 4 5 6 7 8 9 10; do [ -s "$D/vm.pid" ] && break; sleep 0.1; done
 }
 vm_off() {
-  running && kill "$(cat "$D/vm.pid")"
-  for _ in 1 2 3 4 5 6 7 8 9 10; do running || break; sleep 0.1; done
+  # The VM is off only once QEMU has exited (it holds the disk image's write lock): wait for
+  # it, and kill it hard if it lingers.
+  running || { rm -f "$D/vm.pid"; return 0; }
+  pid=$(cat "$D/vm.pid")
+  kill "$pid"
+  i=0; while running && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+  if running; then kill -9 "$pid"; i=0; while running && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done; fi
   rm -f "$D/vm.pid"
 }
 monitor() { python3 -c "import socket,time;s=socket.socket(socket.AF_UNIX);s.connect('$D/vm.mon');time.sleep(0.1);s.recv(4096);s.send(b'$1\n');time.sleep(0.2)"; }

@@ -222,19 +222,29 @@ impl OmniSegment {
             }
             std::thread::sleep(Duration::from_millis(500));
         }
-        let serial = std::fs::read_to_string(bmc.join("serial.log")).unwrap_or_default();
-        let mut cut = serial.len().saturating_sub(4000);
-        while !serial.is_char_boundary(cut) {
-            cut += 1;
-        }
-        panic!(
-            "timed out waiting for {what}\nmachine: {}\nevents: {}\nomni: {:?}\nconsole: {}\nlogs in {}",
+        panic!("timed out waiting for {what}\n{}", self.report(bmc));
+    }
+
+    /// The machine, its events, Omni's status, the BMC's chassis log and the VM console under
+    /// `bmc`: what a failed check prints.
+    pub fn report(&self, bmc: &Path) -> String {
+        let tail = |name: &str, n: usize| {
+            let text = std::fs::read_to_string(bmc.join(name)).unwrap_or_default();
+            let mut cut = text.len().saturating_sub(n);
+            while !text.is_char_boundary(cut) {
+                cut += 1;
+            }
+            text[cut..].to_string()
+        };
+        format!(
+            "machine: {}\nevents: {}\nomni: {:?}\nchassis: {}\nconsole: {}\nlogs in {}",
             self.machine(),
             self.events(),
             self.resource(NS, "InfraMachineStatuses.omni.sidero.dev", &self.uuid),
-            &serial[cut..],
+            tail("chassis.log", 1500),
+            tail("serial.log", 4000),
             self.lab.dir.display()
-        );
+        )
     }
 
     /// Start the Omni double (`name`) in the appliance namespace with the keys in `keys`.

@@ -180,7 +180,8 @@ fn omni_drives_a_qemu_machine_through_its_whole_life() {
     });
     assert!(
         !qemu::signature_at(&disk, SIG, 0),
-        "the agent did not wipe the disk"
+        "the agent did not wipe the disk\n{}",
+        t.report(&bmc)
     );
     let im = t
         .resource(NS, "InfraMachines.omni.sidero.dev", UUID)
@@ -337,7 +338,11 @@ fn omni_drives_a_qemu_machine_through_its_whole_life() {
             && t.ims("installed") == json!(false)
             && t.ims("wiped_node_unique_token") == token
     });
-    assert!(!qemu::signature_at(&disk, SIG, 0), "deallocation must wipe");
+    assert!(
+        !qemu::signature_at(&disk, SIG, 0),
+        "deallocation must wipe\n{}",
+        t.report(&bmc)
+    );
     t.wait("off again", Duration::from_secs(90), &bmc, |t| {
         t.ims("power_state") == json!("POWER_STATE_OFF") && !bmc.join("vm.pid").exists()
     });

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use rackboot_proto::agent::v1::{BmcInfo, Cpu, Disk, HardwareReport, Nic, SystemInfo};
 
@@ -244,4 +245,51 @@ pub fn uptime_secs(root: &Path) -> Option<u64> {
     let first = t.split_whitespace().next()?;
     let secs: f64 = first.parse().ok()?;
     (secs.is_finite() && secs >= 0.0).then_some(secs as u64)
+}
+
+/// Block devices keep appearing for a while after boot: NVMe namespaces and SATA/SAS disks
+/// behind `sd_mod` are probed asynchronously once their driver is loaded, so a wipe right
+/// after the agent starts could miss a disk. Disks are settled once the system has been up
+/// [`SETTLE_UPTIME`] and the set has not changed for [`SETTLE_QUIET`]; a system up for
+/// [`SETTLED_AFTER`] is settled at once, and nobody waits longer than [`SETTLE_MAX`].
+pub const SETTLE_UPTIME: Duration = Duration::from_secs(10);
+/// See [`SETTLE_UPTIME`].
+pub const SETTLE_QUIET: Duration = Duration::from_secs(2);
+/// See [`SETTLE_UPTIME`].
+pub const SETTLED_AFTER: Duration = Duration::from_secs(60);
+/// See [`SETTLE_UPTIME`].
+pub const SETTLE_MAX: Duration = Duration::from_secs(30);
+
+/// Are the disks settled? `uptime` of the system (`None`: unknown, e.g. not the agent image),
+/// `quiet`: how long the set has been unchanged, `waited`: how long we have been waiting.
+pub fn disks_settled(uptime: Option<Duration>, quiet: Duration, waited: Duration) -> bool {
+    let Some(up) = uptime else { return true };
+    waited >= SETTLE_MAX || up >= SETTLED_AFTER || (up >= SETTLE_UPTIME && quiet >= SETTLE_QUIET)
+}
+
+/// Wait (blocking) until the disks under `root` are settled (see [`disks_settled`]).
+/// Returns how long it waited.
+pub fn settle_disks(root: &Path) -> Duration {
+    let names = || -> Vec<String> {
+        disks(root)
+            .into_iter()
+            .filter(|d| d.disk.size_bytes > 0)
+            .map(|d| d.disk.name)
+            .collect()
+    };
+    let start = Instant::now();
+    let mut last = names();
+    let mut since = start;
+    loop {
+        let up = uptime_secs(root).map(Duration::from_secs);
+        if disks_settled(up, since.elapsed(), start.elapsed()) {
+            return start.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(250));
+        let now = names();
+        if now != last {
+            last = now;
+            since = Instant::now();
+        }
+    }
 }

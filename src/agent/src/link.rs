@@ -567,9 +567,19 @@ async fn wipe_disks(cfg: &Arc<AgentConfig>, id: u64, full: bool, outbox: &Outbox
              --allow-destructive)",
         );
     }
-    let targets = wipe_targets(cfg);
     let outbox = outbox.clone();
+    let cfg = cfg.clone();
     let job = tokio::task::spawn_blocking(move || {
+        if cfg.disk_override.is_none() {
+            let waited = facts::settle_disks(&cfg.root);
+            if !waited.is_zero() {
+                log!("waited {} ms for the disks to settle", waited.as_millis());
+            }
+        }
+        let targets = wipe_targets(&cfg);
+        if targets.is_empty() {
+            log!("no disks to wipe");
+        }
         let mut wiped = Vec::new();
         let mut errors = Vec::new();
         for t in targets {

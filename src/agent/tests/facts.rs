@@ -196,3 +196,40 @@ fn garbage_values_do_not_panic() {
     assert_eq!(r.nics[0].speed_mbps, 0);
     assert_eq!(facts::uptime_secs(root), None);
 }
+
+#[test]
+fn disks_settle_only_after_boot_and_a_quiet_spell() {
+    use std::time::Duration;
+    let s = Duration::from_secs;
+    // Right after boot the set may still grow: wait, even if it has been quiet.
+    assert!(!facts::disks_settled(Some(s(4)), s(3), s(1)));
+    // Up long enough but a disk just appeared.
+    assert!(!facts::disks_settled(
+        Some(s(12)),
+        Duration::from_millis(500),
+        s(5)
+    ));
+    assert!(facts::disks_settled(Some(s(12)), s(2), s(5)));
+    // A system up for a minute is settled; nobody waits past the cap; no uptime: not the image.
+    assert!(facts::disks_settled(Some(s(61)), s(0), s(0)));
+    assert!(facts::disks_settled(Some(s(4)), s(0), s(30)));
+    assert!(facts::disks_settled(None, s(0), s(0)));
+}
+
+#[test]
+fn settle_disks_returns_at_once_on_a_long_running_system() {
+    let dir = tempfile::tempdir().expect("tmp");
+    put(dir.path(), "proc/uptime", "3600.12 100.00\n");
+    put(dir.path(), "sys/block/vda/size", "131072\n");
+    // No sleep at all (the bound only keeps a loaded machine from failing the test).
+    assert!(facts::settle_disks(dir.path()) < std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn settle_disks_waits_for_a_quiet_spell_after_boot() {
+    let dir = tempfile::tempdir().expect("tmp");
+    put(dir.path(), "proc/uptime", "12.50 1.00\n");
+    put(dir.path(), "sys/block/vda/size", "131072\n");
+    let waited = facts::settle_disks(dir.path());
+    assert!(waited >= facts::SETTLE_QUIET, "{waited:?}");
+}
