@@ -184,11 +184,18 @@ impl OmniSegment {
         (code == 200).then(|| serde_json::from_str(&text).unwrap())
     }
 
-    /// A field of the machine's InfraMachineStatus (Null when there is none).
-    pub fn ims(&self, field: &str) -> Value {
+    /// The machine's InfraMachineStatus spec, read once (Null when there is none). A check of
+    /// several fields reads them from one snapshot: fields read one request apart can mix the
+    /// status before and after an update.
+    pub fn status(&self) -> Value {
         self.resource(NS, "InfraMachineStatuses.omni.sidero.dev", &self.uuid)
-            .map(|v| v["spec"][field].clone())
+            .map(|v| v["spec"].clone())
             .unwrap_or(Value::Null)
+    }
+
+    /// One field of the machine's InfraMachineStatus (Null when there is none).
+    pub fn ims(&self, field: &str) -> Value {
+        self.status()[field].clone()
     }
 
     pub fn machine(&self) -> Value {

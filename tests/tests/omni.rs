@@ -255,11 +255,13 @@ fn omni_drives_the_machine_and_survives_an_omni_restart() {
             .arg("--disk")
             .arg(&disk),
     );
-    let ims = |field: &str| -> Value {
+    // One read per check: fields read one request apart can mix two versions of the status.
+    let status = || -> Value {
         resource(omni.control, "InfraMachineStatuses.omni.sidero.dev", UUID)
-            .map(|v| v["spec"][field].clone())
+            .map(|v| v["spec"].clone())
             .unwrap_or(Value::Null)
     };
+    let ims = |field: &str| -> Value { status()[field].clone() };
     wait_until("ready_to_use", Duration::from_secs(60), &logs, || {
         ims("ready_to_use") == json!(true)
     });
@@ -412,7 +414,10 @@ fn omni_drives_the_machine_and_survives_an_omni_restart() {
         "machine status after restore",
         Duration::from_secs(60),
         &logs,
-        || ims("installed") == json!(true) && ims("last_reboot_id") == reboot_id,
+        || {
+            let s = status();
+            s["installed"] == json!(true) && s["last_reboot_id"] == reboot_id
+        },
     );
     std::thread::sleep(Duration::from_secs(8));
     assert_eq!(
@@ -432,9 +437,8 @@ fn omni_drives_the_machine_and_survives_an_omni_restart() {
     );
     let token = im["spec"]["node_unique_token"].clone();
     wait_until("released and wiped", Duration::from_secs(90), &logs, || {
-        ims("ready_to_use") == json!(true)
-            && ims("installed") == json!(false)
-            && state() == "available"
+        let s = status();
+        s["ready_to_use"] == json!(true) && s["installed"] == json!(false) && state() == "available"
     });
     assert_eq!(ims("wiped_node_unique_token"), token);
 

@@ -312,7 +312,8 @@ fn omni_drives_a_qemu_machine_through_its_whole_life() {
     );
     t.control("POST", "/control/restore", None);
     t.wait("status after restore", Duration::from_secs(90), &bmc, |t| {
-        t.ims("installed") == json!(true) && t.ims("ready_to_use") == json!(true)
+        let s = t.status();
+        s["installed"] == json!(true) && s["ready_to_use"] == json!(true)
     });
     std::thread::sleep(Duration::from_secs(10));
     assert_eq!(
@@ -334,9 +335,10 @@ fn omni_drives_a_qemu_machine_through_its_whole_life() {
     );
     let token = im["spec"]["node_unique_token"].clone();
     t.wait("wiped again", Duration::from_secs(420), &bmc, |t| {
-        t.ims("ready_to_use") == json!(true)
-            && t.ims("installed") == json!(false)
-            && t.ims("wiped_node_unique_token") == token
+        let s = t.status();
+        s["ready_to_use"] == json!(true)
+            && s["installed"] == json!(false)
+            && s["wiped_node_unique_token"] == token
     });
     assert!(
         !qemu::signature_at(&disk, SIG, 0),

@@ -72,6 +72,13 @@ impl Paced {
 
     /// Send a power action; for on/off, wait until the BMC reports the new state. Returns the
     /// state seen last.
+    ///
+    /// Verification only reads the state, except once: if the state has not changed by half
+    /// of `verify_timeout`, the command is sent a second time. A BMC still applying a reset can
+    /// drop a power command it accepted (sushy-emulator ignores an Off while it believes the
+    /// machine is already off with a restart pending, then completes the restart; real BMCs
+    /// refuse power commands during a reset). One re-send late enough does not postpone a
+    /// change that is merely slow.
     pub async fn power(&self, action: PowerAction) -> Result<PowerState, BmcError> {
         self.paced(self.inner.power(action)).await?;
         let want = match action {
@@ -81,10 +88,17 @@ impl Paced {
             _ => return self.power_state().await,
         };
         let started = Instant::now();
+        let mut resent = false;
         loop {
             let state = self.power_state().await?;
             if state == want {
                 return Ok(state);
+            }
+            if !resent && started.elapsed() >= self.cfg.verify_timeout / 2 {
+                resent = true;
+                tracing::info!(bmc = %self.describe(), ?action, ?state, "power state unchanged: sending the command again");
+                self.paced(self.inner.power(action)).await?;
+                continue;
             }
             if started.elapsed() >= self.cfg.verify_timeout {
                 return Err(BmcError::NotApplied {
@@ -117,6 +131,8 @@ mod tests {
         starts: StdMutex<Vec<Instant>>,
         /// Power commands received.
         powers: AtomicU32,
+        /// The next this many power commands are accepted and dropped.
+        drop_commands: AtomicU32,
     }
 
     impl FakeBmc {
@@ -129,6 +145,7 @@ mod tests {
                 max_in_flight: AtomicU32::new(0),
                 starts: StdMutex::new(Vec::new()),
                 powers: AtomicU32::new(0),
+                drop_commands: AtomicU32::new(0),
             })
         }
         async fn enter(&self) {
@@ -165,7 +182,11 @@ mod tests {
                 } else {
                     PowerState::Off
                 };
-                if let Some(n) = self.apply_after {
+                let dropped = self
+                    .drop_commands
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+                if let (Some(n), false) = (self.apply_after, dropped) {
                     *self.pending.lock().unwrap() = Some((target, n));
                 }
                 Ok(())
@@ -229,14 +250,19 @@ mod tests {
         assert_eq!(paced.power(PowerAction::On).await.unwrap(), PowerState::On);
     }
 
-    /// Verification only reads the state: the command is sent once. A BMC like
-    /// sushy-emulator's fake driver restarts its (random, up to 11 s) delay on every new
-    /// command, so a re-send while verifying would postpone the change again and again.
+    /// Verification only reads the state: the command is sent once while the change may
+    /// still be on its way. A BMC like sushy-emulator's fake driver restarts its (random, up
+    /// to 11 s) delay on every new command, so re-sends while verifying would postpone the
+    /// change again and again.
     #[tokio::test(start_paused = true)]
     async fn verification_polls_without_sending_the_command_again() {
         let fake = FakeBmc::new(Some(6));
         *fake.state.lock().unwrap() = PowerState::On;
-        let paced = Paced::new(Box::new(fake.clone()), cfg());
+        let cfg = PacingConfig {
+            verify_timeout: Duration::from_secs(40),
+            ..cfg()
+        };
+        let paced = Paced::new(Box::new(fake.clone()), cfg);
         assert_eq!(
             paced.power(PowerAction::Off).await.unwrap(),
             PowerState::Off
@@ -244,6 +270,21 @@ mod tests {
         assert_eq!(fake.powers.load(Ordering::SeqCst), 1);
         // 1 command + 7 state reads (the change shows on the 7th).
         assert_eq!(fake.starts.lock().unwrap().len(), 8);
+    }
+
+    /// A command the BMC accepted and dropped (busy with a reset) is sent once more when the
+    /// state has not changed by half the verification time.
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_command_is_sent_again_once() {
+        let fake = FakeBmc::new(Some(0));
+        fake.drop_commands.store(1, Ordering::SeqCst);
+        *fake.state.lock().unwrap() = PowerState::On;
+        let paced = Paced::new(Box::new(fake.clone()), cfg());
+        assert_eq!(
+            paced.power(PowerAction::Off).await.unwrap(),
+            PowerState::Off
+        );
+        assert_eq!(fake.powers.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test(start_paused = true)]
