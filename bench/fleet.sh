@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Boot storm: rackboot-fleet (simulated BIOS/UEFI/HTTP-boot/iPXE machines on one TAP) boots N
+# Boot storm: rackboot-fleet (simulated BIOS/UEFI/HTTP-boot/iPXE machines on one wire) boots N
 # machines at once through (a) rackboot (ProxyDHCP + TFTP + boot HTTP) and (b) the reference
 # stack: dnsmasq in proxy mode (pxe-service + its TFTP) + nginx serving the same files. In both
 # cases dnsmasq is the address-only site DHCP server on the segment, as in tests/src/lib.rs Lab.
@@ -9,7 +9,10 @@
 # agent images, default 2 + 2), FLEET_STACKS ("rackboot dnsmasq"; also "hybrid": rackboot's
 # ProxyDHCP + TFTP with nginx serving the boot HTTP URLs, which isolates the HTTP server from the
 # arrival pattern the DHCP/TFTP stages create), FLEET_OUT (dir for CSV/PNG), FLEET_STAMP (file
-# name prefix), FLEET_BIN.
+# name prefix), FLEET_BIN, FLEET_WIRE ("packet": the simulator reads a veth end with an AF_PACKET
+# socket and gets the servers' TCP bursts as GSO super-frames; "tap": a TAP device, where the
+# kernel segments every frame first), FLEET_HTTP_WINDOW_KIB (each machine's TCP receive window,
+# default 256 on the packet wire, 16 on a TAP), FLEET_THREADS (packet wire: simulator threads, one veth each; default 2).
 source "$(dirname "$0")/lib.sh"
 FLEET=${FLEET_BIN:-$ROOT/target/release/rackboot-fleet}
 SIZES=${FLEET_SIZES:-100 500 1000}
@@ -17,6 +20,9 @@ MIX=${FLEET_MIX:-bios,efi7,efi9,http16,ipxe}
 KERNEL_MB=${FLEET_KERNEL_MB:-2}
 INITRD_MB=${FLEET_INITRD_MB:-2}
 STACKS=${FLEET_STACKS:-rackboot dnsmasq}
+WIRE=${FLEET_WIRE:-packet}
+WINDOW_KIB=${FLEET_HTTP_WINDOW_KIB:-$([ "$WIRE" = tap ] && echo 16 || echo 256)}
+THREADS=${FLEET_THREADS:-2}
 OUT=${FLEET_OUT:-$ROOT/bench/results}
 STAMP=${FLEET_STAMP:-$(date -u +%Y-%m-%dT%H%MZ)}
 W=$WORK/fleet; A=$W/assets; WWW=$W/www
@@ -24,7 +30,7 @@ mkdir -p "$W" "$OUT" "$A/tftp/x86_64" "$A/agent" "$WWW/ipxe"
 SW=${P}sw SITE=${P}site APPL=${P}appl
 SRV=10.97.0.2 HTTP=10.97.0.2:50042
 
-# --- the segment: bridge in $SW, site DHCP host, appliance host, the fleet's TAP ---------------
+# --- the segment: bridge in $SW, site DHCP host, appliance host, the fleet's wire --------------
 # The kernel's ARP table is global across namespaces (gc_thresh3 = 1024 by default): one
 # appliance talking to 1,000 machines needs more. Raised for the run, restored on exit.
 GC_OLD=$(for i in 1 2 3; do sysctl -n net.ipv4.neigh.default.gc_thresh$i; done | xargs)
@@ -35,10 +41,14 @@ GC_OLD=$(for i in 1 2 3; do sysctl -n net.ipv4.neigh.default.gc_thresh$i; done |
 # of both stacks alike, and restored on exit.
 RMEM_OLD=$(sysctl -n net.core.rmem_default)
 RMEM_RUN=$(sysctl -n net.core.rmem_max); [ "$RMEM_RUN" -le 4194304 ] || RMEM_RUN=4194304
-restore_gc() { set -- $GC_OLD; sysctl -qw net.ipv4.neigh.default.gc_thresh1=$1 net.ipv4.neigh.default.gc_thresh2=$2 net.ipv4.neigh.default.gc_thresh3=$3 net.core.rmem_default=$RMEM_OLD; }
+# A veth hands frames to its peer through the per-CPU backlog (netdev_max_backlog, 1000 by
+# default): the servers' bursts to 1,000 machines need more room (as the TAP got txqueuelen).
+BACKLOG_OLD=$(sysctl -n net.core.netdev_max_backlog)
+restore_gc() { set -- $GC_OLD; sysctl -qw net.ipv4.neigh.default.gc_thresh1=$1 net.ipv4.neigh.default.gc_thresh2=$2 net.ipv4.neigh.default.gc_thresh3=$3 net.core.rmem_default=$RMEM_OLD net.core.netdev_max_backlog=$BACKLOG_OLD; }
 trap 'restore_gc; cleanup' EXIT
 sysctl -qw net.ipv4.neigh.default.gc_thresh1=4096 net.ipv4.neigh.default.gc_thresh2=8192 net.ipv4.neigh.default.gc_thresh3=16384
 [ "$RMEM_RUN" -gt "$RMEM_OLD" ] && sysctl -qw net.core.rmem_default=$RMEM_RUN
+[ "$BACKLOG_OLD" -lt 50000 ] && sysctl -qw net.core.netdev_max_backlog=50000
 for ns in $SW $SITE $APPL; do
   ip netns add $ns; NSS+=($ns); ip -n $ns link set lo up
   ip netns exec $ns sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
@@ -54,9 +64,21 @@ attach() { # ns addr
 }
 attach $SITE 10.97.0.1
 attach $APPL $SRV
-ip -n $SW tuntap add dev fleet0 mode tap
-ip -n $SW link set fleet0 txqueuelen 50000
-ip -n $SW link set fleet0 master br0 up
+if [ "$WIRE" = tap ]; then
+  ip -n $SW tuntap add dev fleet0 mode tap
+  ip -n $SW link set fleet0 txqueuelen 50000
+  ip -n $SW link set fleet0 master br0 up
+  WIRE_ARGS=(--tap fleet0)
+else
+  ifs=()
+  for i in $(seq 0 $((THREADS - 1))); do
+    ip -n $SW link add fleet$i type veth peer name fleet${i}b
+    ip -n $SW link set fleet${i}b master br0 up
+    ip -n $SW link set fleet$i up
+    ifs+=(fleet$i)
+  done
+  WIRE_ARGS=(--packet "$(IFS=,; echo "${ifs[*]}")")
+fi
 
 # --- the files both stacks serve ------------------------------------------------------------------
 cp -f /usr/lib/ipxe/undionly.kpxe /usr/lib/ipxe/ipxe.efi $A/tftp/
@@ -72,6 +94,10 @@ cpu_s() { python3 -c 'import os,sys; t=os.sysconf("SC_CLK_TCK"); print(round(sum
 rss_kb() { local t=0; for p in "$@"; do t=$((t + $(awk -v k="$KEY" '$1==k":"{print $2}' /proc/$p/status 2>/dev/null || echo 0))); done; echo $t; }
 # UDP datagrams a namespace's sockets dropped because their receive buffer was full.
 udp_drops() { ip netns exec $1 awk '/^Udp:/{if(!n){n=split($0,k);next} for(i=1;i<=n;i++) if(k[i]=="RcvbufErrors") print $i}' /proc/net/snmp; }
+# TCP segments a namespace retransmitted (a frame lost on the way to the simulator costs one).
+tcp_retrans() { ip netns exec $1 awk '/^Tcp:/{if(!n){n=split($0,k);next} for(i=1;i<=n;i++) if(k[i]=="RetransSegs") print $i}' /proc/net/snmp; }
+# Frames the veth/TAP in front of the simulator dropped (TAP: queue full; veth: backlog full).
+wire_drops() { ip netns exec $SW sh -c 'cat /sys/class/net/fleet[0-9]*/statistics/tx_dropped /sys/class/net/fleet[0-9]*/statistics/rx_dropped' | awk '{t+=$1} END {print t+0}'; }
 http_up() { ip netns exec $APPL curl -sf -o /dev/null "http://$HTTP/ipxe/init.ipxe"; }
 
 site_dhcp() { # tag → starts dnsmasq (address only) in $SITE; sets SITE_PID
@@ -162,7 +188,7 @@ CONF
 # firmware parameters): DHCP 2 (+1 ProxyDHCP on 4011 for PXE ROMs and EDK2), TFTP OACK + one per
 # block (lock-step, blksize 1432) or per window (EDK2 blksize 1468, windowsize 4), then as iPXE DHCP
 # 2, init.ipxe, DHCP 2, boot.ipxe, kernel, initrd; an HTTP GET is 2 (connect, request) plus one
-# per 16 KiB receive window (the simulator's). The storm cannot finish before
+# per receive window (the simulator's, FLEET_HTTP_WINDOW_KIB). The storm cannot finish before
 # max(bytes moved ÷ loopback bandwidth, round trips × RTT).
 LO_BPS=$(ip netns exec $APPL python3 - <<'PY'
 import socket, threading, time
@@ -185,10 +211,10 @@ print(int(best))
 PY
 )
 RTT_MS=$(ip netns exec $APPL ping -c 200 -i 0.005 -q 10.97.0.1 | awk -F/ '/^(rtt|round-trip)/{print $5}')
-ROUND_TRIPS=$(python3 - "$MIX" $(stat -c %s $A/tftp/undionly.kpxe) $(stat -c %s $A/tftp/ipxe.efi) $((KERNEL_MB * 1048576)) $((INITRD_MB * 1048576)) <<'PY'
-import math, sys
+ROUND_TRIPS=$(WINDOW=$((WINDOW_KIB * 1024)) python3 - "$MIX" $(stat -c %s $A/tftp/undionly.kpxe) $(stat -c %s $A/tftp/ipxe.efi) $((KERNEL_MB * 1048576)) $((INITRD_MB * 1048576)) <<'PY'
+import math, os, sys
 mix = sys.argv[1].split(","); kpxe, efi, kernel, initrd = map(int, sys.argv[2:6])
-http = lambda size: 2 + math.ceil(size / 16384)
+http = lambda size: 2 + math.ceil(size / int(os.environ["WINDOW"]))
 edk2 = 2 + 1 + 1 + math.ceil(math.ceil(efi / 1468) / 4)
 first = {"bios": 2 + 1 + 1 + math.ceil(kpxe / 1432), "efi7": edk2, "efi9": edk2,
          "http16": 2 + http(efi), "ipxe": 0}
@@ -227,12 +253,11 @@ for n in $SIZES; do
     if [ -n "${FLEET_PCAP:-}" ]; then # debugging: DHCP/TFTP-control traffic on the bridge
       bg ip netns exec $SW tcpdump -U -i br0 -s 400 -w $W/$tag.pcap "${FLEET_PCAP_FILTER:-arp or (udp and (port 67 or port 68 or port 4011 or port 69))}" 2>/dev/null; sleep 1
     fi
-    tapdrop0=$(ip netns exec $SW cat /sys/class/net/fleet0/statistics/tx_dropped)
+    wd0=$(wire_drops); rt0=$(tcp_retrans $APPL)
     sd0=$(udp_drops $SITE); ad0=$(udp_drops $APPL)
-    ip netns exec $SW "$FLEET" --tap fleet0 --clients $n --mix "$MIX" --seed $seed \
+    ip netns exec $SW "$FLEET" "${WIRE_ARGS[@]}" --http-window-kib $WINDOW_KIB --clients $n --mix "$MIX" --seed $seed \
        --csv "$OUT/$STAMP-fleet-$tag.csv" --summary $W/$tag.sum --label "$stack, $n clients" > $W/$tag.md 2>&1 || true
-    tapdrop=$(( $(ip netns exec $SW cat /sys/class/net/fleet0/statistics/tx_dropped) - tapdrop0 ))
-    echo "tap: $tapdrop frames dropped on the way to the simulator (its queue was full); UDP receive-buffer drops: site DHCP host $(( $(udp_drops $SITE) - sd0 )), boot server host $(( $(udp_drops $APPL) - ad0 ))" >> $W/$tag.md
+    echo "wire ($WIRE): $(( $(wire_drops) - wd0 )) frames dropped on the way to the simulator; boot server host: $(( $(tcp_retrans $APPL) - rt0 )) TCP segments retransmitted; UDP receive-buffer drops: site DHCP host $(( $(udp_drops $SITE) - sd0 )), boot server host $(( $(udp_drops $APPL) - ad0 ))" >> $W/$tag.md
     KEY=VmHWM; peak=$(rss_kb "${STACK_PIDS[@]}" $(pgrep -P "${STACK_PIDS[-1]}" || true))
     cpu=$(cpu_s "${STACK_PIDS[@]}" $(pgrep -P "${STACK_PIDS[-1]}" || true))
     [ -n "${FLEET_PCAP:-}" ] && stop ${PIDS[-1]}
@@ -245,7 +270,7 @@ for n in $SIZES; do
 done
 
 # --- report -----------------------------------------------------------------------------------------
-echo "Fleet: \`$(basename "$FLEET") --clients N --mix $MIX\` (all power on at once; firmware retry 4/8/16/32 s); agent images ${KERNEL_MB} MiB kernel + ${INITRD_MB} MiB initrd, iPXE NBPs from Debian's ipxe package. Segment 10.97.0.0/21: dnsmasq address-only site DHCP (10.97.0.1), boot server 10.97.0.2; ARP gc_thresh raised to 4096/8192/16384 and net.core.rmem_default to $((RMEM_RUN / 1024)) KiB (from $((RMEM_OLD / 1024)) KiB) for the run."
+echo "Fleet: \`$(basename "$FLEET") ${WIRE_ARGS[*]} --http-window-kib $WINDOW_KIB --clients N --mix $MIX\` (all power on at once; firmware retry 4/8/16/32 s); agent images ${KERNEL_MB} MiB kernel + ${INITRD_MB} MiB initrd, iPXE NBPs from Debian's ipxe package. Segment 10.97.0.0/21: dnsmasq address-only site DHCP (10.97.0.1), boot server 10.97.0.2; ARP gc_thresh raised to 4096/8192/16384 and net.core.rmem_default to $((RMEM_RUN / 1024)) KiB (from $((RMEM_OLD / 1024)) KiB) for the run."
 echo
 echo "| stack | clients | booted | failed | unfinished | all booted (s) | boot p50 (s) | boot p99 (s) | cold start (ms) | idle RSS (MiB) | peak RSS (MiB) | server CPU (s) |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
@@ -284,7 +309,7 @@ echo "- rackboot binary: $(( $(stat -c %s "$BIN") / 1048576 )) MiB ($(stat -c %s
 echo
 for n in $SIZES; do for stack in $STACKS; do
   echo "<details><summary>$stack, $n clients: per-stage latency</summary>"; echo
-  sed -n '1,/^simulator:/p;/^tap:/p' $W/$stack-$n.md; echo; echo "</details>"; echo
+  sed -n '1,/^simulator:/p;/^wire/p' $W/$stack-$n.md; echo; echo "</details>"; echo
 done; done
 
 # Boot completion over time, both stacks, largest fleet (gnuplot).

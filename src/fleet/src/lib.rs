@@ -18,6 +18,7 @@
 pub mod client;
 pub mod dhcp;
 pub mod http;
+pub mod packet;
 pub mod retry;
 pub mod script;
 pub mod shell;

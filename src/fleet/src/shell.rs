@@ -23,11 +23,13 @@ use crate::client::{Client, HttpEvent, Output};
 use crate::dhcp::{self, Datagram};
 
 const MTU: usize = 1514;
-/// Receive window per HTTP connection. One thread simulates every NIC, so all of them share one
-/// TAP queue: a small window keeps what the servers have in flight (N × window) and with it the
-/// queueing delay that DHCP and TFTP frames see behind bulk HTTP data small, without lowering the
-/// aggregate rate (1,000 × 16 KiB ≈ 11k frames; the bench sets txqueuelen 50000).
-const HTTP_RX: usize = 16 * 1024;
+/// Default receive window per HTTP connection. One thread simulates every NIC, so all of them
+/// share one queue: a small window keeps what the servers have in flight (N × window) and with
+/// it the queueing delay that DHCP and TFTP frames see behind bulk HTTP data small, without
+/// lowering the aggregate rate (1,000 × 16 KiB ≈ 11k frames; the bench sets txqueuelen 50000).
+/// [`Fleet::with_http_window`] changes it (a packet-socket wire receives a window's worth of
+/// data as one GSO frame, so a larger window means fewer, larger frames).
+pub const HTTP_RX: usize = 16 * 1024;
 const HTTP_TX: usize = 4 * 1024;
 
 /// A frame device: [`phy::TunTapInterface`] in the binary, a queue in tests.
@@ -156,6 +158,7 @@ pub struct Fleet {
     /// Machines with an outcome (kept as a count: checking 1,000 slots per loop is not free).
     finished: usize,
     counted: Vec<bool>,
+    http_rx: usize,
     pub stats: ShellStats,
 }
 
@@ -208,12 +211,19 @@ impl Fleet {
             is_dirty: vec![false; n],
             finished: 0,
             counted: vec![false; n],
+            http_rx: HTTP_RX,
             stats: ShellStats::default(),
         };
         for i in 0..n {
             f.schedule(i, Duration::ZERO);
         }
         f
+    }
+
+    /// Receive window (bytes) of the machines' HTTP connections.
+    pub fn with_http_window(mut self, bytes: usize) -> Fleet {
+        self.http_rx = bytes.max(1024);
+        self
     }
 
     pub fn clients(&self) -> impl Iterator<Item = &Client> {
@@ -257,17 +267,8 @@ impl Fleet {
                     self.mark(i);
                 }
             }
-            let dirty = std::mem::take(&mut self.dirty);
-            for &i in &dirty {
-                self.is_dirty[i] = false;
-                self.service(i, now);
-            }
-            self.dirty = dirty;
-            self.dirty.clear();
-            for f in self.tx.drain(..) {
-                wire.send(&f);
-                self.stats.frames_out += 1;
-            }
+            self.service_dirty(now);
+            self.transmit(wire);
             if self.all_done() || now >= limit {
                 return;
             }
@@ -278,6 +279,23 @@ impl Fleet {
                     wire.wait(wait);
                 }
             }
+        }
+    }
+
+    fn service_dirty(&mut self, now: Duration) {
+        let dirty = std::mem::take(&mut self.dirty);
+        for &i in &dirty {
+            self.is_dirty[i] = false;
+            self.service(i, now);
+        }
+        self.dirty = dirty;
+        self.dirty.clear();
+    }
+
+    fn transmit(&mut self, wire: &mut dyn Wire) {
+        for f in self.tx.drain(..) {
+            wire.send(&f);
+            self.stats.frames_out += 1;
         }
     }
 
@@ -458,13 +476,14 @@ impl Fleet {
                 }
             }
             Output::HttpOpen { id, to, request } => {
+                let http_rx = self.http_rx;
                 let s = &mut self.slots[i];
                 if let Some(old) = s.http.take() {
                     s.sockets.get_mut::<tcp::Socket>(old.handle).abort();
                     s.closing.push(old.handle);
                 }
                 let mut sock = tcp::Socket::new(
-                    tcp::SocketBuffer::new(vec![0; HTTP_RX]),
+                    tcp::SocketBuffer::new(vec![0; http_rx]),
                     tcp::SocketBuffer::new(vec![0; HTTP_TX]),
                 );
                 sock.set_timeout(Some(smoltcp::time::Duration::from_secs(30)));

@@ -6,7 +6,8 @@
 //!
 //! Why threads and not tasks: during a boot storm the answer must not wait behind whatever the
 //! async runtime is busy with (store writes, the lifecycle, HTTP); a blocking `recvmmsg` takes
-//! everything queued (up to [`BATCH`] datagrams) in one syscall, with no readiness polling. Sightings are de-duplicated here (one per
+//! everything queued (up to [`BATCH`] datagrams) in one syscall, with no readiness polling, and
+//! the replies to a batch leave in one `sendmmsg`. Sightings are de-duplicated here (one per
 //! machine per [`SIGHTING_INTERVAL`] unless what it says changes), so a storm of retransmissions
 //! does not wake the recorder once per datagram.
 
@@ -78,6 +79,7 @@ impl DhcpService {
                 sightings: self.sightings.clone(),
                 counters: HashMap::new(),
                 recent: HashMap::new(),
+                out: Vec::with_capacity(BATCH),
             };
             let flag = stop.0.clone();
             match std::thread::Builder::new()
@@ -122,6 +124,8 @@ struct Worker {
     /// runs once per distinct pair instead of once per datagram.
     counters: HashMap<(&'static str, &'static str, Option<u16>), Counter>,
     recent: HashMap<[u8; 6], Said>,
+    /// Replies to the datagrams of the current batch, sent together at its end.
+    out: Vec<(Vec<u8>, SocketAddrV4)>,
 }
 
 impl Worker {
@@ -132,6 +136,7 @@ impl Worker {
         let fd = self.sock.as_raw_fd();
         let mut bufs = vec![[0u8; DATAGRAM]; BATCH];
         let mut headers = MultiHeaders::<SockaddrIn>::preallocate(BATCH, None);
+        let mut send_headers = MultiHeaders::<SockaddrIn>::preallocate(BATCH, None);
         let mut got: Vec<(usize, Option<SocketAddrV4>)> = Vec::with_capacity(BATCH);
         while !stop.load(Ordering::Relaxed) {
             got.clear();
@@ -164,6 +169,7 @@ impl Worker {
                             self.handle(payload, *from);
                         }
                     }
+                    self.flush(&mut send_headers);
                 }
                 Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {}
                 Err(e) => {
@@ -196,6 +202,44 @@ impl Worker {
             .inc();
     }
 
+    /// Send the batch's replies: one `sendmmsg`, then one by one whatever it did not take (so
+    /// each failure is counted and logged with its destination).
+    fn flush(
+        &mut self,
+        headers: &mut nix::sys::socket::MultiHeaders<nix::sys::socket::SockaddrIn>,
+    ) {
+        use nix::sys::socket::{sendmmsg, MsgFlags, SockaddrIn};
+        use std::io::IoSlice;
+        use std::os::fd::AsRawFd;
+        let mut taken = 0;
+        if self.out.len() > 1 {
+            let iovs: Vec<[IoSlice; 1]> = self.out.iter().map(|(b, _)| [IoSlice::new(b)]).collect();
+            let addrs: Vec<Option<SockaddrIn>> = self
+                .out
+                .iter()
+                .map(|(_, d)| Some(SockaddrIn::from(*d)))
+                .collect();
+            let none: [nix::sys::socket::ControlMessage; 0] = [];
+            if let Ok(r) = sendmmsg(
+                self.sock.as_raw_fd(),
+                headers,
+                &iovs,
+                addrs,
+                none,
+                MsgFlags::empty(),
+            ) {
+                taken = r.count();
+            }
+        }
+        let rest: Vec<_> = self.out.drain(..).skip(taken).collect();
+        for (bytes, dest) in rest {
+            if let Err(e) = self.sock.send_to(&bytes, SocketAddr::V4(dest)) {
+                self.count("send_failed", "", None);
+                tracing::warn!(error = %e, %dest, "proxydhcp reply not sent");
+            }
+        }
+    }
+
     fn handle(&mut self, payload: &[u8], from: SocketAddrV4) {
         let d = rackboot_dhcp::handle(payload, self.port, from, &self.config);
         let arch = d.seen.as_ref().and_then(|s| s.arch);
@@ -211,16 +255,9 @@ impl Worker {
             }
             o => self.count(o.label(), "", arch),
         }
-        if let Some(reply) = &d.reply {
-            match self.sock.send_to(&reply.bytes, SocketAddr::V4(reply.dest)) {
-                Ok(_) => {
-                    tracing::debug!(%from, dest = %reply.dest, outcome = d.outcome.label(), arch, "proxydhcp reply")
-                }
-                Err(e) => {
-                    self.count("send_failed", "", None);
-                    tracing::warn!(error = %e, dest = %reply.dest, "proxydhcp reply not sent");
-                }
-            }
+        if let Some(reply) = d.reply {
+            tracing::debug!(%from, dest = %reply.dest, outcome = d.outcome.label(), arch, "proxydhcp reply");
+            self.out.push((reply.bytes, reply.dest));
         }
         if let Some(seen) = d.seen {
             let now = Instant::now();

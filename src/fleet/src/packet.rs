@@ -1,0 +1,154 @@
+//! An AF_PACKET socket on one end of a veth pair as the simulator's wire.
+//!
+//! The kernel hands a packet socket its frames as they travel, so a burst of TCP data from a
+//! server arrives as one GSO super-frame (up to 64 KiB: one read and one smoltcp segment where a
+//! TAP device needs ~44, because the kernel segments every frame before a TAP without offloads).
+//! Checksums of such frames may be left for offload; the simulator's stacks do not verify
+//! received checksums (see `shell::Port`). Frames are taken [`BATCH`] per `recvmmsg`.
+
+use std::collections::VecDeque;
+use std::io::IoSliceMut;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{
+    bind, recvmmsg, send, setsockopt, socket, sockopt, AddressFamily, LinkAddr, MsgFlags,
+    MultiHeaders, SockFlag, SockProtocol, SockType,
+};
+
+use crate::shell::Wire;
+
+/// `sll_pkttype` of a frame this host sent (a packet socket sees its own transmissions).
+const PACKET_OUTGOING: u8 = 4;
+/// Room for a GSO super-frame: 64 KiB of IP plus the Ethernet header.
+const FRAME_ROOM: usize = 1 << 17;
+/// Frames taken per `recvmmsg` (TFTP and DHCP frames are small: one syscall for many).
+const BATCH: usize = 32;
+/// Receive buffer asked for (with CAP_NET_ADMIN, above `rmem_max`): every server's window of
+/// data in flight at once must fit, or the servers retransmit.
+const RCVBUF: usize = 512 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PacketError {
+    #[error("no interface {0:?} in this network namespace")]
+    NoInterface(String),
+    #[error("{what}: {source}")]
+    Sys {
+        what: &'static str,
+        #[source]
+        source: Errno,
+    },
+}
+
+fn sys(what: &'static str) -> impl FnOnce(Errno) -> PacketError {
+    move |source| PacketError::Sys { what, source }
+}
+
+/// An opened, bound packet socket (sendable to the thread that will read it; the wire's
+/// receive headers are not).
+pub struct PacketSocket(OwnedFd);
+
+impl PacketSocket {
+    pub fn open(iface: &str) -> Result<Self, PacketError> {
+        let link: LinkAddr = nix::ifaddrs::getifaddrs()
+            .map_err(sys("listing interfaces"))?
+            .filter(|a| a.interface_name == iface)
+            .find_map(|a| a.address.and_then(|s| s.as_link_addr().copied()))
+            .ok_or_else(|| PacketError::NoInterface(iface.to_string()))?;
+        let fd = socket(
+            AddressFamily::Packet,
+            SockType::Raw,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            SockProtocol::EthAll,
+        )
+        .map_err(sys("opening a packet socket"))?;
+        if setsockopt(&fd, sockopt::RcvBufForce, &RCVBUF).is_err() {
+            setsockopt(&fd, sockopt::RcvBuf, &RCVBUF).map_err(sys("setting SO_RCVBUF"))?;
+        }
+        bind(fd.as_raw_fd(), &link).map_err(sys("binding the packet socket"))?;
+        // Until the bind it saw every interface of the namespace: forget that.
+        let mut junk = [0u8; 64];
+        while nix::sys::socket::recv(fd.as_raw_fd(), &mut junk, MsgFlags::empty()).is_ok() {}
+        Ok(Self(fd))
+    }
+
+    pub fn into_wire(self) -> PacketWire {
+        PacketWire {
+            fd: self.0,
+            bufs: (0..BATCH).map(|_| vec![0; FRAME_ROOM]).collect(),
+            headers: MultiHeaders::preallocate(BATCH, None),
+            queued: VecDeque::with_capacity(BATCH),
+            echoes: 0,
+        }
+    }
+}
+
+/// A packet socket bound to one interface.
+pub struct PacketWire {
+    fd: OwnedFd,
+    bufs: Vec<Vec<u8>>,
+    headers: MultiHeaders<LinkAddr>,
+    /// Frames received and not yet handed out.
+    queued: VecDeque<Vec<u8>>,
+    /// Frames the socket saw that this process sent (skipped).
+    pub echoes: u64,
+}
+
+impl Wire for PacketWire {
+    fn recv(&mut self) -> Option<Vec<u8>> {
+        while self.queued.is_empty() {
+            let fd = self.fd.as_raw_fd();
+            let got: Vec<(usize, bool)> = {
+                let mut iovs: Vec<[IoSliceMut; 1]> =
+                    self.bufs.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
+                match recvmmsg(
+                    fd,
+                    &mut self.headers,
+                    iovs.iter_mut(),
+                    MsgFlags::empty(),
+                    None,
+                ) {
+                    Ok(msgs) => msgs
+                        .map(|m| {
+                            let echo = m.address.is_some_and(|a| a.pkttype() == PACKET_OUTGOING);
+                            (m.bytes, echo)
+                        })
+                        .collect(),
+                    Err(Errno::EINTR) => continue,
+                    Err(_) => return None,
+                }
+            };
+            for (b, (n, echo)) in self.bufs.iter().zip(got) {
+                if echo {
+                    self.echoes += 1;
+                } else if let Some(frame) = b.get(..n) {
+                    self.queued.push_back(frame.to_vec());
+                }
+            }
+        }
+        self.queued.pop_front()
+    }
+
+    fn send(&mut self, frame: &[u8]) {
+        // The device queue may be full for a moment: wait for it to drain (a lost frame costs a
+        // firmware retry), but give up after about a second.
+        for _ in 0..100 {
+            match send(self.fd.as_raw_fd(), frame, MsgFlags::empty()) {
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN | Errno::ENOBUFS) => {
+                    let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLOUT)];
+                    let _ = poll(&mut fds, PollTimeout::from(10u8));
+                }
+                _ => return,
+            }
+        }
+    }
+
+    fn wait(&mut self, timeout: Duration) {
+        let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+        let t = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+        let _ = poll(&mut fds, t);
+    }
+}
