@@ -37,6 +37,8 @@ struct Cached {
 
 pub struct BootFiles {
     root: PathBuf,
+    /// `root` canonicalised, as last seen (looked up again before refusing a file).
+    canonical_root: Mutex<Option<PathBuf>>,
     cache: Mutex<HashMap<PathBuf, Cached>>,
     /// Serialises loads so concurrent first requests read a file once.
     loading: tokio::sync::Mutex<()>,
@@ -46,6 +48,7 @@ impl BootFiles {
     pub fn new(root: PathBuf) -> Self {
         Self {
             root,
+            canonical_root: Mutex::new(None),
             cache: Mutex::new(HashMap::new()),
             loading: tokio::sync::Mutex::new(()),
         }
@@ -77,11 +80,60 @@ impl BootFiles {
         Err(FileError::NotFound)
     }
 
+    /// The canonical root: the one remembered, or (`fresh`, or none yet) looked up now.
+    fn canonical_root(&self, fresh: bool) -> Option<PathBuf> {
+        let mut c = self
+            .canonical_root
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if fresh || c.is_none() {
+            *c = self.root.canonicalize().ok();
+        }
+        c.clone()
+    }
+
     /// The file opened for zero-copy sending (`sendfile`), with its length and modification
     /// time taken from the open descriptor. Same resolution and size limit as [`Self::get`].
+    ///
+    /// Per request this is an open, one `readlink` of the descriptor's `/proc/self/fd` entry
+    /// (the path the kernel actually opened, so a symlink out of the root is refused with no
+    /// window between check and use) and an `fstat`; canonicalising the root and the name, as
+    /// [`Self::resolve`] does, took ~10 `readlink`s (a sixth of the CPU of 400 concurrent
+    /// downloads). Without `/proc` it falls back to [`Self::resolve`].
     pub fn open(&self, name: &str) -> Result<(std::fs::File, u64, Option<SystemTime>), FileError> {
+        use std::os::fd::AsRawFd;
+        let root = self.canonical_root(false).ok_or(FileError::NotFound)?;
+        let candidates = [Some(name), name.strip_prefix("x86_64/")];
+        for c in candidates.into_iter().flatten() {
+            let file = match std::fs::File::open(root.join(c)) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(FileError::Io(e)),
+            };
+            let Ok(real) = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())) else {
+                return self.open_resolved(name);
+            };
+            if !real.starts_with(&root)
+                && !self
+                    .canonical_root(true)
+                    .is_some_and(|r| real.starts_with(r))
+            {
+                return Err(FileError::OutsideRoot);
+            }
+            return Self::checked(file);
+        }
+        Err(FileError::NotFound)
+    }
+
+    fn open_resolved(
+        &self,
+        name: &str,
+    ) -> Result<(std::fs::File, u64, Option<SystemTime>), FileError> {
         let path = self.resolve(name)?;
-        let file = std::fs::File::open(&path).map_err(FileError::Io)?;
+        Self::checked(std::fs::File::open(&path).map_err(FileError::Io)?)
+    }
+
+    fn checked(file: std::fs::File) -> Result<(std::fs::File, u64, Option<SystemTime>), FileError> {
         let meta = file.metadata().map_err(FileError::Io)?;
         if !meta.is_file() {
             return Err(FileError::NotAFile);
@@ -176,5 +228,31 @@ mod tests {
         assert!(matches!(f.get("link").await, Err(FileError::OutsideRoot)));
         assert!(matches!(f.get("sub").await, Err(FileError::NotAFile)));
         assert!(matches!(f.get("missing").await, Err(FileError::NotFound)));
+    }
+
+    /// `open` (the zero-copy path) decides like `resolve`: by the file the kernel opened.
+    #[test]
+    fn open_refuses_what_resolve_refuses_and_follows_links_inside() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), b"x").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ipxe.efi"), b"efi").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("link")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("dirlink")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("ipxe.efi"), dir.path().join("inside")).unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let f = BootFiles::new(dir.path().to_path_buf());
+        assert!(matches!(f.open("link"), Err(FileError::OutsideRoot)));
+        assert!(matches!(
+            f.open("dirlink/secret"),
+            Err(FileError::OutsideRoot)
+        ));
+        assert!(matches!(f.open("sub"), Err(FileError::NotAFile)));
+        assert!(matches!(f.open("missing"), Err(FileError::NotFound)));
+        let (_, len, _) = f.open("inside").unwrap();
+        assert_eq!(len, 3);
+        // The virtual x86_64/ name falls back to the file at the top.
+        let (_, len, _) = f.open("x86_64/ipxe.efi").unwrap();
+        assert_eq!(len, 3);
     }
 }

@@ -25,7 +25,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 /// At most this many bytes per `sendfile` call (the socket takes less when its buffer is full).
-const SENDFILE_CHUNK: usize = 1 << 20;
+const SENDFILE_CHUNK: usize = 4 << 20;
+/// A download waiting for socket buffer room tries again after this long without a wake-up.
+const STALL_RETRY: Duration = Duration::from_millis(500);
 
 /// Serve the boot HTTP port until `stop` turns true, then drain as described above.
 pub async fn serve(
@@ -276,6 +278,13 @@ async fn send_all(tcp: &TcpStream, bytes: &[u8], more: bool) -> io::Result<()> {
 }
 
 /// `sendfile(2)` bytes `start..end` of `file` into the socket, waiting for writability.
+///
+/// A call that sends less than asked filled the socket buffer: like nginx, wait for room then
+/// (the readiness is cleared) instead of calling again at once. That call would only fail with
+/// EAGAIN, after the kernel had read the file's pages into its pipe for nothing (a third of the
+/// CPU with hundreds of concurrent downloads). The kernel wakes us once ACKs free room (a short
+/// send marks the socket as out of space); should that wake-up ever not come, the transfer is
+/// tried again after [`STALL_RETRY`].
 async fn send_file(tcp: &TcpStream, file: &std::fs::File, start: u64, end: u64) -> io::Result<()> {
     let mut offset = nix::libc::off64_t::try_from(start).map_err(io::Error::other)?;
     let end = nix::libc::off64_t::try_from(end).map_err(io::Error::other)?;
@@ -283,11 +292,24 @@ async fn send_file(tcp: &TcpStream, file: &std::fs::File, start: u64, end: u64) 
         let want = usize::try_from(end - offset)
             .unwrap_or(usize::MAX)
             .min(SENDFILE_CHUNK);
-        tcp.writable().await?;
-        match tcp.try_io(tokio::io::Interest::WRITABLE, || {
-            nix::sys::sendfile::sendfile64(tcp.as_fd(), file.as_fd(), Some(&mut offset), want)
+        let send = |offset: &mut nix::libc::off64_t| {
+            nix::sys::sendfile::sendfile64(tcp.as_fd(), file.as_fd(), Some(offset), want)
                 .map_err(io::Error::from)
-        }) {
+        };
+        let r = match tokio::time::timeout(STALL_RETRY, tcp.writable()).await {
+            Ok(ready) => {
+                ready?;
+                tcp.try_io(tokio::io::Interest::WRITABLE, || match send(&mut offset) {
+                    // Buffer full: make tokio wait for the next wake-up (the bytes are sent:
+                    // `offset` moved).
+                    Ok(n) if n > 0 && n < want => Err(io::ErrorKind::WouldBlock.into()),
+                    r => r,
+                })
+            }
+            // No wake-up for a long time: try anyway (a full buffer just says EAGAIN).
+            Err(_) => send(&mut offset),
+        };
+        match r {
             // The file shrank under us: the promised length cannot be sent.
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(_) => tokio::task::consume_budget().await,
