@@ -46,15 +46,34 @@ pub struct SledStore {
     cache: Mutex<MachineCache>,
 }
 
-/// Machines as last read, by id. A writer drops the entry of the machine it wrote and bumps
-/// `writes` at its commit; a reader fills a missed entry only if no write happened since it
-/// started reading (`writes` unchanged). So the cache holds only what a reader saw with no write
-/// in between, whatever order concurrent writers finish in: never an older record than the
-/// store's, never a removed machine.
+/// Machines as last read, by id. A write of a machine is marked from before its transaction
+/// until after its commit ([`WriteMark`]): both ends bump `writes` and drop the machine's
+/// entry, and `in_flight` counts the writes between the two. A reader fills a missed entry only
+/// if `writes` did not change while it read and no write was in flight. So an entry is always
+/// the latest committed record, and it is gone before a newer one can commit: no reader sees a
+/// record older than one any reader saw before (a reader that read the old record just before
+/// a commit does not cache it), and never a removed machine.
 #[derive(Default)]
 struct MachineCache {
     by_id: std::collections::HashMap<String, Machine>,
     writes: u64,
+    in_flight: u32,
+}
+
+/// A write of one machine in progress (see [`MachineCache`]); ends when dropped, whether the
+/// transaction committed or failed.
+struct WriteMark<'a> {
+    store: &'a SledStore,
+    id: String,
+}
+
+impl Drop for WriteMark<'_> {
+    fn drop(&mut self) {
+        let mut c = self.store.cache();
+        c.writes = c.writes.wrapping_add(1);
+        c.in_flight = c.in_flight.saturating_sub(1);
+        c.by_id.remove(&self.id);
+    }
 }
 
 impl MachineCache {
@@ -465,11 +484,17 @@ impl SledStore {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// At the commit of a write of machine `id`: the next read decodes the stored record.
-    fn cache_written(&self, id: &str) {
+    /// Before a write of machine `id`: mark it in flight until the returned mark is dropped
+    /// (just after the commit).
+    fn write_begins(&self, id: &str) -> WriteMark<'_> {
         let mut c = self.cache();
         c.writes = c.writes.wrapping_add(1);
+        c.in_flight = c.in_flight.saturating_add(1);
         c.by_id.remove(id);
+        WriteMark {
+            store: self,
+            id: id.to_string(),
+        }
     }
 
     /// Machine `id`, from the cache or (then cached) from the database.
@@ -484,7 +509,7 @@ impl SledStore {
         let m = self.read(|d| d.get_machine(id))?;
         if let Some(m) = &m {
             let mut c = self.cache();
-            if c.writes == started {
+            if c.writes == started && c.in_flight == 0 {
                 c.put(m);
             }
         }
@@ -520,6 +545,7 @@ impl Store for SledStore {
         m.created_ms = now;
         m.updated_ms = now;
         self.write(|d| {
+            let mark = self.write_begins(&m.id);
             unwrap_tx(
                 (&d.machines, &d.macs, &d.uuids).transaction(|(t_m, t_mac, t_u)| {
                     if t_m.get(m.id.as_str())?.is_some() {
@@ -530,8 +556,7 @@ impl Store for SledStore {
             )?;
             // Readers see a committed record at once (as sled's own reads do), not only after
             // the flush (fsync) below: a writer waiting on it must not make others read stale.
-            // (Dropped, not replaced: concurrent writers may get here in any order.)
-            self.cache_written(&m.id);
+            drop(mark);
             d.flush()
         })?;
         Ok(m)
@@ -542,6 +567,7 @@ impl Store for SledStore {
         m.generation = expected + 1;
         m.updated_ms = now_ms();
         self.write(|d| {
+            let mark = self.write_begins(&m.id);
             unwrap_tx(
                 (&d.machines, &d.macs, &d.uuids).transaction(|(t_m, t_mac, t_u)| {
                     let Some(bytes) = t_m.get(m.id.as_str())? else {
@@ -558,7 +584,7 @@ impl Store for SledStore {
                     Db::put_tx((t_m, t_mac, t_u), Some(&old), &m)
                 }),
             )?;
-            self.cache_written(&m.id);
+            drop(mark);
             d.flush()
         })?;
         Ok(m)
@@ -596,6 +622,7 @@ impl Store for SledStore {
 
     fn remove_machine(&self, id: &str) -> Result<Option<Machine>, StoreError> {
         self.write(|d| {
+            let mark = self.write_begins(id);
             let removed = unwrap_tx((&d.machines, &d.macs, &d.uuids).transaction(
                 |(t_m, t_mac, t_u)| {
                     let Some(bytes) = t_m.remove(id)? else {
@@ -611,7 +638,7 @@ impl Store for SledStore {
                     Ok(Some(old))
                 },
             ))?;
-            self.cache_written(id);
+            drop(mark);
             d.flush()?;
             Ok(removed)
         })
