@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Boot HTTP: wrk against boot.ipxe, and a 64 MiB asset with 50 connections against nginx
+# Boot HTTP: wrk against boot.ipxe, a 64 MiB asset with 50 connections and a 2 MiB one with 400, against nginx
 # serving the same files, same run, loopback inside a private netns.
 source "$(dirname "$0")/lib.sh"
 ip netns add ${P}h; NSS+=(${P}h); ip -n ${P}h link set lo up
@@ -7,6 +7,9 @@ X="ip netns exec ${P}h"
 A=$WORK/http-assets; mkdir -p $A/tftp $A/www
 [ -s $A/big.bin ] || head -c 67108864 /dev/urandom > $A/big.bin
 cp -f $A/big.bin $A/www/big.bin
+# A kernel-sized file for many concurrent downloads (a boot storm's kernel stage).
+[ -s $A/kernel.bin ] || head -c 2097152 /dev/urandom > $A/kernel.bin
+cp -f $A/kernel.bin $A/www/kernel.bin
 bg $X "$BIN" serve --tftp-listen off --dhcp-mode off --boot-http-listen 127.0.0.1:50043 --admin-listen 127.0.0.1:8082 \
    --data-dir $WORK/http-data --assets-dir $A --log-level warn
 Q='uuid=11111111-2222-3333-4444-555555555551&mac=52-54-00-99-00-10&arch=x86_64'
@@ -75,5 +78,13 @@ echo "|---|---|"
 echo "| rackboot /assets | $m1 |"
 echo "| nginx (sendfile) | $m2 |"
 echo
+read -r k1 _ _ _ < <(wrkrun "http://127.0.0.1:50043/assets/kernel.bin" 400)
+read -r k2 _ _ _ < <(wrkrun "http://127.0.0.1:8090/kernel.bin" 400)
+echo "| 2 MiB asset, 400 connections (a storm's kernel stage) | downloads/s |"
+echo "|---|---|"
+echo "| rackboot /assets | $k1 |"
+echo "| nginx (sendfile) | $k2 |"
+echo
 echo "- boot.ipxe throughput ratio rackboot/nginx-static: $(ratio $r1 $r2)"
 echo "- asset throughput ratio rackboot/nginx: $(ratio $m1 $m2)"
+echo "- concurrent 2 MiB downloads ratio rackboot/nginx: $(ratio $k1 $k2)"
