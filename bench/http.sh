@@ -71,20 +71,15 @@ echo "| nginx, static copy | $o2 | $a2 | $q50b | $q99b | $q999b | $mxb | $bad2 |
 echo
 echo "- boot.ipxe p99 at $o1 req/s: $q99a ms (goal < 2 ms: $(python3 -c "print('met' if float('$q99a')<2 else 'not met')"))"
 echo
+asset_table() { # title unit rackboot nginx
+  printf '| %s | %s |\n|---|---|\n| rackboot /assets | %s |\n| nginx (sendfile) | %s |\n\n' "$@"
+}
 read -r _ _ _ m1 < <(wrkrun "http://127.0.0.1:50043/assets/big.bin" 50)
 read -r _ _ _ m2 < <(wrkrun "http://127.0.0.1:8090/big.bin" 50)
-echo "| 64 MiB asset, 50 connections | MB/s |"
-echo "|---|---|"
-echo "| rackboot /assets | $m1 |"
-echo "| nginx (sendfile) | $m2 |"
-echo
+asset_table "64 MiB asset, 50 connections" "MB/s" "$m1" "$m2"
 read -r k1 _ _ _ < <(wrkrun "http://127.0.0.1:50043/assets/kernel.bin" 400)
 read -r k2 _ _ _ < <(wrkrun "http://127.0.0.1:8090/kernel.bin" 400)
-echo "| 2 MiB asset, 400 connections (a storm's kernel stage) | downloads/s |"
-echo "|---|---|"
-echo "| rackboot /assets | $k1 |"
-echo "| nginx (sendfile) | $k2 |"
-echo
+asset_table "2 MiB asset, 400 connections (a storm's kernel stage)" "downloads/s" "$k1" "$k2"
 echo "- boot.ipxe throughput ratio rackboot/nginx-static: $(ratio $r1 $r2)"
 echo "- asset throughput ratio rackboot/nginx: $(ratio $m1 $m2)"
 echo "- concurrent 2 MiB downloads ratio rackboot/nginx: $(ratio $k1 $k2)"

@@ -80,7 +80,6 @@ impl PacketSocket {
             bufs: (0..BATCH).map(|_| vec![0; FRAME_ROOM]).collect(),
             headers: MultiHeaders::preallocate(BATCH, None),
             queued: VecDeque::with_capacity(BATCH),
-            echoes: 0,
         }
     }
 }
@@ -92,8 +91,6 @@ pub struct PacketWire {
     headers: MultiHeaders<LinkAddr>,
     /// Frames received and not yet handed out.
     queued: VecDeque<Vec<u8>>,
-    /// Frames the socket saw that this process sent (skipped).
-    pub echoes: u64,
 }
 
 impl Wire for PacketWire {
@@ -120,10 +117,9 @@ impl Wire for PacketWire {
                     Err(_) => return None,
                 }
             };
+            // Frames this process sent come back on the socket: skipped.
             for (b, (n, echo)) in self.bufs.iter().zip(got) {
-                if echo {
-                    self.echoes += 1;
-                } else if let Some(frame) = b.get(..n) {
+                if let (false, Some(frame)) = (echo, b.get(..n)) {
                     self.queued.push_back(frame.to_vec());
                 }
             }
