@@ -95,7 +95,26 @@ rss_kb() { local t=0; for p in "$@"; do t=$((t + $(awk -v k="$KEY" '$1==k":"{pri
 # UDP datagrams a namespace's sockets dropped because their receive buffer was full.
 udp_drops() { ip netns exec $1 awk '/^Udp:/{if(!n){n=split($0,k);next} for(i=1;i<=n;i++) if(k[i]=="RcvbufErrors") print $i}' /proc/net/snmp; }
 # TCP segments a namespace retransmitted (a frame lost on the way to the simulator costs one).
-tcp_retrans() { ip netns exec $1 awk '/^Tcp:/{if(!n){n=split($0,k);next} for(i=1;i<=n;i++) if(k[i]=="RetransSegs") print $i}' /proc/net/snmp; }
+# The boot server host's TCP counters over a run (nstat's absolute values before and after).
+tcp_report() { # before after → one sentence
+  python3 - "$1" "$2" <<'PY'
+import sys
+def rd(f):
+    d = {}
+    for l in open(f):
+        p = l.split()
+        if len(p) > 1 and p[0][:1].isalpha() and p[1].isdigit():
+            d[p[0]] = int(p[1])
+    return d
+a, b = rd(sys.argv[1]), rd(sys.argv[2])
+g = lambda k: b.get(k, 0) - a.get(k, 0)
+pk = g("IpOutRequests") - g("UdpOutDatagrams")
+per = f"{g('TcpOutSegs') / pk:.1f}" if pk > 0 else "n/a"
+print(f"boot server host: {g('TcpRetransSegs')} TCP segments retransmitted ({g('TcpExtTCPLossProbes')} tail-loss probes, "
+      f"{g('TcpExtTCPTimeouts')} timeouts), {g('TcpOutSegs')} segments sent in {pk} packets ({per} per packet), "
+      f"{g('TcpExtListenOverflows')} connections refused by a full accept queue")
+PY
+}
 # Frames the veth/TAP in front of the simulator dropped (TAP: queue full; veth: backlog full).
 wire_drops() { ip netns exec $SW sh -c 'cat /sys/class/net/fleet[0-9]*/statistics/tx_dropped /sys/class/net/fleet[0-9]*/statistics/rx_dropped' | awk '{t+=$1} END {print t+0}'; }
 http_up() { ip netns exec $APPL curl -sf -o /dev/null "http://$HTTP/ipxe/init.ipxe"; }
@@ -253,11 +272,11 @@ for n in $SIZES; do
     if [ -n "${FLEET_PCAP:-}" ]; then # debugging: DHCP/TFTP-control traffic on the bridge
       bg ip netns exec $SW tcpdump -U -i br0 -s 400 -w $W/$tag.pcap "${FLEET_PCAP_FILTER:-arp or (udp and (port 67 or port 68 or port 4011 or port 69))}" 2>/dev/null; sleep 1
     fi
-    wd0=$(wire_drops); rt0=$(tcp_retrans $APPL)
+    wd0=$(wire_drops); ip netns exec $APPL nstat -az > $W/$tag.nstat0
     sd0=$(udp_drops $SITE); ad0=$(udp_drops $APPL)
     ip netns exec $SW "$FLEET" "${WIRE_ARGS[@]}" --http-window-kib $WINDOW_KIB --clients $n --mix "$MIX" --seed $seed \
        --csv "$OUT/$STAMP-fleet-$tag.csv" --summary $W/$tag.sum --label "$stack, $n clients" > $W/$tag.md 2>&1 || true
-    echo "wire ($WIRE): $(( $(wire_drops) - wd0 )) frames dropped on the way to the simulator; boot server host: $(( $(tcp_retrans $APPL) - rt0 )) TCP segments retransmitted; UDP receive-buffer drops: site DHCP host $(( $(udp_drops $SITE) - sd0 )), boot server host $(( $(udp_drops $APPL) - ad0 ))" >> $W/$tag.md
+    echo "wire ($WIRE): $(( $(wire_drops) - wd0 )) frames dropped on the way to the simulator; $(ip netns exec $APPL nstat -az > $W/$tag.nstat1; tcp_report $W/$tag.nstat0 $W/$tag.nstat1); UDP receive-buffer drops: site DHCP host $(( $(udp_drops $SITE) - sd0 )), boot server host $(( $(udp_drops $APPL) - ad0 ))" >> $W/$tag.md
     KEY=VmHWM; peak=$(rss_kb "${STACK_PIDS[@]}" $(pgrep -P "${STACK_PIDS[-1]}" || true))
     cpu=$(cpu_s "${STACK_PIDS[@]}" $(pgrep -P "${STACK_PIDS[-1]}" || true))
     [ -n "${FLEET_PCAP:-}" ] && stop ${PIDS[-1]}

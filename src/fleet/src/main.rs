@@ -144,18 +144,21 @@ fn main() -> anyhow::Result<()> {
         st.frames_in += s.frames_in;
         st.frames_out += s.frames_out;
         st.frames_unrouted += s.frames_unrouted;
+        st.frames_dropped += s.frames_dropped;
         clients.extend(c);
     }
     let report = Report::new(&clients);
     print!("{}", report.markdown(&a.label));
     println!(
         "\nsimulator: {} thread(s), {:.2} s wall, {} frames in, {} out, {} not for any machine \
-         (with several threads, each also sees the broadcasts for the others' machines)",
+         (with several threads, each also sees the broadcasts for the others' machines), {} \
+         dropped by the simulator's sockets before it read them",
         k,
         wall.as_secs_f64(),
         st.frames_in,
         st.frames_out,
-        st.frames_unrouted
+        st.frames_unrouted,
+        st.frames_dropped
     );
     if let Some(p) = &a.csv {
         std::fs::write(p, csv(&clients)).with_context(|| format!("writing {}", p.display()))?;

@@ -14,8 +14,8 @@ use std::time::Duration;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{
-    bind, recvmmsg, send, setsockopt, socket, sockopt, AddressFamily, LinkAddr, MsgFlags,
-    MultiHeaders, SockFlag, SockProtocol, SockType,
+    bind, recvmmsg, send, setsockopt, socket, sockopt, AddressFamily, ControlMessageOwned,
+    LinkAddr, MsgFlags, MultiHeaders, SockFlag, SockProtocol, SockType,
 };
 
 use crate::shell::Wire;
@@ -67,6 +67,8 @@ impl PacketSocket {
         if setsockopt(&fd, sockopt::RcvBufForce, &RCVBUF).is_err() {
             setsockopt(&fd, sockopt::RcvBuf, &RCVBUF).map_err(sys("setting SO_RCVBUF"))?;
         }
+        // Every frame read then says how many the socket has dropped so far (full buffer).
+        setsockopt(&fd, sockopt::RxqOvfl, &1).map_err(sys("setting SO_RXQ_OVFL"))?;
         bind(fd.as_raw_fd(), &link).map_err(sys("binding the packet socket"))?;
         // Until the bind it saw every interface of the namespace: forget that.
         let mut junk = [0u8; 64];
@@ -78,10 +80,16 @@ impl PacketSocket {
         PacketWire {
             fd: self.0,
             bufs: (0..BATCH).map(|_| vec![0; FRAME_ROOM]).collect(),
-            headers: MultiHeaders::preallocate(BATCH, None),
+            headers: headers(),
             queued: VecDeque::with_capacity(BATCH),
+            dropped: 0,
         }
     }
+}
+
+/// Receive headers for [`BATCH`] frames, each with room for the `SO_RXQ_OVFL` drop count.
+fn headers() -> MultiHeaders<LinkAddr> {
+    MultiHeaders::preallocate(BATCH, Some(nix::cmsg_space!(u32)))
 }
 
 /// A packet socket bound to one interface.
@@ -91,12 +99,17 @@ pub struct PacketWire {
     headers: MultiHeaders<LinkAddr>,
     /// Frames received and not yet handed out.
     queued: VecDeque<Vec<u8>>,
+    /// Frames the kernel dropped before this socket read them (its latest `SO_RXQ_OVFL`).
+    dropped: u32,
 }
 
 impl Wire for PacketWire {
     fn recv(&mut self) -> Option<Vec<u8>> {
         while self.queued.is_empty() {
             let fd = self.fd.as_raw_fd();
+            // nix leaves each header's control length as the kernel set it (0 without a control
+            // message), so reused headers would never carry the drop count again: fresh ones.
+            self.headers = headers();
             let got: Vec<(usize, bool)> = {
                 let mut iovs: Vec<[IoSliceMut; 1]> =
                     self.bufs.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
@@ -109,6 +122,13 @@ impl Wire for PacketWire {
                 ) {
                     Ok(msgs) => msgs
                         .map(|m| {
+                            if let Ok(cmsgs) = m.cmsgs() {
+                                for c in cmsgs {
+                                    if let ControlMessageOwned::RxqOvfl(n) = c {
+                                        self.dropped = self.dropped.max(n);
+                                    }
+                                }
+                            }
                             let echo = m.address.is_some_and(|a| a.pkttype() == PACKET_OUTGOING);
                             (m.bytes, echo)
                         })
@@ -140,6 +160,10 @@ impl Wire for PacketWire {
                 _ => return,
             }
         }
+    }
+
+    fn dropped(&self) -> u64 {
+        u64::from(self.dropped)
     }
 
     fn wait(&mut self, timeout: Duration) {

@@ -39,6 +39,10 @@ pub trait Wire {
     fn send(&mut self, frame: &[u8]);
     /// Block until a frame may be readable or `timeout` passed.
     fn wait(&mut self, timeout: Duration);
+    /// Frames lost on their way to this reader that the wire knows of (0 if it cannot tell).
+    fn dropped(&self) -> u64 {
+        0
+    }
 }
 
 /// smoltcp's TAP device.
@@ -145,6 +149,8 @@ pub struct ShellStats {
     pub frames_in: u64,
     pub frames_out: u64,
     pub frames_unrouted: u64,
+    /// Frames the wire dropped before the simulator read them (socket buffer full).
+    pub frames_dropped: u64,
 }
 
 pub struct Fleet {
@@ -270,6 +276,7 @@ impl Fleet {
             self.service_dirty(now);
             self.transmit(wire);
             if self.all_done() || now >= limit {
+                self.stats.frames_dropped = wire.dropped();
                 return;
             }
             if n == 0 {

@@ -1,5 +1,6 @@
-//! Socket set-up for the UDP services (socket2; no unsafe): address reuse, broadcast, binding to
-//! the provisioning interface, and looking up an interface's IPv4 address.
+//! Socket set-up (socket2; no unsafe): the UDP services' sockets (address reuse, broadcast,
+//! binding to the provisioning interface), TCP listeners with a boot-storm-sized accept queue,
+//! and looking up an interface's IPv4 address.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -27,6 +28,23 @@ pub fn bind_udp(
     tokio::net::UdpSocket::from_std(s.into())
 }
 
+/// Connections a TCP listener holds before they are accepted (the kernel caps it at
+/// `net.core.somaxconn`, 4096 by default). `TcpListener::bind` of std and tokio asks for 128:
+/// when a rack powers on at once, hundreds of machines connect within milliseconds, and a SYN
+/// that finds the queue full is dropped (the firmware tries again after a second or more).
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// A non-blocking tokio TCP listener on `addr` (`SO_REUSEADDR`) with [`LISTEN_BACKLOG`].
+pub fn bind_tcp(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(LISTEN_BACKLOG)?;
+    tokio::net::TcpListener::from_std(s.into())
+}
+
 /// First IPv4 address of interface `name`.
 pub fn interface_ipv4(name: &str) -> Option<Ipv4Addr> {
     nix::ifaddrs::getifaddrs().ok()?.find_map(|ifa| {
@@ -43,4 +61,34 @@ pub fn interface_of(ip: Ipv4Addr) -> Option<String> {
         let a = ifa.address.as_ref()?.as_sockaddr_in()?.ip();
         (a == ip).then(|| ifa.interface_name.clone())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::time::Duration;
+
+    /// More machines than std's default backlog (128) connect before the server accepts any:
+    /// every handshake completes at once (a full queue drops the SYN, and the client would
+    /// only try again after a second).
+    #[tokio::test]
+    async fn listener_queues_a_storm_of_connections() {
+        let listener = bind_tcp("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut held = Vec::new();
+        for i in 0..300 {
+            let c = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500));
+            assert!(c.is_ok(), "connection {i} not taken: {c:?}");
+            held.push(c);
+        }
+        drop(listener);
+    }
+
+    #[tokio::test]
+    async fn a_taken_port_is_refused() {
+        let a = bind_tcp("127.0.0.1:0".parse().unwrap()).unwrap();
+        let err = bind_tcp(a.local_addr().unwrap()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+    }
 }

@@ -198,13 +198,11 @@ async fn start_boot_http(
     stop: &watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
     let addr = cfg.http_listen;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Bind {
-            what: "boot http",
-            addr,
-            source,
-        })?;
+    let listener = crate::net::bind_tcp(addr).map_err(|source| ServeError::Bind {
+        what: "boot http",
+        addr,
+        source,
+    })?;
     let local = listener.local_addr().unwrap_or(addr);
     let ip = advertise.map(IpAddr::V4).unwrap_or(local.ip());
     let cache = Arc::new(crate::asset_cache::AssetCache::new(
@@ -254,13 +252,11 @@ async fn start_admin(
     stop: &watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, ServeError> {
     let addr = cfg.admin_listen;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Bind {
-            what: "admin",
-            addr,
-            source,
-        })?;
+    let listener = crate::net::bind_tcp(addr).map_err(|source| ServeError::Bind {
+        what: "admin",
+        addr,
+        source,
+    })?;
     tracing::info!(
         admin = %listener.local_addr().unwrap_or(addr),
         data_dir = %cfg.data_dir.display(),
