@@ -94,6 +94,8 @@ fn appliance_image_boots_serves_and_keeps_its_data() {
         "rackboot-init: network: eth1 up, address 10.99.0.",
         "rackboot-supervise:",
         "rackboot serving",
+        // the supervisor's `ulimit -n`: room for a storm's sockets
+        "open_files=65536",
     ] {
         a.wait_console(&mut lab, needle, BOOT_TIMEOUT);
     }
@@ -105,6 +107,12 @@ fn appliance_image_boots_serves_and_keeps_its_data() {
         .and_then(|s| s.split('/').next())
         .unwrap()
         .to_string();
+    // init raised net.core.rmem_max: the DHCP/TFTP sockets got the buffers rackboot asks for
+    assert!(
+        !console1.contains("UDP receive buffers are capped"),
+        "rmem_max not raised:\n{}",
+        tail(&console1, 3000)
+    );
     assert!(
         console1.contains(&format!("proxydhcp serving advertise={prov_ip}")),
         "rackboot does not serve ProxyDHCP on the provisioning NIC:\n{}",

@@ -82,6 +82,18 @@ pub fn serve(a: ServeArgs) -> Result<i32> {
     let config =
         rackboot_config::finish(&raw, file.as_ref().map(|(p, t)| (p.as_path(), t.as_str())))?;
     init_logging(config.log_format, &config.log_level);
+    match rackboot_server::fd_limit::raise_open_files() {
+        Ok((_, now)) if now < rackboot_server::fd_limit::COMFORTABLE => tracing::warn!(
+            limit = now,
+            "the open-file limit is low for a boot storm (each TFTP transfer and HTTP download \
+             holds descriptors); raise the hard limit (ulimit -Hn, LimitNOFILE=)"
+        ),
+        Ok((before, now)) if before != now => {
+            tracing::info!(from = before, to = now, "open-file limit raised")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

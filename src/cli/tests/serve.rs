@@ -437,3 +437,46 @@ fn yaml_output_and_completions() {
     let out = cli(port, &data, &["machines", "show", "nope"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
 }
+
+/// Started with the soft open-file limit at 256 (as under busybox init or a systemd unit it would
+/// be 1,024), `serve` raises it to the hard limit: a boot storm needs a descriptor per transfer.
+#[test]
+fn serve_raises_the_open_file_limit() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -Sn 256 && exec {BIN} serve --dhcp-mode off --tftp-listen off --data-dir {} \
+             --admin-listen 127.0.0.1:{port} --boot-http-listen 127.0.0.1:{}",
+            data.path().display(),
+            free_port()
+        ))
+        .env_remove("RACKBOOT_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server(child);
+    let limits = |pid: u32| -> (String, String) {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap()
+            .to_string();
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (f[3].to_string(), f[4].to_string())
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http(port, "GET", "/healthz", None, None).0 != 200 {
+        assert!(Instant::now() < deadline, "server did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (soft, hard) = limits(server.0.id());
+    assert_eq!(
+        soft, hard,
+        "soft open-file limit {soft} not raised to {hard}"
+    );
+    assert_ne!(soft, "256");
+}

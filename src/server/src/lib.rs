@@ -10,6 +10,7 @@ pub mod api;
 pub mod asset_cache;
 pub mod boot_http;
 pub mod dhcp;
+pub mod fd_limit;
 pub mod files;
 pub mod inventory;
 pub mod lifecycle;

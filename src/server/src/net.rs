@@ -5,6 +5,9 @@
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 
+/// Receive buffer asked for on the UDP services' sockets.
+const UDP_RCVBUF: usize = 4 * 1024 * 1024;
+
 /// A non-blocking tokio UDP socket bound to `addr`, optionally to one interface
 /// (`SO_BINDTODEVICE`) and allowed to send broadcasts.
 pub fn bind_udp(
@@ -22,7 +25,21 @@ pub fn bind_udp(
         s.bind_device(Some(ifname.as_bytes()))?;
     }
     // Bursts of boot traffic: a larger receive buffer loses fewer requests.
-    let _ = s.set_recv_buffer_size(4 * 1024 * 1024);
+    let _ = s.set_recv_buffer_size(UDP_RCVBUF);
+    // Linux reports twice what it grants; it grants at most net.core.rmem_max.
+    if let Ok(got) = s.recv_buffer_size() {
+        if got < UDP_RCVBUF {
+            static ONCE: std::sync::Once = std::sync::Once::new();
+            ONCE.call_once(|| {
+                tracing::warn!(
+                    granted_kib = got / 2048,
+                    asked_kib = UDP_RCVBUF / 1024,
+                    "UDP receive buffers are capped by net.core.rmem_max: a boot storm's burst of \
+                     requests may overflow them (raise net.core.rmem_max to 4194304 or more)"
+                )
+            });
+        }
+    }
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
     tokio::net::UdpSocket::from_std(s.into())

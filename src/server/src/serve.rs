@@ -262,6 +262,7 @@ async fn start_admin(
         data_dir = %cfg.data_dir.display(),
         token_file = %token.path.display(),
         mode = ?cfg.mode,
+        open_files = crate::fd_limit::current(),
         "rackboot serving"
     );
     let mut stop = stop.clone();
