@@ -480,3 +480,95 @@ fn serve_raises_the_open_file_limit() {
     );
     assert_ne!(soft, "256");
 }
+
+/// Out of file descriptors in a storm: a download whose file cannot be opened yet (EMFILE) waits
+/// for another transfer to finish and is then served, instead of failing with a 500.
+#[test]
+fn a_download_waits_for_a_free_file_descriptor() {
+    let dir = tempfile::tempdir().unwrap();
+    let assets = dir.path().join("assets");
+    std::fs::create_dir_all(&assets).unwrap();
+    // Larger than loopback's socket buffers: the first download holds its file open until read.
+    let big = vec![7u8; 48 << 20];
+    std::fs::write(assets.join("big.bin"), &big).unwrap();
+    let (admin, boot) = (free_port(), free_port());
+    let server = Server(
+        Command::new(BIN)
+            .args(["serve", "--dhcp-mode", "off", "--tftp-listen", "off"])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--assets-dir")
+            .arg(&assets)
+            .arg("--admin-listen")
+            .arg(format!("127.0.0.1:{admin}"))
+            .arg("--boot-http-listen")
+            .arg(format!("127.0.0.1:{boot}"))
+            .env_remove("RACKBOOT_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http(admin, "GET", "/healthz", None, None).0 != 200 {
+        assert!(Instant::now() < deadline, "server did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let get = move || {
+        let mut s = TcpStream::connect(("127.0.0.1", boot)).unwrap();
+        write!(
+            s,
+            "GET /assets/big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        s
+    };
+    let read_all = |mut s: TcpStream| -> (u16, usize) {
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if s.read(&mut byte).unwrap() == 0 {
+                break;
+            }
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head).to_string();
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0u8; len];
+        s.read_exact(&mut body).unwrap();
+        (status, len)
+    };
+    // A: its download starts and stalls (nothing read), holding a connection and the file.
+    let a = get();
+    std::thread::sleep(Duration::from_millis(500));
+    // The limit caps descriptor numbers: the next two free numbers are B's connection and file.
+    let pid = server.0.id();
+    let used: Vec<usize> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let first_free = (0..).find(|n| !used.contains(n)).unwrap();
+    let limit = first_free + 1;
+    let set = Command::new("prlimit")
+        .arg(format!("--pid={pid}"))
+        .arg(format!("--nofile={limit}:{limit}"))
+        .status()
+        .unwrap();
+    assert!(set.success(), "prlimit failed");
+    // B: accepted, but its file cannot be opened while A holds the last descriptor.
+    let b = std::thread::spawn(move || read_all(get()));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(read_all(a), (200, big.len()));
+    assert_eq!(b.join().unwrap(), (200, big.len()), "the waiting download");
+    drop(server);
+}

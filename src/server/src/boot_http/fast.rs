@@ -28,6 +28,9 @@ use tokio::sync::{mpsc, watch};
 const SENDFILE_CHUNK: usize = 4 << 20;
 /// A download waiting for socket buffer room tries again after this long without a wake-up.
 const STALL_RETRY: Duration = Duration::from_millis(500);
+/// Out of file descriptors: a request tries to open its file again this often, for this long.
+const FD_RETRY: Duration = Duration::from_millis(20);
+const FD_WAIT: Duration = Duration::from_secs(5);
 
 /// Serve the boot HTTP port until `stop` turns true, then drain as described above.
 pub async fn serve(
@@ -175,18 +178,22 @@ async fn answer_file(tcp: &TcpStream, s: &BootHttp, req: &FileRequest) -> bool {
         Root::Assets => (&s.assets, "asset"),
         Root::Tftp => (&s.tftp_files, "tftp_file"),
     };
-    let opened = rackboot_tftp::sanitize(&req.path)
-        .map_err(|e| (403, format!("refused: {e}\n")))
-        .and_then(|clean| {
-            files.open(&clean).map_err(|e| match e {
-                FileError::NotFound | FileError::NotAFile => (404, format!("{e}\n")),
-                FileError::OutsideRoot => (403, format!("{e}\n")),
-                e => {
-                    tracing::warn!(error = %e, file = %clean, "boot file not served");
-                    (500, format!("{e}\n"))
-                }
-            })
-        });
+    let opened = match rackboot_tftp::sanitize(&req.path) {
+        Err(e) => Err((403, format!("refused: {e}\n"))),
+        Ok(clean) => open_waiting(files, &clean).await.map_err(|e| match e {
+            FileError::NotFound | FileError::NotAFile => (404, format!("{e}\n")),
+            FileError::OutsideRoot => (403, format!("{e}\n")),
+            FileError::Io(ref io) if out_of_descriptors(io) => {
+                tracing::warn!(error = %io, file = %clean, "boot file not served: out of file descriptors");
+                (503, "server busy: out of file descriptors, retry\n".to_string())
+            }
+            e => {
+                let cause = std::error::Error::source(&e).map(|s| s.to_string());
+                tracing::warn!(error = %e, cause = ?cause, file = %clean, "boot file not served");
+                (500, format!("{e}\n"))
+            }
+        }),
+    };
     let (file, len, mtime) = match opened {
         Ok(f) => f,
         Err((status, body)) => {
@@ -209,6 +216,31 @@ async fn answer_file(tcp: &TcpStream, s: &BootHttp, req: &FileRequest) -> bool {
         return false;
     }
     send_file(tcp, &file, start, end).await.is_ok()
+}
+
+/// Open a boot file; while the process is out of file descriptors (a storm's downloads each
+/// hold two), wait for transfers to finish and close theirs instead of failing at once.
+async fn open_waiting(
+    files: &crate::files::BootFiles,
+    clean: &str,
+) -> Result<(std::fs::File, u64, Option<std::time::SystemTime>), FileError> {
+    let mut waited = Duration::ZERO;
+    loop {
+        match files.open(clean) {
+            Err(FileError::Io(e)) if out_of_descriptors(&e) && waited < FD_WAIT => {
+                tokio::time::sleep(FD_RETRY).await;
+                waited += FD_RETRY;
+            }
+            r => return r,
+        }
+    }
+}
+
+fn out_of_descriptors(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(nix::libc::EMFILE) | Some(nix::libc::ENFILE)
+    )
 }
 
 async fn answer_text(tcp: &TcpStream, req: &FileRequest, status: u16, body: &str) -> bool {
