@@ -41,6 +41,8 @@ pub async fn serve(
 ) {
     // Every connection task holds a clone; `recv` returns `None` once all have ended.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+    // Failed accepts in a row (logged once per streak).
+    let mut failing = 0u64;
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -48,6 +50,10 @@ pub async fn serve(
         };
         match accepted {
             Ok((tcp, _peer)) => {
+                if failing > 0 {
+                    tracing::info!(failed = failing, "boot http accepting again");
+                    failing = 0;
+                }
                 let (state, router, stop, alive) = (
                     state.clone(),
                     router.clone(),
@@ -61,9 +67,19 @@ pub async fn serve(
             }
             Err(e) if is_connection_error(&e) => {}
             Err(e) => {
-                // EMFILE and the like: back off as axum::serve does.
-                tracing::warn!(error = %e, "boot http accept failed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                if failing == 0 {
+                    tracing::warn!(error = %e, "boot http accept failed");
+                }
+                failing += 1;
+                // Out of descriptors (a storm's transfers free theirs within milliseconds): try
+                // again soon, the connections wait in the accept queue. Anything else: back off
+                // as axum::serve does.
+                let pause = if out_of_descriptors(&e) {
+                    FD_RETRY
+                } else {
+                    Duration::from_secs(1)
+                };
+                tokio::time::sleep(pause).await;
             }
         }
         if *stop.borrow() {
