@@ -17,7 +17,7 @@ g=lambda k,s: (re.search(k+r":\s*([0-9.]+)",s) or [0,"0"])[1]
 print(g("sent packets",d), g("received packets",d), g("avg delay",d) or "0", g("max delay",d) or "0")'
 }
 RATES=${DHCP_RATES:-1000 5000 10000}
-LOAD_RATES=${LOAD_RATES:-20000 40000 80000 160000}
+LOAD_RATES=${LOAD_RATES:-20000 40000 80000 160000 240000}
 LOAD=${DHCP_LOAD_BIN:-$ROOT/target/release/rackboot-dhcp-load}
 [ -x "$LOAD" ] || cargo build --release -q -p rackboot-fleet --bin rackboot-dhcp-load
 LRES=()
