@@ -277,6 +277,10 @@ for n in $SIZES; do
     ip netns exec $SW "$FLEET" "${WIRE_ARGS[@]}" --http-window-kib $WINDOW_KIB --clients $n --mix "$MIX" --seed $seed \
        --csv "$OUT/$STAMP-fleet-$tag.csv" --summary $W/$tag.sum --label "$stack, $n clients" > $W/$tag.md 2>&1 || true
     echo "wire ($WIRE): $(( $(wire_drops) - wd0 )) frames dropped on the way to the simulator; $(ip netns exec $APPL nstat -az > $W/$tag.nstat1; tcp_report $W/$tag.nstat0 $W/$tag.nstat1); UDP receive-buffer drops: site DHCP host $(( $(udp_drops $SITE) - sd0 )), boot server host $(( $(udp_drops $APPL) - ad0 ))" >> $W/$tag.md
+    if [ $stack = rackboot ]; then # what the operator sees afterwards: every machine discovered?
+      known=$(ip netns exec $APPL curl -sf "http://127.0.0.1:8080/api/v1/machines" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(len(d if isinstance(d, list) else d.get("machines", [])))' || echo "?")
+      echo "inventory: $known of $n machines recorded by rackboot when the last one had booted" >> $W/$tag.md
+    fi
     KEY=VmHWM; peak=$(rss_kb "${STACK_PIDS[@]}" $(pgrep -P "${STACK_PIDS[-1]}" || true))
     cpu=$(cpu_s "${STACK_PIDS[@]}" $(pgrep -P "${STACK_PIDS[-1]}" || true))
     [ -n "${FLEET_PCAP:-}" ] && stop ${PIDS[-1]}

@@ -24,10 +24,12 @@ pub enum InventoryError {
     DiscoveryLimited,
 }
 
-/// New machines discovered at once (sightings of unknown MACs/UUIDs) before discovery slows.
-pub const DISCOVERY_BURST: f64 = 200.0;
+/// New machines discovered at once (sightings of unknown MACs/UUIDs) before discovery slows:
+/// a whole rack segment powering on together (a /21 holds 2,046 hosts). With 200, a storm of
+/// 1,000 machines left 759 of them out of the inventory (their sightings are not repeated).
+pub const DISCOVERY_BURST: f64 = 2048.0;
 /// New machines discovered per second after the burst.
-pub const DISCOVERY_PER_SEC: f64 = 5.0;
+pub const DISCOVERY_PER_SEC: f64 = 20.0;
 
 /// Token bucket for discoveries.
 #[derive(Debug)]
@@ -555,13 +557,13 @@ pub fn spawn_recorder(
         // durable store write (record + event) and says nothing new.
         let mut last_note: std::collections::HashMap<[u8; 6], LastNote> =
             std::collections::HashMap::new();
-        while let Some(s) = rx.blocking_recv() {
+        let mut one = |s: Sighting| {
             if let Some(note) = &s.note {
                 let repeat = last_note.get(&s.mac).is_some_and(|(at, n, uuid)| {
                     n == note && *uuid == s.uuid && at.elapsed() < min_interval
                 });
                 if repeat {
-                    continue;
+                    return;
                 }
                 match inv.record_sighting(&s) {
                     Ok(m) => {
@@ -576,7 +578,7 @@ pub fn spawn_recorder(
                     Err(e) => fail(&e, &s, "boot"),
                 }
                 last.insert(s.mac, (std::time::Instant::now(), s.arch, s.uuid));
-                continue;
+                return;
             }
             let fresh = match last.get(&s.mac) {
                 Some((at, arch, uuid)) => {
@@ -585,7 +587,7 @@ pub fn spawn_recorder(
                 None => true,
             };
             if !fresh {
-                continue;
+                return;
             }
             last.insert(s.mac, (std::time::Instant::now(), s.arch, s.uuid));
             if let Err(e) = inv.record_sighting(&s) {
@@ -594,10 +596,34 @@ pub fn spawn_recorder(
             if last.len() > 100_000 {
                 last.clear();
             }
+        };
+        // Everything queued is written as one batch with one flush (fsync) at the end: in a
+        // storm each sighting's own flush made discovering 1,000 machines cost ~3.5 CPU-seconds.
+        // A batch lost to a power cut is seen again at the machines' next boot.
+        let mut queued = Vec::with_capacity(BATCH);
+        while let Some(first) = rx.blocking_recv() {
+            queued.push(first);
+            while queued.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(s) => queued.push(s),
+                    Err(_) => break,
+                }
+            }
+            let mut record = || {
+                for s in queued.drain(..) {
+                    one(s);
+                }
+            };
+            if let Err(e) = inv.store().batch(&mut record) {
+                tracing::warn!(error = %e, "sightings recorded but not flushed");
+            }
         }
     });
     tx
 }
+
+/// Sightings written per store batch (one flush each).
+const BATCH: usize = 256;
 
 impl Inventory {
     /// Set what `boot.ipxe` serves a machine.
@@ -738,7 +764,7 @@ mod tests {
         let inv = crate::test_support::inventory(dir.path());
         let started = std::time::Instant::now();
         let (mut created, mut limited) = (0u32, 0u32);
-        for i in 0..400 {
+        for i in 0..(DISCOVERY_BURST as u32 + 200) {
             match inv.record_sighting(&sighting(i)) {
                 Ok(_) => created += 1,
                 Err(InventoryError::DiscoveryLimited) => limited += 1,

@@ -87,6 +87,13 @@ pub trait Store: Send + Sync + 'static {
     fn write_fault(&self) -> Option<String> {
         None
     }
+    /// Run `f`, whose writes from this thread are committed (visible to readers) but made
+    /// durable together, with one flush at the end, instead of one flush each: for bulk writes
+    /// that can be redone (sightings during a boot storm). Other threads' writes still flush.
+    fn batch(&self, f: &mut dyn FnMut()) -> Result<(), StoreError> {
+        f();
+        Ok(())
+    }
     fn put_profile(&self, p: &Profile) -> Result<(), StoreError>;
     fn get_profile(&self, name: &str) -> Result<Option<Profile>, StoreError>;
     fn list_profiles(&self) -> Result<Vec<Profile>, StoreError>;

@@ -160,6 +160,14 @@ impl Db {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
+        if DEFERRED.with(|d| d.get().is_some()) {
+            DEFERRED.with(|d| d.set(Some(true)));
+            return Ok(());
+        }
+        self.flush_now()
+    }
+
+    fn flush_now(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         if let Some(f) = &self.data_file {
             f.sync_all()
@@ -538,7 +546,37 @@ impl SledStore {
     }
 }
 
+thread_local! {
+    /// Inside [`Store::batch`] on this thread: `Some(flush owed)`.
+    static DEFERRED: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+}
+
 impl Store for SledStore {
+    fn batch(&self, f: &mut dyn FnMut()) -> Result<(), StoreError> {
+        let outer = DEFERRED.with(|d| d.get());
+        if outer.is_some() {
+            // Nested: the outer batch flushes.
+            f();
+            return Ok(());
+        }
+        /// Ends the batch on this thread even if `f` panics.
+        struct End;
+        impl Drop for End {
+            fn drop(&mut self) {
+                DEFERRED.with(|d| d.set(None));
+            }
+        }
+        DEFERRED.with(|d| d.set(Some(false)));
+        let end = End;
+        f();
+        let owed = DEFERRED.with(|d| d.get()) == Some(true);
+        drop(end);
+        if owed {
+            self.with_db(true, |d| d.flush_now())?;
+        }
+        Ok(())
+    }
+
     fn create_machine(&self, mut m: Machine) -> Result<Machine, StoreError> {
         let now = now_ms();
         m.generation = 1;

@@ -186,3 +186,36 @@ fn cached_reads_follow_concurrent_writes() {
     assert_eq!(s.get_machine("m1").unwrap(), Some(again.clone()));
     assert_eq!(s.machine_by_mac("02:00:00:00:00:03").unwrap(), Some(again));
 }
+
+/// Writes inside a batch are visible at once and durable after it (one flush at the end);
+/// a nested batch is part of the outer one, and a panic inside ends the batch on this thread.
+#[test]
+fn batched_writes_are_visible_at_once_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = SledStore::open(dir.path()).unwrap();
+        s.batch(&mut || {
+            for i in 0..50u8 {
+                let id = format!("m{i}");
+                s.create_machine(machine(&id, &format!("52:54:00:00:01:{i:02x}")))
+                    .unwrap();
+                assert!(s.get_machine(&id).unwrap().is_some(), "not visible inside");
+                s.batch(&mut || {
+                    s.append_event(&id, "boot", "nested").unwrap();
+                })
+                .unwrap();
+            }
+        })
+        .unwrap();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = s.batch(&mut || panic!("inside a batch"));
+        }));
+        assert!(panicked.is_err());
+        assert!(DEFERRED.with(|d| d.get()).is_none(), "batch not ended");
+        s.create_machine(machine("after", "52:54:00:00:02:01"))
+            .unwrap();
+    }
+    let s = SledStore::open(dir.path()).unwrap();
+    assert_eq!(s.list_machines().unwrap().len(), 51);
+    assert_eq!(s.events(Some("m7"), 0, 10).unwrap().len(), 1);
+}
