@@ -27,6 +27,11 @@ impl Drop for Server {
 }
 
 fn serve(data: &Path, port: u16) -> Server {
+    serve_on(data, port, free_port(), &[])
+}
+
+/// `rackboot serve` with its admin API on `port` and boot HTTP on `boot`, once `/healthz` answers.
+fn serve_on(data: &Path, port: u16, boot: u16, extra: &[&std::ffi::OsStr]) -> Server {
     let server = Server(
         Command::new(BIN)
             .args(["serve", "--dhcp-mode", "off", "--tftp-listen", "off"])
@@ -35,7 +40,8 @@ fn serve(data: &Path, port: u16) -> Server {
             .arg("--admin-listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--boot-http-listen")
-            .arg(format!("127.0.0.1:{}", free_port()))
+            .arg(format!("127.0.0.1:{boot}"))
+            .args(extra)
             .env_remove("RACKBOOT_CONFIG")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -492,28 +498,12 @@ fn a_download_waits_for_a_free_file_descriptor() {
     let big = vec![7u8; 48 << 20];
     std::fs::write(assets.join("big.bin"), &big).unwrap();
     let (admin, boot) = (free_port(), free_port());
-    let server = Server(
-        Command::new(BIN)
-            .args(["serve", "--dhcp-mode", "off", "--tftp-listen", "off"])
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("--assets-dir")
-            .arg(&assets)
-            .arg("--admin-listen")
-            .arg(format!("127.0.0.1:{admin}"))
-            .arg("--boot-http-listen")
-            .arg(format!("127.0.0.1:{boot}"))
-            .env_remove("RACKBOOT_CONFIG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let server = serve_on(
+        &dir.path().join("data"),
+        admin,
+        boot,
+        &["--assets-dir".as_ref(), assets.as_os_str()],
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while http(admin, "GET", "/healthz", None, None).0 != 200 {
-        assert!(Instant::now() < deadline, "server did not come up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
     let get = move || {
         let mut s = TcpStream::connect(("127.0.0.1", boot)).unwrap();
         write!(
