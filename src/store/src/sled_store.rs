@@ -160,8 +160,9 @@ impl Db {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        if DEFERRED.with(|d| d.get().is_some()) {
-            DEFERRED.with(|d| d.set(Some(true)));
+        // Inside a batch on this thread: owe the flush to its end.
+        let deferred = DEFERRED.with(|d| d.get().inspect(|_| d.set(Some(true))).is_some());
+        if deferred {
             return Ok(());
         }
         self.flush_now()
@@ -553,8 +554,7 @@ thread_local! {
 
 impl Store for SledStore {
     fn batch(&self, f: &mut dyn FnMut()) -> Result<(), StoreError> {
-        let outer = DEFERRED.with(|d| d.get());
-        if outer.is_some() {
+        if DEFERRED.with(|d| d.get()).is_some() {
             // Nested: the outer batch flushes.
             f();
             return Ok(());
