@@ -90,6 +90,9 @@ pub struct Lab {
     /// Start children in their own process group, so a Ctrl-C at the terminal reaches only the
     /// program that owns the lab (which then tears it down in order).
     pub detach_children: bool,
+    /// Delete `dir` on drop unless the thread is panicking (scratch labs: a passing test leaves
+    /// nothing behind; a failing one keeps its logs).
+    remove_dir: bool,
 }
 
 /// One host on the segment: its namespace and address; its NIC is `eth0`.
@@ -104,7 +107,9 @@ impl Lab {
     pub fn new(tag: &str) -> Lab {
         let n = LAB_SEQ.fetch_add(1, Ordering::SeqCst);
         let prefix = format!("rb{}{}", std::process::id() % 100_000, n);
-        Lab::at(&prefix, scratch(tag))
+        let mut lab = Lab::at(&prefix, scratch(tag));
+        lab.remove_dir = true;
+        lab
     }
 
     /// A new segment with fixed names (`<prefix>sw`, `<prefix><host>`; a namespace left over
@@ -121,6 +126,7 @@ impl Lab {
             children: vec![],
             taps: 0,
             detach_children: false,
+            remove_dir: false,
         };
         lab.netns(&switch);
         sh(&[
@@ -515,6 +521,9 @@ impl Drop for Lab {
         for ns in self.namespaces.iter().rev() {
             let _ = Command::new("ip").args(["netns", "del", ns]).output();
         }
+        if self.remove_dir && !std::thread::panicking() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -608,6 +617,10 @@ impl Drop for Procs {
         for (_, c) in self.children.iter_mut().rev() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        // A passing test leaves nothing behind; a failing one keeps its logs.
+        if !self.dir.as_os_str().is_empty() && !std::thread::panicking() {
+            let _ = fs::remove_dir_all(&self.dir);
         }
     }
 }
