@@ -562,3 +562,61 @@ fn a_download_waits_for_a_free_file_descriptor() {
     assert_eq!(b.join().unwrap(), (200, big.len()), "the waiting download");
     drop(server);
 }
+
+/// `inventory.discovery_burst` from the config file reaches the running server: of four
+/// unknown machines fetching their boot script, two are recorded; a machine the operator added
+/// is still recorded when it boots.
+#[test]
+fn the_discovery_limit_comes_from_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("rackboot.toml");
+    std::fs::write(
+        &config,
+        "[inventory]\ndiscovery_burst = 2\ndiscovery_per_second = 0\n",
+    )
+    .unwrap();
+    let (port, boot) = (free_port(), free_port());
+    let _server = serve_on(
+        &data,
+        port,
+        boot,
+        &["--config".as_ref(), config.as_os_str()],
+    );
+    let token = std::fs::read_to_string(data.join("admin-token")).unwrap();
+    let token = token.trim();
+    let body = r#"{"name":"known","macs":["52:54:00:aa:00:09"]}"#;
+    assert_eq!(
+        http(port, "POST", "/api/v1/machines", Some(token), Some(body)).0,
+        201
+    );
+    for i in 1..=4 {
+        let path = format!(
+            "/ipxe/boot.ipxe?mac=52-54-00-aa-00-0{i}&uuid=00000000-0000-0000-0000-00000000000{i}"
+        );
+        assert_eq!(http(boot, "GET", &path, None, None).0, 200);
+    }
+    let path = "/ipxe/boot.ipxe?mac=52-54-00-aa-00-09&uuid=00000000-0000-0000-0000-000000000000";
+    assert_eq!(http(boot, "GET", path, None, None).0, 200);
+    // Sightings are recorded in the background: wait for the known machine's boot, then for
+    // the discoveries; never more than the burst.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (mut discovered, mut booted) = (0, false);
+    while Instant::now() < deadline {
+        let (status, list) = http(port, "GET", "/api/v1/machines", Some(token), None);
+        assert_eq!(status, 200);
+        let v: serde_json::Value = serde_json::from_str(&list).unwrap();
+        let machines = v.as_array().or(v["machines"].as_array()).unwrap();
+        discovered = machines.iter().filter(|m| m["name"] != "known").count();
+        booted = machines
+            .iter()
+            .any(|m| m["name"] == "known" && m["boot"]["via"] == "http");
+        assert!(discovered <= 2, "{discovered} machines discovered: {list}");
+        if discovered == 2 && booted {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(discovered, 2);
+    assert!(booted, "the known machine's boot was not recorded");
+}

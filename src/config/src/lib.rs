@@ -15,7 +15,8 @@ mod validate;
 
 pub use raw::{Layer, RawConfig};
 pub use validate::{
-    DEFAULT_ADMIN_LISTEN, DEFAULT_DATA_DIR, DEFAULT_HTTP_LISTEN, DEFAULT_TFTP_LISTEN,
+    DEFAULT_ADMIN_LISTEN, DEFAULT_DATA_DIR, DEFAULT_DISCOVERY_BURST, DEFAULT_DISCOVERY_PER_SECOND,
+    DEFAULT_HTTP_LISTEN, DEFAULT_TFTP_LISTEN,
 };
 
 use std::collections::BTreeMap;
@@ -115,6 +116,10 @@ pub struct Config {
     pub idle_power_off_secs: u64,
     pub min_power_interval_secs: u64,
     pub agent_timeout_secs: u64,
+    /// New machines discovered at once; 0: no automatic discovery.
+    pub discovery_burst: u32,
+    /// New machines discovered per second after the burst.
+    pub discovery_per_second: u32,
 }
 
 impl TryFrom<&RawConfig> for Config {

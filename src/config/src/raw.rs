@@ -40,6 +40,18 @@ pub struct RawConfig {
     pub bmc: RawBmc,
     #[serde(default)]
     pub lifecycle: RawLifecycle,
+    #[serde(default)]
+    pub inventory: RawInventory,
+}
+
+/// Automatic discovery: machines the boot services see that the inventory does not hold yet.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawInventory {
+    /// New machines recorded at once (a whole segment powering on); 0 turns discovery off.
+    pub discovery_burst: Option<u32>,
+    /// New machines recorded per second once the burst is used up.
+    pub discovery_per_second: Option<u32>,
 }
 
 /// Machine lifecycle timing.
@@ -185,7 +197,8 @@ macro_rules! layer_struct {
 }
 
 layer_struct!(RawConfig { mode, data_dir, interface, advertise_addr, assets_dir }
-    nested { log, admin, http, tftp, dhcp, omni, boot, bmc, lifecycle });
+    nested { log, admin, http, tftp, dhcp, omni, boot, bmc, lifecycle, inventory });
+layer_struct!(RawInventory { discovery_burst, discovery_per_second } nested {});
 layer_struct!(RawLog { format, level } nested {});
 layer_struct!(RawAdmin { listen, token_file } nested {});
 layer_struct!(RawHttp { listen } nested {});

@@ -125,3 +125,25 @@ fn a_problem_without_a_key_is_named_file() {
         }
     }
 }
+
+#[test]
+fn discovery_limit_defaults_and_bounds() {
+    let c = Config::try_from(&parse_source("").unwrap()).unwrap();
+    assert_eq!(c.discovery_burst, DEFAULT_DISCOVERY_BURST);
+    assert_eq!(c.discovery_per_second, DEFAULT_DISCOVERY_PER_SECOND);
+    let raw = parse_source("[inventory]\ndiscovery_burst = 0\ndiscovery_per_second = 0\n").unwrap();
+    let c = Config::try_from(&raw).unwrap();
+    assert_eq!((c.discovery_burst, c.discovery_per_second), (0, 0));
+    let problems =
+        check_source("[inventory]\ndiscovery_burst = 5000000\ndiscovery_per_second = -1\n");
+    let keys: Vec<_> = problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
+    assert_eq!(
+        keys,
+        vec![
+            ("inventory.discovery_per_second", Some(3)),
+            ("inventory.discovery_burst", Some(2)),
+        ],
+        "{problems:?}"
+    );
+    assert!(problems[1].message.contains("outside 0..="), "{problems:?}");
+}

@@ -11,6 +11,11 @@ pub const DEFAULT_DATA_DIR: &str = "/var/lib/rackboot";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_HTTP_LISTEN: &str = "0.0.0.0:50042";
 pub const DEFAULT_TFTP_LISTEN: &str = "0.0.0.0:69";
+/// A whole segment powering on together is recorded (a /21 holds 2,046 hosts).
+pub const DEFAULT_DISCOVERY_BURST: u32 = 2048;
+pub const DEFAULT_DISCOVERY_PER_SECOND: u32 = 20;
+/// Above this, the limit no longer guards the store against a flood of made-up MACs.
+const MAX_DISCOVERY: u32 = 1_000_000;
 
 struct Collector(Vec<Problem>);
 
@@ -282,6 +287,26 @@ pub(crate) fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
     if bmc_max_parallel == 0 {
         c.push("bmc.max_parallel", "must be at least 1");
     }
+    let discovery_burst = raw
+        .inventory
+        .discovery_burst
+        .unwrap_or(DEFAULT_DISCOVERY_BURST);
+    if discovery_burst > MAX_DISCOVERY {
+        c.push(
+            "inventory.discovery_burst",
+            format!("{discovery_burst} is outside 0..={MAX_DISCOVERY}"),
+        );
+    }
+    let discovery_per_second = raw
+        .inventory
+        .discovery_per_second
+        .unwrap_or(DEFAULT_DISCOVERY_PER_SECOND);
+    if discovery_per_second > MAX_DISCOVERY {
+        c.push(
+            "inventory.discovery_per_second",
+            format!("{discovery_per_second} is outside 0..={MAX_DISCOVERY}"),
+        );
+    }
     if !c.0.is_empty() {
         return Err(c.0);
     }
@@ -345,6 +370,8 @@ pub(crate) fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
         idle_power_off_secs: raw.lifecycle.idle_power_off_secs.unwrap_or(600),
         min_power_interval_secs: raw.lifecycle.min_power_interval_secs.unwrap_or(60),
         agent_timeout_secs: raw.lifecycle.agent_timeout_secs.unwrap_or(600),
+        discovery_burst,
+        discovery_per_second,
     })
 }
 

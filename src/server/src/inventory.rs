@@ -18,30 +18,37 @@ pub enum InventoryError {
     Conflict(String),
     #[error("inventory failure")]
     Store(#[source] StoreError),
-    /// More new machines than [`DISCOVERY_BURST`] (refilled at [`DISCOVERY_PER_SEC`]) showed up:
-    /// a flood of made-up MACs/UUIDs from the segment must not fill the inventory.
+    /// More new machines than the discovery burst (`inventory.discovery_burst`, refilled at
+    /// `inventory.discovery_per_second`) showed up: a flood of made-up MACs/UUIDs from the
+    /// segment must not fill the inventory.
     #[error("too many new machines at once: discovery paused")]
     DiscoveryLimited,
 }
 
-/// New machines discovered at once (sightings of unknown MACs/UUIDs) before discovery slows:
-/// a whole rack segment powering on together (a /21 holds 2,046 hosts). With 200, a storm of
-/// 1,000 machines left 759 of them out of the inventory (their sightings are not repeated).
-pub const DISCOVERY_BURST: f64 = 2048.0;
-/// New machines discovered per second after the burst.
-pub const DISCOVERY_PER_SEC: f64 = 20.0;
-
-/// Token bucket for discoveries.
+/// Token bucket for discoveries (new machines, from sightings of unknown MACs/UUIDs). The
+/// default burst is a whole rack segment powering on together: with 200, a storm of 1,000
+/// machines left 759 of them out of the inventory (their sightings are not repeated).
 #[derive(Debug)]
 struct Discovery {
     tokens: f64,
     at: std::time::Instant,
+    burst: f64,
+    per_sec: f64,
 }
 
 impl Discovery {
+    fn new(burst: u32, per_sec: u32) -> Self {
+        Self {
+            tokens: f64::from(burst),
+            at: std::time::Instant::now(),
+            burst: f64::from(burst),
+            per_sec: f64::from(per_sec),
+        }
+    }
+
     fn take(&mut self, now: std::time::Instant) -> bool {
-        let refill = now.saturating_duration_since(self.at).as_secs_f64() * DISCOVERY_PER_SEC;
-        self.tokens = (self.tokens + refill).min(DISCOVERY_BURST);
+        let refill = now.saturating_duration_since(self.at).as_secs_f64() * self.per_sec;
+        self.tokens = (self.tokens + refill).min(self.burst);
         self.at = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -87,10 +94,20 @@ impl Inventory {
             sealer,
             events_tx,
             agent_tokens: Arc::default(),
-            discovery: Arc::new(std::sync::Mutex::new(Discovery {
-                tokens: DISCOVERY_BURST,
-                at: std::time::Instant::now(),
-            })),
+            discovery: Arc::new(std::sync::Mutex::new(Discovery::new(
+                rackboot_config::DEFAULT_DISCOVERY_BURST,
+                rackboot_config::DEFAULT_DISCOVERY_PER_SECOND,
+            ))),
+        }
+    }
+
+    /// Discover at most `burst` new machines at once, then `per_sec` a second (config
+    /// `inventory.discovery_burst`, `inventory.discovery_per_second`); a burst of 0 records
+    /// only machines added by the operator (or Omni).
+    pub fn with_discovery_limit(self, burst: u32, per_sec: u32) -> Self {
+        Self {
+            discovery: Arc::new(std::sync::Mutex::new(Discovery::new(burst, per_sec))),
+            ..self
         }
     }
 
@@ -764,24 +781,64 @@ mod tests {
         let inv = crate::test_support::inventory(dir.path());
         let started = std::time::Instant::now();
         let (mut created, mut limited) = (0u32, 0u32);
-        for i in 0..(DISCOVERY_BURST as u32 + 200) {
+        let (burst, per_sec) = (
+            f64::from(rackboot_config::DEFAULT_DISCOVERY_BURST),
+            f64::from(rackboot_config::DEFAULT_DISCOVERY_PER_SECOND),
+        );
+        for i in 0..(rackboot_config::DEFAULT_DISCOVERY_BURST + 200) {
             match inv.record_sighting(&sighting(i)) {
                 Ok(_) => created += 1,
                 Err(InventoryError::DiscoveryLimited) => limited += 1,
                 Err(e) => panic!("{e}"),
             }
         }
-        let bound = DISCOVERY_BURST + DISCOVERY_PER_SEC * started.elapsed().as_secs_f64() + 1.0;
+        let bound = burst + per_sec * started.elapsed().as_secs_f64() + 1.0;
         assert!(
             f64::from(created) <= bound,
             "{created} created, bound {bound}"
         );
-        assert!(f64::from(created) >= DISCOVERY_BURST, "{created} created");
+        assert!(f64::from(created) >= burst, "{created} created");
         assert!(limited > 0);
         assert_eq!(inv.list().unwrap().len() as u32, created);
         // A machine already known is still updated while discovery is paused.
         let m = inv.record_sighting(&sighting(0)).unwrap();
         assert_eq!(m.boot.arch, Some(7));
+    }
+
+    /// The operator's limit holds exactly (no refill: per second 0); a burst of 0 turns
+    /// discovery off, and machines the operator added are still recorded when seen.
+    #[test]
+    fn discovery_limit_comes_from_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let inv = crate::test_support::inventory(dir.path()).with_discovery_limit(3, 0);
+        let created = (0..10)
+            .filter(|i| match inv.record_sighting(&sighting(*i)) {
+                Ok(_) => true,
+                Err(InventoryError::DiscoveryLimited) => false,
+                Err(e) => panic!("{e}"),
+            })
+            .count();
+        assert_eq!(created, 3);
+        assert_eq!(inv.list().unwrap().len(), 3);
+
+        let dir = tempfile::tempdir().unwrap();
+        let inv = crate::test_support::inventory(dir.path()).with_discovery_limit(0, 0);
+        assert!(matches!(
+            inv.record_sighting(&sighting(1)),
+            Err(InventoryError::DiscoveryLimited)
+        ));
+        assert!(inv.list().unwrap().is_empty());
+        let mac = sighting(2).mac;
+        let added = inv
+            .add(NewMachine {
+                name: Some("known".into()),
+                macs: vec![fmt_mac(&mac)],
+                ..Default::default()
+            })
+            .unwrap();
+        let seen = inv.record_sighting(&sighting(2)).unwrap();
+        assert_eq!(seen.id, added.id);
+        assert_eq!(seen.boot.arch, Some(7));
     }
 
     /// A machine fetching the same boot script again and again (a boot loop, a benchmark) gets

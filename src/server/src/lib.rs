@@ -76,9 +76,11 @@ pub fn open_shared(config: Config) -> Result<(Shared, Arc<AdminToken>), ServeErr
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&dir.join("inventory"))?);
     let sealer = Arc::new(Sealer::open_or_create(&dir.join("secret.key"))?);
     let token = Arc::new(AdminToken::load(config.admin_token_file.as_deref(), dir)?);
+    let inventory = Inventory::new(store, sealer)
+        .with_discovery_limit(config.discovery_burst, config.discovery_per_second);
     let shared = Shared {
         config: Arc::new(config),
-        inventory: Inventory::new(store, sealer),
+        inventory,
         metrics: Arc::new(Metrics::new()),
     };
     Ok((shared, token))
