@@ -1,15 +1,17 @@
 //! The boot HTTP port's connection shell: plain HTTP/1.x `GET`/`HEAD` of files under `/assets/`
 //! and `/tftp/` are answered here with `sendfile(2)` from the page cache (no copy through user
-//! space, as nginx does); every other connection — scripts, `/config`, `/cache/…`, the HTTP/2
-//! agent link, anything unusual — is handed, with the bytes read so far, to the hyper + axum
-//! service unchanged (also mid-connection, after answered file requests).
+//! space, as nginx does), and `/ipxe/boot.ipxe` with the script axum's route would give
+//! (`boot_script`; without hyper's per-request work, a third of the CPU of a script answer);
+//! every other connection — `init.ipxe`, `/config`, `/cache/…`, the HTTP/2 agent link,
+//! anything unusual — is handed, with the bytes read so far, to the hyper + axum service
+//! unchanged (also mid-connection, after answered requests).
 //!
 //! What to answer comes from the sans-IO cores `head::classify` and `ranged::plan`, which the
 //! axum file handler uses too, so both paths answer with the same status, headers and bytes.
 //! Shutdown is graceful like `axum::serve`'s: no new connections, a response in flight is
 //! finished, idle connections are closed, hyper connections get `graceful_shutdown`.
 
-use super::head::{self, FileRequest, Head, Root};
+use super::head::{self, FastRequest, Head, Root};
 use super::{count, ranged, BootHttp};
 use crate::files::FileError;
 use axum::Router;
@@ -128,9 +130,18 @@ async fn connection(
                     Ok(_) => {}
                 }
             }
-            Head::File(req, len) => {
+            Head::Fast(req, len) => {
                 buf.drain(..len);
-                let reusable = answer_file(&tcp, state, &req).await;
+                let reusable = match req.root {
+                    Root::Assets => answer_file(&tcp, state, &req, &state.assets, "asset").await,
+                    Root::Tftp => {
+                        answer_file(&tcp, state, &req, &state.tftp_files, "tftp_file").await
+                    }
+                    Root::BootScript => {
+                        let (status, body) = super::boot_script(state, req.query.clone()).await;
+                        answer_text(&tcp, &req, status.as_u16(), &body).await
+                    }
+                };
                 if !reusable || !req.keep_alive || stopping(&stop) {
                     let _ = close(&mut tcp).await;
                     return;
@@ -189,11 +200,13 @@ async fn hand_off(tcp: TcpStream, buf: Vec<u8>, router: Router, mut stop: watch:
 }
 
 /// Answer one file request; false when the connection cannot carry another request.
-async fn answer_file(tcp: &TcpStream, s: &BootHttp, req: &FileRequest) -> bool {
-    let (files, kind) = match req.root {
-        Root::Assets => (&s.assets, "asset"),
-        Root::Tftp => (&s.tftp_files, "tftp_file"),
-    };
+async fn answer_file(
+    tcp: &TcpStream,
+    s: &BootHttp,
+    req: &FastRequest,
+    files: &crate::files::BootFiles,
+    kind: &str,
+) -> bool {
     let opened = match rackboot_tftp::sanitize(&req.path) {
         Err(e) => Err((403, format!("refused: {e}\n"))),
         Ok(clean) => open_waiting(files, &clean).await.map_err(|e| match e {
@@ -259,7 +272,7 @@ fn out_of_descriptors(e: &io::Error) -> bool {
     )
 }
 
-async fn answer_text(tcp: &TcpStream, req: &FileRequest, status: u16, body: &str) -> bool {
+async fn answer_text(tcp: &TcpStream, req: &FastRequest, status: u16, body: &str) -> bool {
     let headers = [
         ("content-type", "text/plain; charset=utf-8".to_string()),
         ("content-length", body.len().to_string()),
@@ -273,7 +286,7 @@ async fn answer_text(tcp: &TcpStream, req: &FileRequest, status: u16, body: &str
 
 /// Status line and headers as hyper writes them: lower-case names, `connection` when the client
 /// asked for something other than its version's default, then `date`.
-fn response_head(req: &FileRequest, status: u16, headers: &[(&'static str, String)]) -> String {
+fn response_head(req: &FastRequest, status: u16, headers: &[(&'static str, String)]) -> String {
     let reason = axum::http::StatusCode::from_u16(status)
         .ok()
         .and_then(|s| s.canonical_reason())

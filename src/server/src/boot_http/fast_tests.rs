@@ -1,6 +1,6 @@
-//! The zero-copy shell on a loopback socket: every file answer compared, byte for byte apart
-//! from `date`, with the axum handler's answer to the same request (reached through a
-//! percent-encoded path, which the fast path leaves to axum); curl downloads with ranges; keep-
+//! The zero-copy shell on a loopback socket: every file and boot-script answer compared, byte
+//! for byte apart from `date`, with the axum handler's answer to the same request (reached
+//! through a percent-encoded path or a `content-length: 0`, which the fast path leaves to axum); curl downloads with ranges; keep-
 //! alive, pipelining and the hand-off to hyper mid-connection; HTTP/2 to hyper; 400s.
 #![allow(clippy::unwrap_used)]
 
@@ -172,10 +172,160 @@ async fn file_answers_equal_the_axum_handler() {
     srv.task.await.unwrap();
 }
 
+/// Boot scripts answered by the fast path equal axum's answer to the same request (reached with
+/// a `content-length: 0` header, which the fast path leaves to hyper), for every kind of
+/// answer: stored modes, the agent (its per-boot token aside), refusals; keep-alive, HEAD,
+/// HTTP/1.0 and `connection: close` as hyper answers them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boot_script_answers_equal_the_axum_handler() {
+    use rackboot_store::{BootModeSetting, DiskMethod};
+    let e = env();
+    let inv = &e.state.inventory;
+    let modes = [
+        (
+            "52:54:00:99:01:01",
+            BootModeSetting::Disk {
+                method: DiskMethod::Sanboot,
+            },
+        ),
+        (
+            "52:54:00:99:01:02",
+            BootModeSetting::Disk {
+                method: DiskMethod::Http404,
+            },
+        ),
+        (
+            "52:54:00:99:01:03",
+            BootModeSetting::Chain {
+                url: "http://10.99.0.9/next.ipxe".into(),
+            },
+        ),
+        (
+            "52:54:00:99:01:04",
+            BootModeSetting::Cordoned {
+                reason: "rack maintenance".into(),
+            },
+        ),
+        (
+            "52:54:00:99:01:05",
+            BootModeSetting::Profile {
+                profile: "missing".into(),
+            },
+        ),
+    ];
+    for (mac, mode) in modes {
+        inv.add(crate::api::NewMachine {
+            macs: vec![mac.into()],
+            boot_mode: Some(mode),
+            ..Default::default()
+        })
+        .unwrap();
+    }
+    let srv = start(e.state.clone()).await;
+    let port = srv.port;
+    let zero = "uuid=00000000-0000-0000-0000-000000000000";
+    let mut targets: Vec<String> = (1..=5)
+        .map(|i| format!("/ipxe/boot.ipxe?{zero}&mac=52-54-00-99-01-0{i}&arch=x86_64"))
+        .collect();
+    targets.extend([
+        // Unknown machines get the agent; percent-escapes are decoded alike.
+        "/ipxe/boot.ipxe?uuid=11111111-2222-3333-4444-555555555551&mac=52-54-00-99-00-10".into(),
+        "/ipxe/boot.ipxe?uuid=11111111%2D2222-3333-4444-555555555552&arch=arm64".into(),
+        // Refused queries.
+        "/ipxe/boot.ipxe".into(),
+        "/ipxe/boot.ipxe?".into(),
+        "/ipxe/boot.ipxe?uuid=nope".into(),
+        "/ipxe/boot.ipxe?uuid=11111111-2222-3333-4444-555555555551%0Ashell".into(),
+        format!("/ipxe/boot.ipxe?{zero}&{zero}"),
+    ]);
+    let templates = [
+        "GET {} HTTP/1.1\r\nHost: x\r\n",
+        "HEAD {} HTTP/1.1\r\n",
+        "GET {} HTTP/1.0\r\n",
+        "GET {} HTTP/1.0\r\nConnection: keep-alive\r\n",
+        "GET {} HTTP/1.1\r\nConnection: close\r\n",
+    ];
+    // The agent's per-boot token differs from one answer to the next.
+    let mask = |body: Vec<u8>| -> String {
+        String::from_utf8(body)
+            .unwrap()
+            .split(' ')
+            .map(|w| match w.strip_prefix("rackboot.token=") {
+                Some(t) if t.len() == 32 => "rackboot.token=<32 hex>",
+                _ => w,
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let before = e.state.metrics.render(0);
+    let mut statuses = std::collections::BTreeSet::new();
+    for target in &targets {
+        for template in templates {
+            let fast = format!("{}\r\n", template.replace("{}", target));
+            let slow = format!(
+                "{}content-length: 0\r\n\r\n",
+                template.replace("{}", target)
+            );
+            assert_eq!(
+                head::classify(fast.as_bytes()).to_owned_kind(),
+                "file",
+                "{fast:?}"
+            );
+            assert_eq!(head::classify(slow.as_bytes()), head::Head::Other);
+            let (f, s) = (fast.clone(), slow.clone());
+            let (a, b) =
+                tokio::task::spawn_blocking(move || (exchange(port, &f), exchange(port, &s)))
+                    .await
+                    .unwrap();
+            assert_eq!(a.0, b.0, "{fast:?}");
+            let (body_a, body_b) = (mask(a.1), mask(b.1));
+            assert_eq!(body_a, body_b, "{fast:?}");
+            statuses.insert(a.0[9..12].to_string());
+            if target.contains("99-01-03") && !fast.starts_with("HEAD") {
+                assert!(body_a.contains("chain --autofree http://10.99.0.9/next.ipxe"));
+            }
+        }
+    }
+    let seen: Vec<_> = statuses.iter().map(String::as_str).collect();
+    assert_eq!(seen, ["200", "400", "404", "500"], "every kind of answer");
+    assert_ne!(before, e.state.metrics.render(0), "the boot counters moved");
+
+    // Keep-alive: scripts, a file and a hand-off to hyper (init.ipxe) on one connection.
+    let q = &targets[0];
+    let pipelined = format!(
+        "GET {q} HTTP/1.1\r\n\r\nGET {q} HTTP/1.1\r\n\r\nGET /tftp/ipxe.efi HTTP/1.1\r\n\r\nGET /ipxe/init.ipxe HTTP/1.1\r\n\r\nGET {q} HTTP/1.1\r\n\r\n"
+    );
+    let answers = tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(pipelined.as_bytes()).unwrap();
+        (0..5)
+            .map(|_| read_response(&mut s, false))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    for (i, (head, body)) in answers.iter().enumerate() {
+        assert!(head.starts_with("HTTP/1.1 200 OK"), "answer {i}: {head}");
+        assert_eq!(i == 2, body.len() == 10_000, "answer {i}");
+        let body = String::from_utf8_lossy(body);
+        match i {
+            2 => {}
+            3 => assert!(body.contains("init"), "{body}"),
+            _ => assert!(
+                body.contains("sanboot --no-describe --drive 0x80"),
+                "{body}"
+            ),
+        }
+    }
+    let _ = srv.stop.send(true);
+    srv.task.await.unwrap();
+}
+
 impl head::Head {
     fn to_owned_kind(&self) -> &'static str {
         match self {
-            head::Head::File(..) => "file",
+            head::Head::Fast(..) => "file",
             head::Head::Other => "other",
             head::Head::Partial => "partial",
             head::Head::Malformed => "malformed",

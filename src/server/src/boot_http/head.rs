@@ -1,11 +1,13 @@
 //! Sans-IO classification of the bytes at the start of a boot HTTP connection (or after the
 //! last answered request on it): a plain HTTP/1.x `GET`/`HEAD` of a file under `/assets/` or
-//! `/tftp/` that the zero-copy shell (`fast`) answers itself, anything else for the full HTTP
-//! stack (hyper + axum: scripts, `/config`, `/cache/…`, the HTTP/2 agent link, requests with a
-//! body, percent-encoded or unusual paths), or bytes that are not an HTTP/1 request head (400).
+//! `/tftp/`, or of the boot script `/ipxe/boot.ipxe`, that the shell (`fast`) answers itself;
+//! anything else for the full HTTP stack (hyper + axum: `init.ipxe`, `/config`, `/cache/…`, the
+//! HTTP/2 agent link, requests with a body, percent-encoded or unusual paths); or bytes that are
+//! not an HTTP/1 request head (400).
 //!
 //! The fast path is kept deliberately narrow: every request it takes is one axum would route to
-//! the same file handler with the same decoded path, so both answer alike (see `ranged::plan`).
+//! the same handler with the same path and query, so both answer alike (see `ranged::plan` and
+//! `boot_script`).
 
 /// Heads longer than this are left to hyper (which has its own limit and answers 431).
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -13,22 +15,27 @@ pub const MAX_HEAD: usize = 16 * 1024;
 /// The HTTP/2 prior-knowledge connection preface (the agent link's gRPC).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// The two file roots the fast path serves.
+/// What the fast path serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Root {
     /// `/assets/<path>`
     Assets,
     /// `/tftp/<path>`
     Tftp,
+    /// `/ipxe/boot.ipxe` (a boot storm fetches one per machine and boot): `path` is empty, the
+    /// script is chosen by `query`.
+    BootScript,
 }
 
 /// A request the fast path answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileRequest {
+pub struct FastRequest {
     pub head: bool,
     pub root: Root,
     /// The file name under the root, as axum's `{*path}` would extract it (not yet sanitised).
     pub path: String,
+    /// The query after `?`, undecoded, as axum's `RawQuery` extracts it.
+    pub query: Option<String>,
     /// HTTP/1.0 (the answer's status line says HTTP/1.0 too).
     pub http10: bool,
     /// The connection stays open after the answer.
@@ -45,8 +52,8 @@ pub struct FileRequest {
 pub enum Head {
     /// No complete head yet: read more bytes.
     Partial,
-    /// A file request; the head is `len` bytes long (no body follows).
-    File(FileRequest, usize),
+    /// A request the fast path answers; the head is `len` bytes long (no body follows).
+    Fast(FastRequest, usize),
     /// Anything else: hand the connection, these bytes included, to the full HTTP stack.
     Other,
     /// Not an HTTP/1 request head: answer 400 and close.
@@ -89,7 +96,7 @@ pub fn classify(buf: &[u8]) -> Head {
         "HEAD" => true,
         _ => return Head::Other,
     };
-    let Some((root, path)) = file_target(target) else {
+    let Some((root, path, query)) = fast_target(target) else {
         return Head::Other;
     };
     let http10 = version == 0;
@@ -128,11 +135,12 @@ pub fn classify(buf: &[u8]) -> Head {
     }
     // hyper: HTTP/1.1 stays open unless `close`; HTTP/1.0 only with `keep-alive`.
     let keep_alive = if http10 { keep && !close } else { !close };
-    Head::File(
-        FileRequest {
+    Head::Fast(
+        FastRequest {
             head,
             root,
             path: path.to_string(),
+            query: query.map(str::to_string),
             http10,
             keep_alive,
             connection_header: if http10 { keep_alive } else { close },
@@ -161,11 +169,25 @@ fn visible(v: &[u8]) -> Option<&str> {
     }
 }
 
+/// Unreserved and sub-delimiter characters, `:` and `@` (RFC 3986 `pchar` without `%`).
+fn plain(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&b)
+}
+
 /// `/assets/<path>` or `/tftp/<path>` (a query is ignored, as axum routes), when `<path>` is
-/// plain: unreserved and sub-delimiter characters only (no `%`, `\`), no empty, `.` or `..`
-/// segment. Anything else goes to axum, which decodes and refuses as before.
-fn file_target(target: &str) -> Option<(Root, &str)> {
-    let path = target.split_once('?').map_or(target, |(p, _)| p);
+/// plain: [`plain`] characters only (no `%`, `\`), no empty, `.` or `..` segment; or exactly
+/// `/ipxe/boot.ipxe`, with a query of [`plain`] characters, `/`, `?` and `%`-escapes (what
+/// `http::Uri` accepts, so hyper would route it the same). Anything else goes to axum, which
+/// decodes and refuses as before.
+fn fast_target(target: &str) -> Option<(Root, &str, Option<&str>)> {
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    if path == "/ipxe/boot.ipxe" {
+        let ok = query.is_none_or(|q| q.bytes().all(|b| plain(b) || b"/?%".contains(&b)));
+        return ok.then_some((Root::BootScript, "", query));
+    }
     let (root, rest) = if let Some(r) = path.strip_prefix("/assets/") {
         (Root::Assets, r)
     } else if let Some(r) = path.strip_prefix("/tftp/") {
@@ -173,12 +195,11 @@ fn file_target(target: &str) -> Option<(Root, &str)> {
     } else {
         return None;
     };
-    let plain = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&b);
     let ok = !rest.is_empty()
         && rest
             .split('/')
             .all(|seg| !seg.is_empty() && seg != "." && seg != ".." && seg.bytes().all(plain));
-    ok.then_some((root, rest))
+    ok.then_some((root, rest, query))
 }
 
 #[cfg(test)]
@@ -186,9 +207,9 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn file(buf: &str) -> FileRequest {
+    fn file(buf: &str) -> FastRequest {
         match classify(buf.as_bytes()) {
-            Head::File(r, len) => {
+            Head::Fast(r, len) => {
                 assert_eq!(len, buf.len(), "{buf:?}");
                 r
             }
@@ -222,6 +243,24 @@ mod tests {
     }
 
     #[test]
+    fn boot_script_requests_are_taken_with_their_query() {
+        let q = "uuid=11111111-2222-3333-4444-555555555551&mac=52-54-00-99-00-10&arch=x86_64";
+        let r = file(&format!(
+            "GET /ipxe/boot.ipxe?{q} HTTP/1.1\r\nHost: x\r\n\r\n"
+        ));
+        assert_eq!(
+            (r.root, r.path.as_str(), r.query.as_deref(), r.head),
+            (Root::BootScript, "", Some(q), false)
+        );
+        let r = file("HEAD /ipxe/boot.ipxe HTTP/1.0\r\n\r\n");
+        assert_eq!((r.root, r.query, r.head), (Root::BootScript, None, true));
+        let r = file("GET /ipxe/boot.ipxe?uuid=a%2Db&x=/?: HTTP/1.1\r\n\r\n");
+        assert_eq!(r.query.as_deref(), Some("uuid=a%2Db&x=/?:"));
+        let r = file("GET /ipxe/boot.ipxe? HTTP/1.1\r\n\r\n");
+        assert_eq!(r.query.as_deref(), Some(""));
+    }
+
+    #[test]
     fn keep_alive_follows_hyper() {
         let r = file("GET /assets/a HTTP/1.1\r\nConnection: close\r\n\r\n");
         assert!(!r.keep_alive && r.connection_header);
@@ -236,7 +275,14 @@ mod tests {
     #[test]
     fn everything_else_goes_to_the_full_stack() {
         for req in [
-            "GET /ipxe/boot.ipxe?uuid=1 HTTP/1.1\r\n\r\n",
+            "GET /ipxe/init.ipxe HTTP/1.1\r\n\r\n",
+            "GET /ipxe/boot.ipxe/ HTTP/1.1\r\n\r\n",
+            "GET /ipxe/boot%2eipxe?uuid=1 HTTP/1.1\r\n\r\n",
+            "GET /ipxe/boot.ipxe?uuid=\"1\" HTTP/1.1\r\n\r\n",
+            "GET /ipxe/boot.ipxe?uuid=1#x HTTP/1.1\r\n\r\n",
+            "GET /ipxe/boot.ipxe?a={} HTTP/1.1\r\n\r\n",
+            "GET /ipxe/boot.ipxe?uuid=1 HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            "POST /ipxe/boot.ipxe?uuid=1 HTTP/1.1\r\n\r\n",
             "GET /config?u=1 HTTP/1.1\r\n\r\n",
             "GET /cache/abc HTTP/1.1\r\n\r\n",
             "POST /assets/a HTTP/1.1\r\nContent-Length: 1\r\n\r\nx",

@@ -95,12 +95,19 @@ fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
 }
 
 async fn boot_ipxe(State(s): State<Arc<BootHttp>>, RawQuery(q): RawQuery) -> Response {
+    let (status, body) = boot_script(&s, q).await;
+    text(status, body)
+}
+
+/// The answer to `GET /ipxe/boot.ipxe?<query>` as status and `text/plain` body, for both the
+/// axum route and the fast path (`fast`), which answers it without hyper in a boot storm.
+pub(super) async fn boot_script(s: &BootHttp, q: Option<String>) -> (StatusCode, String) {
     let started = std::time::Instant::now();
-    let resp = boot_ipxe_inner(&s, q).await;
+    let answer = boot_ipxe_inner(s, q).await;
     s.metrics
         .boot_script_seconds
         .observe(started.elapsed().as_secs_f64());
-    resp
+    answer
 }
 
 /// What a served boot script tells the lifecycle. Only inputs that can change the machine are
@@ -117,12 +124,12 @@ fn lifecycle_inputs(state: MachineState, label: &str) -> Vec<rackboot_lifecycle:
     v
 }
 
-async fn boot_ipxe_inner(s: &BootHttp, q: Option<String>) -> Response {
+async fn boot_ipxe_inner(s: &BootHttp, q: Option<String>) -> (StatusCode, String) {
     let query = match BootQuery::parse(q.as_deref().unwrap_or("")) {
         Ok(q) => q,
         Err(e) => {
             count(s, "boot_refused", "bad_query");
-            return text(StatusCode::BAD_REQUEST, format!("bad boot query: {e}\n"));
+            return (StatusCode::BAD_REQUEST, format!("bad boot query: {e}\n"));
         }
     };
     let uuid = (!query.uuid_is_zero).then(|| query.uuid.clone());
@@ -141,7 +148,7 @@ async fn boot_ipxe_inner(s: &BootHttp, q: Option<String>) -> Response {
         Ok(m) => m,
         Err(msg) => {
             count(s, "boot_refused", "profile");
-            return text(StatusCode::INTERNAL_SERVER_ERROR, format!("{msg}\n"));
+            return (StatusCode::INTERNAL_SERVER_ERROR, format!("{msg}\n"));
         }
     };
     // Omni mode with `omni.agent = "talos"`: the agent is Talos in agent mode from the Image
@@ -157,7 +164,7 @@ async fn boot_ipxe_inner(s: &BootHttp, q: Option<String>) -> Response {
             Some(Ok(url)) => {
                 if s.inventory.agent_tokens().issue(&machine_id).is_none() {
                     count(s, "boot_refused", "random");
-                    return text(
+                    return (
                         StatusCode::INTERNAL_SERVER_ERROR,
                         "random number generator failed\n".into(),
                     );
@@ -167,7 +174,7 @@ async fn boot_ipxe_inner(s: &BootHttp, q: Option<String>) -> Response {
             Some(Err(e)) => {
                 count(s, "boot_refused", "factory");
                 tracing::warn!(machine = %machine_id, error = %e, "Talos agent-mode boot unavailable");
-                return text(
+                return (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the Image Factory is unreachable; retry\n".into(),
                 );
@@ -178,7 +185,7 @@ async fn boot_ipxe_inner(s: &BootHttp, q: Option<String>) -> Response {
     if let BootMode::Agent { cmdline, .. } = &mut mode {
         let Some(token) = s.inventory.agent_tokens().issue(&machine_id) else {
             count(s, "boot_refused", "random");
-            return text(
+            return (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "random number generator failed\n".into(),
             );
@@ -219,9 +226,9 @@ async fn boot_ipxe_inner(s: &BootHttp, q: Option<String>) -> Response {
         }
     }
     match rendered {
-        Ok(Rendered::Script(script)) => text(StatusCode::OK, script),
-        Ok(Rendered::NotFound { reason }) => text(StatusCode::NOT_FOUND, format!("{reason}\n")),
-        Err(e) => text(
+        Ok(Rendered::Script(script)) => (StatusCode::OK, script),
+        Ok(Rendered::NotFound { reason }) => (StatusCode::NOT_FOUND, format!("{reason}\n")),
+        Err(e) => (
             StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             format!("{e}\n"),
         ),
