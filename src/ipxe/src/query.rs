@@ -211,52 +211,58 @@ fn hex_val(b: u8) -> Option<u8> {
     }
 }
 
-/// `8-4-4-4-12` or 32 hex digits, any case → lower-case `8-4-4-4-12`.
+/// `8-4-4-4-12` or 32 hex digits, any case → lower-case `8-4-4-4-12`. One pass, one
+/// allocation: every boot script request normalises its UUID twice.
 pub fn normalize_uuid(s: &str) -> Option<String> {
-    let hex: String = match s.len() {
-        36 => {
-            let b = s.as_bytes();
-            if [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
-                return None;
-            }
-            s.chars().filter(|c| *c != '-').collect()
-        }
-        32 => s.to_string(),
+    let b = s.as_bytes();
+    let dashed = match b.len() {
+        36 => true,
+        32 => false,
         _ => return None,
     };
-    if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
+    let mut out = String::with_capacity(36);
+    let mut digits = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if dashed && matches!(i, 8 | 13 | 18 | 23) {
+            if c != b'-' {
+                return None;
+            }
+            continue;
+        }
+        if !c.is_ascii_hexdigit() {
+            return None;
+        }
+        if matches!(digits, 8 | 12 | 16 | 20) {
+            out.push('-');
+        }
+        out.push(char::from(c.to_ascii_lowercase()));
+        digits += 1;
     }
-    let hex = hex.to_ascii_lowercase();
-    Some(format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    ))
+    Some(out)
 }
 
 /// `52-54-00-99-00-10` or `52:54:00:99:00:10`, any case → lower-case colon form. The two
 /// separators may not be mixed.
 pub fn normalize_mac(s: &str) -> Option<String> {
-    if s.len() != 17 {
+    let b = s.as_bytes();
+    if b.len() != 17 || !matches!(b[2], b'-' | b':') {
         return None;
     }
-    let sep = *s.as_bytes().get(2)?;
-    if sep != b'-' && sep != b':' {
-        return None;
+    let sep = b[2];
+    let mut out = String::with_capacity(17);
+    for (i, &c) in b.iter().enumerate() {
+        if i % 3 == 2 {
+            if c != sep {
+                return None;
+            }
+            out.push(':');
+        } else if c.is_ascii_hexdigit() {
+            out.push(char::from(c.to_ascii_lowercase()));
+        } else {
+            return None;
+        }
     }
-    let parts: Vec<&str> = s.split(sep as char).collect();
-    if parts.len() != 6
-        || !parts
-            .iter()
-            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
-    {
-        return None;
-    }
-    Some(parts.join(":").to_ascii_lowercase())
+    Some(out)
 }
 
 #[cfg(test)]
@@ -286,6 +292,79 @@ mod tests {
         assert_eq!(normalize_mac("525400990010"), None);
         assert_eq!(normalize_mac("52-54-00-99-00-1g"), None);
         assert_eq!(normalize_mac("é-54-00-99-00-1a"), None);
+    }
+
+    /// The earlier, obviously right (and allocating) forms, as the reference.
+    fn uuid_reference(s: &str) -> Option<String> {
+        let hex: String = match s.len() {
+            36 => {
+                let b = s.as_bytes();
+                if [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
+                    return None;
+                }
+                s.chars().filter(|c| *c != '-').collect()
+            }
+            32 => s.to_string(),
+            _ => return None,
+        };
+        if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let h = hex.to_ascii_lowercase();
+        Some(format!(
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        ))
+    }
+
+    fn mac_reference(s: &str) -> Option<String> {
+        if s.len() != 17 {
+            return None;
+        }
+        let sep = *s.as_bytes().get(2)?;
+        if sep != b'-' && sep != b':' {
+            return None;
+        }
+        let parts: Vec<&str> = s.split(sep as char).collect();
+        if parts.len() != 6
+            || !parts
+                .iter()
+                .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return None;
+        }
+        Some(parts.join(":").to_ascii_lowercase())
+    }
+
+    #[test]
+    fn one_pass_forms_equal_the_reference_on_mutated_inputs() {
+        let seeds = [
+            "4C4C4544-0035-3010-8052-B4C04F4D4D32",
+            "4c4c4544003530108052b4c04f4d4d32",
+            "52-54-00-99-00-1A",
+            "52:54:00:99:00:1a",
+        ];
+        let alphabet = b"0123456789abcdefABCDEFgG-:+ \xc3";
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for seed in seeds {
+            for _ in 0..5000 {
+                let mut b = seed.as_bytes().to_vec();
+                for _ in 0..(x % 3 + 1) {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let i = (x % b.len() as u64) as usize;
+                    b[i] = alphabet[((x >> 32) % alphabet.len() as u64) as usize];
+                }
+                let s = String::from_utf8_lossy(&b);
+                assert_eq!(normalize_uuid(&s), uuid_reference(&s), "{s:?}");
+                assert_eq!(normalize_mac(&s), mac_reference(&s), "{s:?}");
+            }
+        }
     }
 
     #[test]
