@@ -62,6 +62,25 @@ fn exchange(port: u16, req: &str) -> (String, Vec<u8>) {
     read_response(&mut s, req.starts_with("HEAD "))
 }
 
+/// Send `fast` (which the fast path must take) and `slow` (which it must leave to hyper), each
+/// on its own connection; their answers.
+async fn fast_and_slow(
+    port: u16,
+    fast: &str,
+    slow: &str,
+) -> ((String, Vec<u8>), (String, Vec<u8>)) {
+    assert_eq!(
+        head::classify(fast.as_bytes()).to_owned_kind(),
+        "fast",
+        "{fast:?}"
+    );
+    assert_eq!(head::classify(slow.as_bytes()), head::Head::Other);
+    let (f, s) = (fast.to_string(), slow.to_string());
+    tokio::task::spawn_blocking(move || (exchange(port, &f), exchange(port, &s)))
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_answers_equal_the_axum_handler() {
     let e = env();
@@ -145,16 +164,7 @@ async fn file_answers_equal_the_axum_handler() {
         assert_ne!(&slow_path, path);
         let fast = template.replace("{}", path);
         let slow = template.replace("{}", &slow_path);
-        assert_eq!(
-            head::classify(fast.as_bytes()).to_owned_kind(),
-            "file",
-            "{fast:?}"
-        );
-        assert_eq!(head::classify(slow.as_bytes()), head::Head::Other);
-        let (f, s) = (fast.clone(), slow.clone());
-        let (a, b) = tokio::task::spawn_blocking(move || (exchange(port, &f), exchange(port, &s)))
-            .await
-            .unwrap();
+        let (a, b) = fast_and_slow(port, &fast, &slow).await;
         assert_eq!(a.0, b.0, "{fast:?}");
         assert!(
             a.1 == b.1,
@@ -266,17 +276,7 @@ async fn boot_script_answers_equal_the_axum_handler() {
                 "{}content-length: 0\r\n\r\n",
                 template.replace("{}", target)
             );
-            assert_eq!(
-                head::classify(fast.as_bytes()).to_owned_kind(),
-                "file",
-                "{fast:?}"
-            );
-            assert_eq!(head::classify(slow.as_bytes()), head::Head::Other);
-            let (f, s) = (fast.clone(), slow.clone());
-            let (a, b) =
-                tokio::task::spawn_blocking(move || (exchange(port, &f), exchange(port, &s)))
-                    .await
-                    .unwrap();
+            let (a, b) = fast_and_slow(port, &fast, &slow).await;
             assert_eq!(a.0, b.0, "{fast:?}");
             let (body_a, body_b) = (mask(a.1), mask(b.1));
             assert_eq!(body_a, body_b, "{fast:?}");
@@ -325,7 +325,7 @@ async fn boot_script_answers_equal_the_axum_handler() {
 impl head::Head {
     fn to_owned_kind(&self) -> &'static str {
         match self {
-            head::Head::Fast(..) => "file",
+            head::Head::Fast(..) => "fast",
             head::Head::Other => "other",
             head::Head::Partial => "partial",
             head::Head::Malformed => "malformed",
