@@ -32,7 +32,7 @@ fn serve(data: &Path, port: u16) -> Server {
 
 /// `rackboot serve` with its admin API on `port` and boot HTTP on `boot`, once `/healthz` answers.
 fn serve_on(data: &Path, port: u16, boot: u16, extra: &[&std::ffi::OsStr]) -> Server {
-    let server = Server(
+    let mut server = Server(
         Command::new(BIN)
             .args(["serve", "--dhcp-mode", "off", "--tftp-listen", "off"])
             .arg("--data-dir")
@@ -52,6 +52,9 @@ fn serve_on(data: &Path, port: u16, boot: u16, extra: &[&std::ffi::OsStr]) -> Se
     while Instant::now() < deadline {
         if http(port, "GET", "/healthz", None, None).0 == 200 {
             return server;
+        }
+        if let Ok(Some(status)) = server.0.try_wait() {
+            panic!("rackboot serve exited before answering: {status}");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -463,7 +466,7 @@ fn serve_raises_the_open_file_limit() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let server = Server(child);
+    let mut server = Server(child);
     let limits = |pid: u32| -> (String, String) {
         let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
         let line = text
@@ -476,6 +479,9 @@ fn serve_raises_the_open_file_limit() {
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     while http(port, "GET", "/healthz", None, None).0 != 200 {
+        if let Ok(Some(status)) = server.0.try_wait() {
+            panic!("rackboot serve exited before answering: {status}");
+        }
         assert!(Instant::now() < deadline, "server did not come up");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -538,11 +544,29 @@ fn a_download_waits_for_a_free_file_descriptor() {
         s.read_exact(&mut body).unwrap();
         (status, len)
     };
+    // The server closes its side of the last /healthz connection a moment after `serve_on`
+    // returns: a number freed after A's descriptors would leave a second free number below the
+    // limit (B's file would open at once, or, seen once, A's closing frees only numbers above
+    // it). Wait until the descriptor count holds still.
+    let pid = server.0.id();
+    let fd_count = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    let mut count = fd_count();
+    for _ in 0..25 {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = fd_count();
+        if now == count {
+            break;
+        }
+        count = now;
+    }
     // A: its download starts and stalls (nothing read), holding a connection and the file.
     let a = get();
     std::thread::sleep(Duration::from_millis(500));
     // The limit caps descriptor numbers: the next two free numbers are B's connection and file.
-    let pid = server.0.id();
     let used: Vec<usize> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
