@@ -82,13 +82,17 @@ impl Server {
     }
     /// Is the VM running (the chassis-control script's PID file names a live process)?
     pub fn vm_running(&self) -> bool {
-        std::fs::read_to_string(self.dir.join("vm.pid"))
-            .ok()
-            .and_then(|p| p.trim().parse::<i32>().ok())
-            .is_some_and(|pid| {
-                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
-            })
+        vm_running_in(&self.dir)
     }
+}
+
+/// Is the VM of the BMC directory `dir` running (its `vm.pid` names a live process)? This is
+/// what the simulated BMC reports as power on.
+pub fn vm_running_in(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("vm.pid"))
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+        .is_some_and(|pid| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok())
 }
 
 /// The firmware and BMC of server `i` of `n`: BIOS and UEFI alternate; the third server (or

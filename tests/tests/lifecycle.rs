@@ -152,14 +152,7 @@ fn accept_wipe_park_provision_release() {
     );
     // Off as the BMC reports it: QEMU has exited. The chassis script removes its PID file a
     // moment later (seen once: the state was "off" while vm.pid still existed).
-    let qemu_alive = || {
-        std::fs::read_to_string(bmc.join("vm.pid"))
-            .ok()
-            .and_then(|p| p.trim().parse::<i32>().ok())
-            .is_some_and(|pid| {
-                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
-            })
-    };
+    let qemu_alive = || rackboot_e2e::rack::vm_running_in(&bmc);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while qemu_alive() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
