@@ -241,6 +241,32 @@ pub fn normalize_uuid(s: &str) -> Option<String> {
     Some(out)
 }
 
+/// Already in the form [`normalize_uuid`] gives (without building it).
+pub fn is_normalized_uuid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, &c)| {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                c == b'-'
+            } else {
+                matches!(c, b'0'..=b'9' | b'a'..=b'f')
+            }
+        })
+}
+
+/// Already in the form [`normalize_mac`] gives (without building it).
+pub fn is_normalized_mac(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 17
+        && b.iter().enumerate().all(|(i, &c)| {
+            if i % 3 == 2 {
+                c == b':'
+            } else {
+                matches!(c, b'0'..=b'9' | b'a'..=b'f')
+            }
+        })
+}
+
 /// `52-54-00-99-00-10` or `52:54:00:99:00:10`, any case → lower-case colon form. The two
 /// separators may not be mixed.
 pub fn normalize_mac(s: &str) -> Option<String> {
@@ -363,6 +389,28 @@ mod tests {
                 let s = String::from_utf8_lossy(&b);
                 assert_eq!(normalize_uuid(&s), uuid_reference(&s), "{s:?}");
                 assert_eq!(normalize_mac(&s), mac_reference(&s), "{s:?}");
+                // The render-time checks accept exactly the normalised forms.
+                let lower = s.to_ascii_lowercase();
+                assert_eq!(
+                    is_normalized_uuid(&s),
+                    normalize_uuid(&s).as_deref() == Some(&*s),
+                    "{s:?}"
+                );
+                assert_eq!(
+                    is_normalized_mac(&s),
+                    normalize_mac(&s).as_deref() == Some(&*s),
+                    "{s:?}"
+                );
+                assert_eq!(
+                    is_normalized_uuid(&lower),
+                    normalize_uuid(&lower).as_deref() == Some(&*lower),
+                    "{lower:?}"
+                );
+                assert_eq!(
+                    is_normalized_mac(&lower),
+                    normalize_mac(&lower).as_deref() == Some(&*lower),
+                    "{lower:?}"
+                );
             }
         }
     }

@@ -7,7 +7,7 @@ use crate::escape::{
     check_args, check_asset_path, check_host_port, check_single_line, check_token, check_url,
     strip_controls, RenderError,
 };
-use crate::query::{normalize_mac, normalize_uuid, Arch};
+use crate::query::{is_normalized_mac, is_normalized_uuid, Arch};
 
 /// Highest NIC index the init script tries (`net0` ..= `net7`).
 pub const MAX_NIC: u32 = 7;
@@ -183,14 +183,14 @@ fn next_nic(nic: u32) -> String {
 pub fn render(mode: &BootMode, ctx: &RenderCtx) -> Result<Rendered, RenderError> {
     check_host_port("appliance", &ctx.appliance)?;
     check_token("machine_id", &ctx.machine_id)?;
-    if normalize_uuid(&ctx.uuid).as_deref() != Some(ctx.uuid.as_str()) {
+    if !is_normalized_uuid(&ctx.uuid) {
         return Err(RenderError::InvalidValue {
             field: "uuid",
             reason: "not a normalised (lower-case 8-4-4-4-12) UUID",
         });
     }
     if let Some(mac) = &ctx.mac {
-        if normalize_mac(mac).as_deref() != Some(mac.as_str()) {
+        if !is_normalized_mac(mac) {
             return Err(RenderError::InvalidValue {
                 field: "mac",
                 reason: "not a normalised (lower-case colon) MAC",
@@ -198,7 +198,12 @@ pub fn render(mode: &BootMode, ctx: &RenderCtx) -> Result<Rendered, RenderError>
         }
     }
     let id = &ctx.machine_id;
-    let head = |what: &str| format!("#!ipxe\necho rackboot: machine {id}: {what}\n");
+    // Sized for a whole agent or profile script: one allocation, no regrowth while writing.
+    let head = |what: &str| {
+        let mut s = String::with_capacity(1024);
+        let _ = writeln!(s, "#!ipxe\necho rackboot: machine {id}: {what}");
+        s
+    };
 
     let script = match mode {
         BootMode::Agent {
@@ -333,11 +338,20 @@ fn linux_boot(
         names.push(name);
         initrd_urls.push(url);
     }
-    let mut cmdline: Vec<String> = names[1..].iter().map(|n| format!("initrd={n}")).collect();
-    if !args.is_empty() {
-        cmdline.push(args.to_string());
+    let mut cmdline = String::with_capacity(args.len() + 64);
+    for n in names.iter().skip(1) {
+        if !cmdline.is_empty() {
+            cmdline.push(' ');
+        }
+        cmdline.push_str("initrd=");
+        cmdline.push_str(n);
     }
-    let cmdline = cmdline.join(" ");
+    if !args.is_empty() {
+        if !cmdline.is_empty() {
+            cmdline.push(' ');
+        }
+        cmdline.push_str(args);
+    }
     check_single_line("cmdline", &cmdline)?;
 
     let id = &ctx.machine_id;

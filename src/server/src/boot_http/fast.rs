@@ -17,6 +17,7 @@ use crate::files::FileError;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
+use std::fmt::Write as _;
 use std::io;
 use std::os::fd::AsFd;
 use std::pin::Pin;
@@ -237,7 +238,7 @@ async fn answer_file(
         if_none_match: req.if_none_match.as_deref(),
     };
     let plan = ranged::plan(req.head, &cond, len, mtime, "application/octet-stream");
-    let head = response_head(req, plan.status, &plan.headers);
+    let head = response_head(req, plan.status, &plan.headers, 0);
     let Some((start, end)) = plan.body.filter(|(a, b)| b > a) else {
         return send_all(tcp, head.as_bytes(), false).await.is_ok();
     };
@@ -277,7 +278,7 @@ async fn answer_text(tcp: &TcpStream, req: &FastRequest, status: u16, body: &str
         ("content-type", "text/plain; charset=utf-8".to_string()),
         ("content-length", body.len().to_string()),
     ];
-    let mut resp = response_head(req, status, &headers);
+    let mut resp = response_head(req, status, &headers, body.len());
     if !req.head {
         resp.push_str(body);
     }
@@ -286,13 +287,20 @@ async fn answer_text(tcp: &TcpStream, req: &FastRequest, status: u16, body: &str
 
 /// Status line and headers as hyper writes them: lower-case names, `connection` when the client
 /// asked for something other than its version's default, then `date`.
-fn response_head(req: &FastRequest, status: u16, headers: &[(&'static str, String)]) -> String {
+fn response_head(
+    req: &FastRequest,
+    status: u16,
+    headers: &[(&'static str, String)],
+    body_room: usize,
+) -> String {
     let reason = axum::http::StatusCode::from_u16(status)
         .ok()
         .and_then(|s| s.canonical_reason())
         .unwrap_or("");
     let version = if req.http10 { "HTTP/1.0" } else { "HTTP/1.1" };
-    let mut out = format!("{version} {status} {reason}\r\n");
+    // One allocation for the head and the body that follows it.
+    let mut out = String::with_capacity(256 + body_room);
+    let _ = write!(out, "{version} {status} {reason}\r\n");
     for (name, value) in headers {
         out.push_str(name);
         out.push_str(": ");
@@ -307,9 +315,29 @@ fn response_head(req: &FastRequest, status: u16, headers: &[(&'static str, Strin
         });
     }
     out.push_str("date: ");
-    out.push_str(&httpdate::fmt_http_date(std::time::SystemTime::now()));
+    http_date(|d| out.push_str(d));
     out.push_str("\r\n\r\n");
     out
+}
+
+/// The current `date` header value, formatted once per second per thread (as hyper does).
+fn http_date(f: impl FnOnce(&str)) {
+    thread_local! {
+        static DATE: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = std::time::SystemTime::now();
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    DATE.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut c) => {
+            if c.0 != secs {
+                *c = (secs, httpdate::fmt_http_date(now));
+            }
+            f(&c.1);
+        }
+        Err(_) => f(&httpdate::fmt_http_date(now)),
+    });
 }
 
 /// Write all of `bytes`; `more`: the body follows at once (MSG_MORE: one segment, not two).

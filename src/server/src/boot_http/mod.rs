@@ -88,10 +88,15 @@ async fn init_ipxe(State(s): State<Arc<BootHttp>>) -> Response {
     }
 }
 
+/// The hex digits of `s` (separators skipped) as exactly `N` bytes.
 fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
-    let hex: String = s.chars().filter(char::is_ascii_hexdigit).collect();
-    let v = hex::decode(hex).ok()?;
-    v.try_into().ok()
+    let mut out = [0u8; N];
+    let mut digits = s.bytes().filter_map(|c| char::from(c).to_digit(16));
+    for byte in &mut out {
+        let (hi, lo) = (digits.next()?, digits.next()?);
+        *byte = u8::try_from(hi << 4 | lo).ok()?;
+    }
+    digits.next().is_none().then_some(out)
 }
 
 async fn boot_ipxe(State(s): State<Arc<BootHttp>>, RawQuery(q): RawQuery) -> Response {

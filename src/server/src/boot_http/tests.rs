@@ -348,3 +348,26 @@ fn only_inputs_that_can_change_the_machine_reach_the_lifecycle() {
         );
     }
 }
+
+#[test]
+fn hex_of_macs_and_uuids_parses_without_separators_and_exactly() {
+    assert_eq!(
+        parse_hex::<6>("52:54:00:99:00:1a"),
+        Some([0x52, 0x54, 0, 0x99, 0, 0x1a])
+    );
+    assert_eq!(
+        parse_hex::<6>("52-54-00-99-00-1A"),
+        Some([0x52, 0x54, 0, 0x99, 0, 0x1a])
+    );
+    assert_eq!(
+        parse_hex::<16>("11111111-2222-3333-4444-555555555551"),
+        Some([
+            0x11, 0x11, 0x11, 0x11, 0x22, 0x22, 0x33, 0x33, 0x44, 0x44, 0x55, 0x55, 0x55, 0x55,
+            0x55, 0x51
+        ])
+    );
+    assert_eq!(parse_hex::<6>("52:54:00:99:00"), None, "too short");
+    assert_eq!(parse_hex::<6>("52:54:00:99:00:1a:2"), None, "too long");
+    assert_eq!(parse_hex::<6>("52:54:00:99:00:1é"), None, "odd digit count");
+    assert_eq!(parse_hex::<6>(""), None);
+}
