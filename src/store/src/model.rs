@@ -213,7 +213,10 @@ pub struct Event {
     pub message: String,
 }
 
-/// Normalise a MAC address (`aa:bb:..`, `aa-bb-..`, `aabb..`) to lower-case colon form.
+/// Normalise a MAC address (`aa:bb:..`, `aa-bb-..`, `aabb..`, `aabb.ccdd.eeff`) to lower-case
+/// colon form. Lenient on purpose: this reads what operators type (CLI, API, config).
+/// `rackboot_ipxe::normalize_mac` is the strict form for what iPXE puts in a boot query (one
+/// separator, never mixed); both give the same result on every input the strict one accepts.
 pub fn normalize_mac(s: &str) -> Option<String> {
     let hex: String = s
         .chars()
@@ -227,7 +230,8 @@ pub fn normalize_mac(s: &str) -> Option<String> {
     Some(parts.join(":"))
 }
 
-/// Normalise an SMBIOS UUID to lower-case 8-4-4-4-12 form.
+/// Normalise an SMBIOS UUID to lower-case 8-4-4-4-12 form; dashes anywhere are ignored (lenient,
+/// for operator input; see [`normalize_mac`] on the strict twin in `rackboot_ipxe`).
 pub fn normalize_uuid(s: &str) -> Option<String> {
     let hex: String = s.chars().filter(|c| *c != '-').collect();
     if hex.len() != 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {

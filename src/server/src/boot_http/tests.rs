@@ -371,3 +371,45 @@ fn hex_of_macs_and_uuids_parses_without_separators_and_exactly() {
     assert_eq!(parse_hex::<6>("52:54:00:99:00:1é"), None, "odd digit count");
     assert_eq!(parse_hex::<6>(""), None);
 }
+
+/// The boot query's strict MAC/UUID forms (rackboot_ipxe) and the store's lenient ones (operator
+/// input) must agree wherever the strict one accepts: the machine a query names is looked up in
+/// the store by the strict form.
+#[test]
+fn strict_query_forms_agree_with_the_store_forms() {
+    use rackboot_store::model as store;
+    let seeds = [
+        "4C4C4544-0035-3010-8052-B4C04F4D4D32",
+        "4c4c4544003530108052b4c04f4d4d32",
+        "52-54-00-99-00-1A",
+        "52:54:00:99:00:1a",
+    ];
+    let alphabet = b"0123456789abcdefABCDEF-:.";
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut accepted = 0;
+    for seed in seeds {
+        for _ in 0..3000 {
+            let mut b = seed.as_bytes().to_vec();
+            for _ in 0..(x % 2 + 1) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let i = (x % b.len() as u64) as usize;
+                b[i] = alphabet[((x >> 32) % alphabet.len() as u64) as usize];
+            }
+            let s = String::from_utf8(b).unwrap();
+            if let Some(m) = rackboot_ipxe::normalize_mac(&s) {
+                assert_eq!(store::normalize_mac(&s), Some(m), "{s:?}");
+                accepted += 1;
+            }
+            if let Some(u) = rackboot_ipxe::normalize_uuid(&s) {
+                assert_eq!(store::normalize_uuid(&s), Some(u), "{s:?}");
+                accepted += 1;
+            }
+        }
+    }
+    assert!(
+        accepted > 1000,
+        "the mutations must keep many inputs valid: {accepted}"
+    );
+}
