@@ -278,11 +278,14 @@ pub fn render(mode: &BootMode, ctx: &RenderCtx) -> Result<Rendered, RenderError>
 
 /// URL of a kernel/initrd: absolute http(s) URLs as given, anything else is an asset path.
 fn image_url(field: &'static str, ctx: &RenderCtx, src: &str) -> Result<String, RenderError> {
-    let lower = src.get(..8).unwrap_or(src).to_ascii_lowercase();
-    if lower.starts_with("http://") || lower.starts_with("https://") {
+    let has_prefix = |p: &str| {
+        src.get(..p.len())
+            .is_some_and(|h| h.eq_ignore_ascii_case(p))
+    };
+    if has_prefix("http://") || has_prefix("https://") {
         check_url(field, src)?;
         Ok(src.to_string())
-    } else if lower.contains("://") {
+    } else if src.get(..8).unwrap_or(src).contains("://") {
         Err(RenderError::InvalidUrl {
             field,
             reason: "only http:// and https:// URLs are allowed",
@@ -296,7 +299,7 @@ fn image_url(field: &'static str, ctx: &RenderCtx, src: &str) -> Result<String, 
 /// The name iPXE gives an image fetched from `url`: the last path segment, without query or
 /// fragment. It must be a plain, static name because it is repeated in `initrd=` for the EFI
 /// stub (which looks the file up by that name).
-fn image_name(field: &'static str, url: &str) -> Result<String, RenderError> {
+fn image_name<'a>(field: &'static str, url: &'a str) -> Result<&'a str, RenderError> {
     let path = url.split(['?', '#']).next().unwrap_or(url);
     let name = path.rsplit('/').next().unwrap_or(path);
     let ok = !name.is_empty()
@@ -311,7 +314,7 @@ fn image_name(field: &'static str, url: &str) -> Result<String, RenderError> {
             reason: "the file name (last path segment) must be a plain name [A-Za-z0-9._~+,-]",
         });
     }
-    Ok(name.to_string())
+    Ok(name)
 }
 
 /// `kernel` + `initrd` + `boot`, with `initrd=<name>` for every initrd in front of the command
@@ -326,17 +329,20 @@ fn linux_boot(
     args: &str,
 ) -> Result<(), RenderError> {
     let kernel_url = image_url("kernel", ctx, kernel)?;
-    let kernel_name = image_name("kernel", &kernel_url)?;
-    let mut names: Vec<String> = vec![kernel_name];
-    let mut initrd_urls = Vec::new();
-    for initrd in initrds {
-        let url = image_url("initrd", ctx, initrd)?;
-        let name = image_name("initrd", &url)?;
+    let initrd_urls = initrds
+        .iter()
+        .map(|i| image_url("initrd", ctx, i))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut names: Vec<&str> = Vec::with_capacity(1 + initrd_urls.len());
+    names.push(image_name("kernel", &kernel_url)?);
+    for url in &initrd_urls {
+        let name = image_name("initrd", url)?;
         if names.contains(&name) {
-            return Err(RenderError::DuplicateImageName { name });
+            return Err(RenderError::DuplicateImageName {
+                name: name.to_string(),
+            });
         }
         names.push(name);
-        initrd_urls.push(url);
     }
     let mut cmdline = String::with_capacity(args.len() + 64);
     for n in names.iter().skip(1) {

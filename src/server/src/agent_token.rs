@@ -23,16 +23,31 @@ use std::sync::Mutex;
 /// segment (boot queries), so the map is bounded.
 pub const MAX_ISSUED: usize = 65_536;
 
+/// Random bytes fetched from the system generator at a time (a boot storm asks for a token per
+/// boot script: one `getrandom` call per 256 tokens instead of one each).
+const RANDOM_BATCH: usize = 4096;
+
 /// Tokens issued since this process started (machine id → SHA-256 hex).
 pub struct AgentTokens {
     issued: Mutex<HashMap<String, String>>,
+    /// System randomness not handed out yet: `bytes[used..]`. Bytes are zeroed as they are taken.
+    random: Mutex<RandomPool>,
     rng: SystemRandom,
+}
+
+struct RandomPool {
+    bytes: Box<[u8; RANDOM_BATCH]>,
+    used: usize,
 }
 
 impl Default for AgentTokens {
     fn default() -> Self {
         Self {
             issued: Mutex::new(HashMap::new()),
+            random: Mutex::new(RandomPool {
+                bytes: Box::new([0; RANDOM_BATCH]),
+                used: RANDOM_BATCH,
+            }),
             rng: SystemRandom::new(),
         }
     }
@@ -53,8 +68,7 @@ impl AgentTokens {
     /// A new token for `machine_id`, replacing any earlier one. `None` only if the system's
     /// random number generator fails.
     pub fn issue(&self, machine_id: &str) -> Option<String> {
-        let mut raw = [0u8; 16];
-        self.rng.fill(&mut raw).ok()?;
+        let raw = self.random_bytes()?;
         let token = hex::encode(raw);
         let mut issued = self.issued.lock().unwrap_or_else(|p| p.into_inner());
         if issued.len() >= MAX_ISSUED && !issued.contains_key(machine_id) {
@@ -65,6 +79,22 @@ impl AgentTokens {
         }
         issued.insert(machine_id.to_string(), token_hash(&token));
         Some(token)
+    }
+
+    /// 16 bytes from the system generator (through [`RandomPool`]).
+    fn random_bytes(&self) -> Option<[u8; 16]> {
+        let mut pool = self.random.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.used + 16 > RANDOM_BATCH {
+            self.rng.fill(&mut pool.bytes[..]).ok()?;
+            pool.used = 0;
+        }
+        let at = pool.used;
+        let chunk = pool.bytes.get_mut(at..at + 16)?;
+        let mut raw = [0u8; 16];
+        raw.copy_from_slice(chunk);
+        chunk.fill(0);
+        pool.used += 16;
+        Some(raw)
     }
 
     /// The hash of the latest token issued for `machine_id` by this process.
@@ -123,6 +153,21 @@ mod tests {
         let new = t.issue("m1").unwrap();
         assert!(t.check("m1", Some(&h), "abc").is_none());
         assert!(t.check("m1", Some(&h), &new).is_some());
+    }
+
+    #[test]
+    fn tokens_stay_distinct_across_refills_of_the_random_pool() {
+        let t = AgentTokens::default();
+        let n = 3 * RANDOM_BATCH / 16 + 5;
+        let tokens: std::collections::HashSet<String> =
+            (0..n).map(|i| t.issue(&format!("m{i}")).unwrap()).collect();
+        assert_eq!(tokens.len(), n);
+        assert!(tokens.iter().all(|k| k.len() == 32 && k != &"0".repeat(32)));
+        let pool = t.random.lock().unwrap();
+        assert!(
+            pool.bytes[..pool.used].iter().all(|b| *b == 0),
+            "bytes handed out are not kept"
+        );
     }
 
     #[test]
