@@ -12,6 +12,7 @@ cp -f $A/big.bin $A/www/big.bin
 cp -f $A/kernel.bin $A/www/kernel.bin
 bg $X "$BIN" serve --tftp-listen off --dhcp-mode off --boot-http-listen 127.0.0.1:50043 --admin-listen 127.0.0.1:8082 \
    --data-dir $WORK/http-data --assets-dir $A --log-level warn
+RB_PID=${PIDS[-1]} # `ip netns exec` execs the server: the same PID
 Q='uuid=11111111-2222-3333-4444-555555555551&mac=52-54-00-99-00-10&arch=x86_64'
 $X bash -c "for i in \$(seq 50); do curl -sf -o /dev/null 'http://127.0.0.1:50043/ipxe/boot.ipxe?$Q' && break; sleep 0.1; done"
 $X curl -s "http://127.0.0.1:50043/ipxe/boot.ipxe?$Q" > $A/www/boot.ipxe
@@ -27,7 +28,17 @@ http { access_log off; sendfile on; tcp_nopush on; default_type application/octe
   server { listen 127.0.0.1:8090; root $A/www; } }
 CONF
 bg $X nginx -c $WORK/nginx.conf
+NGINX_PID=${PIDS[-1]}
 sleep 1
+# Server CPU (user + system, all threads; nginx: master and workers) in clock ticks.
+server_ticks() { # rackboot|nginx
+  local pids=$RB_PID t=0
+  [ "$1" = nginx ] && pids="$NGINX_PID $(pgrep -P $NGINX_PID | tr '\n' ' ' || true)"
+  for p in $pids; do t=$((t + $(awk '{print $14 + $15}' /proc/$p/stat))); done
+  echo $t
+}
+# µs of server CPU per request over a wrkrun: ticks before, ticks after, req/s, seconds.
+cpu_per_req() { python3 -c "import os,sys; b,a,r,s=map(float,sys.argv[1:]); print(round((a-b)/os.sysconf('SC_CLK_TCK')*1e6/(r*s),1) if r else 'n/a')" "$@"; }
 wrkrun() { # url conns → "req/s p50_ms p99_ms MB/s"
   $X wrk -t2 -c$2 -d8s --latency "$1" | python3 -c '
 import sys,re
@@ -40,12 +51,16 @@ p50=ms(re.search(r"^\s+50%\s+(\S+)",t,re.M)[1]); p99=ms(re.search(r"^\s+99%\s+(\
 tr=re.search(r"Transfer/sec:\s*([0-9.]+)(\w+)",t); mb=float(tr[1])*{"B":1e-6,"KB":1e-3,"MB":1,"GB":1e3}[tr[2]]
 print(rps, round(p50,3), round(p99,3), round(mb,1))'
 }
+c0=$(server_ticks rackboot)
 read -r r1 p50a p99a _ < <(wrkrun "http://127.0.0.1:50043/ipxe/boot.ipxe?$Q" 32)
+c1=$(server_ticks rackboot); u1=$(cpu_per_req $c0 $c1 $r1 8)
+c0=$(server_ticks nginx)
 read -r r2 p50b p99b _ < <(wrkrun "http://127.0.0.1:8090/boot.ipxe" 32)
-echo "| boot script, 32 connections | req/s | p50 (ms) | p99 (ms) |"
-echo "|---|---|---|---|"
-echo "| rackboot /ipxe/boot.ipxe (rendered per request) | $r1 | $p50a | $p99a |"
-echo "| nginx, the same script as a static file | $r2 | $p50b | $p99b |"
+c1=$(server_ticks nginx); u2=$(cpu_per_req $c0 $c1 $r2 8)
+echo "| boot script, 32 connections | req/s | p50 (ms) | p99 (ms) | server CPU per request (µs) |"
+echo "|---|---|---|---|---|"
+echo "| rackboot /ipxe/boot.ipxe (rendered per request) | $r1 | $p50a | $p99a | $u1 |"
+echo "| nginx, the same script as a static file | $r2 | $p50b | $p99b | $u2 |"
 echo
 # Fixed offered rate (issue 12: boot.ipxe p99 < 2 ms at 5,000 req/s): h2load over HTTP/1.1,
 # 25 connections × 200 req/s each for 10 s, latency of every request from its log file.
@@ -79,9 +94,16 @@ asset_table() { # title unit rackboot nginx
 read -r _ _ _ m1 < <(wrkrun "http://127.0.0.1:50043/assets/big.bin" 50)
 read -r _ _ _ m2 < <(wrkrun "http://127.0.0.1:8090/big.bin" 50)
 asset_table "64 MiB asset, 50 connections" "MB/s" "$m1" "$m2"
+c0=$(server_ticks rackboot)
 read -r k1 _ _ _ < <(wrkrun "http://127.0.0.1:50043/assets/kernel.bin" 400)
+c1=$(server_ticks rackboot); d1=$(cpu_per_req $c0 $c1 $k1 8)
+c0=$(server_ticks nginx)
 read -r k2 _ _ _ < <(wrkrun "http://127.0.0.1:8090/kernel.bin" 400)
+c1=$(server_ticks nginx); d2=$(cpu_per_req $c0 $c1 $k2 8)
 asset_table "2 MiB asset, 400 connections (a storm's kernel stage)" "downloads/s" "$k1" "$k2"
+echo "Server CPU per 2 MiB download: rackboot $d1 µs, nginx $d2 µs."
+echo
 echo "- boot.ipxe throughput ratio rackboot/nginx-static: $(ratio $r1 $r2)"
+echo "- boot.ipxe server CPU per request, nginx-static/rackboot (less noisy than req/s on a shared VM): $(ratio $u2 $u1)"
 echo "- asset throughput ratio rackboot/nginx: $(ratio $m1 $m2)"
 echo "- concurrent 2 MiB downloads ratio rackboot/nginx: $(ratio $k1 $k2)"

@@ -242,10 +242,16 @@ async fn answer_file(
     let Some((start, end)) = plan.body.filter(|(a, b)| b > a) else {
         return send_all(tcp, head.as_bytes(), false).await.is_ok();
     };
+    // Corked like nginx's `tcp_nopush`: the kernel sends full segments only, until the uncork
+    // after the last byte.
+    let sock = socket2::SockRef::from(tcp);
+    let _ = sock.set_cork(true);
     if send_all(tcp, head.as_bytes(), true).await.is_err() {
         return false;
     }
-    send_file(tcp, &file, start, end).await.is_ok()
+    let sent = send_file(tcp, &file, start, end).await.is_ok();
+    let _ = sock.set_cork(false);
+    sent
 }
 
 /// Open a boot file; while the process is out of file descriptors (a storm's downloads each
