@@ -122,7 +122,7 @@ assets: deps
 	$(CARGO) build --release -p rackboot-agent
 	boot-assets/build-agent-image.sh $(ASSETS_DIR) target/release/rackboot-agent
 
-BENCH_PKGS := $(TEST_PKGS) hyperfine wrk nginx-light xxd gnuplot-nox nghttp2-client iputils-ping
+BENCH_PKGS := $(TEST_PKGS) hyperfine wrk nginx-light xxd gnuplot-nox nghttp2-client iputils-ping nftables
 
 # Benchmarks against real peers (dnsmasq, tftpd-hpa, atftpd, nginx) in one run, as ratios;
 # writes bench/results/<date>.md. Needs root (network namespaces).

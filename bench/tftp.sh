@@ -60,3 +60,33 @@ echo "| wall time (s) | $t_rb | $t_hpa |"
 echo "| failed transfers | $f_rb | $f_hpa |"
 echo
 echo "- 200-client speed-up: $(ratio $t_hpa $t_rb)× (rackboot serves every transfer from one shared in-memory copy)"
+
+# Loss: every 997th DATA datagram dropped (nftables, on the loopback of a namespace of its own;
+# tftpd-hpa does not run in one, atftpd does), 16 MiB, atftp windowsize 8 without a `timeout`
+# option, so each server's own retransmission policy decides how long a loss stalls the transfer.
+L=${P}loss
+ip netns add $L; NSS+=($L); ip -n $L link set lo up
+ip netns exec $L nft -f - <<'NFT'
+table inet loss {
+  chain input {
+    type filter hook input priority 0;
+    udp length > 1000 numgen inc mod 997 == 0 drop
+  }
+}
+NFT
+[ -s $D/tftp/mid.bin ] || head -c 16777216 /dev/urandom > $D/tftp/mid.bin
+bg ip netns exec $L "$BIN" serve --config $WORK/tftp-bench.toml --tftp-listen 127.0.0.1:6970 --dhcp-mode off --boot-http-listen 127.0.0.1:0 --admin-listen 127.0.0.1:8081 \
+   --data-dir $WORK/tftp-data-loss --assets-dir $D --log-level warn
+bg ip netns exec $L "$ATFTPD" --daemon --no-fork --bind-address 127.0.0.1 --port 6972 --user root.root --logfile /dev/null $D/tftp
+sleep 1
+lossy() { # port → mean seconds of 2 runs
+  $X hyperfine -N --runs 2 --export-json $WORK/hf.json "ip netns exec $L atftp -g -r mid.bin -l /dev/null --option 'blksize 1468' --option 'windowsize 8' 127.0.0.1 $1" >/dev/null 2>&1
+  python3 -c "import json;print(round(json.load(open('$WORK/hf.json'))['results'][0]['mean'],3))"
+}
+l_rb=$(lossy 6970); l_at=$(lossy 6972)
+echo
+echo "| 16 MiB, atftp windowsize 8, every 997th DATA lost | rackboot | atftpd |"
+echo "|---|---|---|"
+echo "| seconds (mean of 2) | $l_rb | $l_at |"
+echo
+echo "- lossy windowed speed-up: $(ratio $l_at $l_rb)× (rackboot resends a window at once when the client repeats its last ACK, and its retransmission timeout follows the round trip)"

@@ -29,9 +29,9 @@ pub const DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
 pub const THREADED_TRANSFERS: usize = 32;
 
 /// A threaded transfer's `recv` wakes at least this often to check its retransmission deadline
-/// and the shutdown cut (retransmissions may go out up to this much late; TFTP timeouts are
-/// whole seconds).
-const THREAD_TICK: std::time::Duration = std::time::Duration::from_millis(50);
+/// and the shutdown cut (retransmissions may go out up to this much late; the adaptive
+/// retransmission timeout is at least 50 ms).
+const THREAD_TICK: std::time::Duration = std::time::Duration::from_millis(10);
 
 #[derive(Clone, Debug)]
 pub struct TftpLimits {
@@ -306,6 +306,7 @@ impl TftpService {
         let mut out = Vec::with_capacity(1500);
         let mut rx = vec![0u8; 65536];
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut read_timeout = THREAD_TICK;
         loop {
             while t.poll_transmit(&mut out) {
                 if sock.send(&out).is_err() {
@@ -330,6 +331,14 @@ impl TftpService {
                     t.handle_datagram(&rx[..n], Instant::now());
                     continue;
                 }
+            }
+            // Wake at the deadline itself when it is closer than a tick (adaptive timeouts
+            // are short); a timeout of zero would mean "block forever".
+            let wait = deadline
+                .saturating_duration_since(Instant::now())
+                .clamp(std::time::Duration::from_millis(1), THREAD_TICK);
+            if wait != read_timeout && sock.set_read_timeout(Some(wait)).is_ok() {
+                read_timeout = wait;
             }
             match sock.recv(&mut rx) {
                 Ok(n) => t.handle_datagram(&rx[..n], Instant::now()),

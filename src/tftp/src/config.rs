@@ -24,8 +24,14 @@ pub struct EngineConfig {
     pub max_windowsize: u16,
     /// Retransmission timeout when the client did not negotiate `timeout`. Default 1 s.
     pub default_timeout: Duration,
-    /// Retransmissions of one window (or the OACK) before giving up. Default 5.
+    /// Retransmissions of one window (or the OACK) at the full timeout before giving up.
+    /// Default 5.
     pub max_retries: u32,
+    /// Shortest retransmission timeout when the client did not negotiate `timeout`: the
+    /// timeout then follows the measured round trip (RFC 1123 4.2.3.2) within
+    /// `min_timeout..=default_timeout`. At or above `default_timeout` it stays fixed.
+    /// Default 50 ms.
+    pub min_timeout: Duration,
 }
 
 impl Default for EngineConfig {
@@ -35,6 +41,7 @@ impl Default for EngineConfig {
             max_windowsize: 64,
             default_timeout: Duration::from_secs(1),
             max_retries: 5,
+            min_timeout: Duration::from_millis(50),
         }
     }
 }

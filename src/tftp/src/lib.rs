@@ -43,13 +43,24 @@
 //! - Up to `windowsize` DATA blocks are sent, then the engine waits. An ACK
 //!   for block *n* inside the outstanding window slides the window to *n+1*
 //!   and sends the next window at once (so a client that re-ACKs its last good
-//!   block after a loss gets the rest resent). A duplicate or stale ACK
-//!   (block before the window start) is ignored and never triggers a resend.
-//!   If the first block of a window is lost, recovery is by timeout.
+//!   block after a loss gets the rest resent). Within a window's progress of
+//!   a resend, such an ACK only slides the window: it may answer old copies
+//!   still arriving, and resending again would keep both sides out of step.
+//!   A stale ACK (block before the window start) is ignored and never
+//!   triggers a resend.
+//! - A repeat of the ACK that opened a window (its first block was lost) resends
+//!   the window at once, once, if no older DATA was in flight and the window
+//!   before had no resends; otherwise it is ignored like any duplicate. In
+//!   lock-step (windowsize 1) duplicate ACKs never trigger a resend (the
+//!   Sorcerer's Apprentice bug).
 //! - Block numbers wrap from 65535 to 0.
-//! - After `timeout` without progress, the OACK or the whole current window is
-//!   resent, up to `max_retries` times; then the transfer fails with
-//!   [`FailReason::TimedOut`] and an ERROR 0 is queued for the client.
+//! - Without progress, the OACK or the whole current window is resent, up to
+//!   `max_retries` times at the full `timeout`; then the transfer fails with
+//!   [`FailReason::TimedOut`] and an ERROR 0 is queued for the client. When the
+//!   client did not negotiate `timeout`, the wait adapts to the measured round
+//!   trip (RFC 1123 4.2.3.2: RFC 6298's estimator, Karn's rule, at least
+//!   `min_timeout`) and doubles on each timeout up to `timeout`; the shorter
+//!   waits do not count towards `max_retries`.
 //! - An ERROR 8 from the client in answer to the OACK ends the transfer with
 //!   [`Outcome::AbortedAfterOack`]: the normal end of a `tsize` probe (OVMF).
 //!   Any other client ERROR ends it with [`FailReason::ClientError`].

@@ -67,6 +67,17 @@ struct Window {
     sent_end: u64,
     deadline: Instant,
     retries: u32,
+    /// When the window was opened: its ACK's round-trip sample starts here.
+    opened: Instant,
+    /// Some block of this window has been sent more than once (its ACK gives no
+    /// round-trip sample, Karn's rule; the next window is not `fresh`).
+    resent: bool,
+    /// A repeat of the ACK that opened the window means its first block was lost
+    /// (the client re-ACKs its last good block on a gap, RFC 7440): resend the
+    /// window at once, once. Only for a window with no older DATA in flight and
+    /// no resends just before it, so echoes of duplicates cannot keep doubling
+    /// the traffic (the windowed Sorcerer's Apprentice). Never in lock-step.
+    fresh: bool,
 }
 
 #[derive(Debug)]
@@ -99,6 +110,15 @@ pub struct Transfer {
     datagrams_sent: u64,
     retransmits: u64,
     ignored: u64,
+    /// Retransmission timeout for the next wait (see [`Transfer::rto`]).
+    rto: Duration,
+    /// Whether `rto` adapts to the measured round trip (the client did not set `timeout`).
+    adaptive: bool,
+    min_timeout: Duration,
+    /// Smoothed round trip and its variation (RFC 6298), once sampled.
+    srtt: Option<(Duration, Duration)>,
+    /// First block of the latest resend (timeout, repeated or in-window ACK).
+    resent_from: Option<u64>,
 }
 
 impl Transfer {
@@ -116,8 +136,8 @@ impl Transfer {
         let last_block = file_size / blksize + 1;
         let deadline = deadline_after(now, negotiated.timeout);
         let (oack, state) = if negotiated.oack.is_empty() {
-            let state = State::Sending(Window::starting_at(1, 1, &negotiated, last_block, now));
-            (None, state)
+            let w = Window::starting_at(1, 1, &negotiated, last_block, now, negotiated.timeout);
+            (None, State::Sending(w))
         } else {
             let pkt = Packet::Oack {
                 options: negotiated.oack.clone(),
@@ -131,7 +151,6 @@ impl Transfer {
         };
         Transfer {
             file,
-            negotiated,
             oack,
             last_block,
             start: now,
@@ -140,6 +159,13 @@ impl Transfer {
             datagrams_sent: 0,
             retransmits: 0,
             ignored: 0,
+            rto: negotiated.timeout,
+            adaptive: !negotiated.timeout_acked && cfg.min_timeout < negotiated.timeout,
+            // Above zero, so that doubling on timeouts reaches `timeout`.
+            min_timeout: cfg.min_timeout.max(Duration::from_millis(1)),
+            srtt: None,
+            resent_from: None,
+            negotiated,
         }
     }
 
@@ -214,6 +240,10 @@ impl Transfer {
     pub fn handle_timeout(&mut self, now: Instant) {
         let timeout = self.negotiated.timeout;
         let max_retries = self.max_retries;
+        // Adaptive timeouts back off exponentially up to `timeout` (RFC 1123 4.2.3.2); only
+        // waits of the full `timeout` count towards `max_retries`, so a transfer never gives
+        // up sooner than with a fixed timeout.
+        let full_wait = self.rto >= timeout;
         let expired = match &mut self.state {
             State::AwaitOackAck {
                 pending,
@@ -236,12 +266,18 @@ impl Transfer {
                 if now < w.deadline {
                     return;
                 }
-                if w.retries >= max_retries {
+                if full_wait && w.retries >= max_retries {
                     true
                 } else {
-                    w.retries += 1;
+                    if full_wait {
+                        w.retries += 1;
+                    }
+                    self.rto = self.rto.saturating_mul(2).min(timeout);
+                    self.resent_from = Some(w.base);
                     w.next = w.base;
-                    w.deadline = deadline_after(now, timeout);
+                    w.resent = true;
+                    w.fresh = false;
+                    w.deadline = deadline_after(now, self.rto);
                     false
                 }
             }
@@ -295,10 +331,21 @@ impl Transfer {
     }
 
     fn on_ack(&mut self, block: u16, now: Instant) {
+        let rto = self.rto;
         match &mut self.state {
-            State::AwaitOackAck { .. } => {
+            State::AwaitOackAck { deadline, .. } => {
                 if block == 0 {
-                    let w = Window::starting_at(1, 1, &self.negotiated, self.last_block, now);
+                    // The OACK's round trip is the first sample (it was sent once if the
+                    // deadline is still the first one: `timeout` after the start).
+                    let once = deadline_after(self.start, self.negotiated.timeout) == *deadline;
+                    if once {
+                        self.sample_rtt(now.saturating_duration_since(self.start));
+                    }
+                    let ws = self.negotiated.windowsize;
+                    let mut w =
+                        Window::starting_at(1, 1, &self.negotiated, self.last_block, now, self.rto);
+                    // A client that got the OACK twice may ACK it twice: not a loss signal.
+                    w.fresh = ws > 1 && once;
                     self.state = State::Sending(w);
                 } else {
                     self.ignored += 1;
@@ -308,8 +355,21 @@ impl Transfer {
                 let prev = w.base - 1;
                 let offset = u64::from(block.wrapping_sub(prev as u16));
                 let acked = prev + offset;
-                if offset == 0 || acked >= w.sent_end {
-                    // Duplicate of the last ACK, stale, or for a block never sent.
+                if offset == 0 {
+                    if w.fresh && w.next > w.base {
+                        // The client missed the window's first block: resend the window now.
+                        w.fresh = false;
+                        w.resent = true;
+                        w.next = w.base;
+                        w.deadline = deadline_after(now, rto);
+                        self.resent_from = Some(w.base);
+                    } else {
+                        self.ignored += 1;
+                    }
+                    return;
+                }
+                if acked >= w.sent_end {
+                    // Stale, or for a block never sent.
                     self.ignored += 1;
                     return;
                 }
@@ -323,17 +383,64 @@ impl Transfer {
                         pending: None,
                     };
                 } else {
-                    *w = Window::starting_at(
+                    let sample = (!w.resent && acked + 1 == w.end)
+                        .then(|| now.saturating_duration_since(w.opened));
+                    // Nothing older in flight and no resends: a repeat of this ACK will mean loss.
+                    let fresh =
+                        self.negotiated.windowsize > 1 && !w.resent && acked + 1 == w.sent_end;
+                    let sent_end = w.sent_end;
+                    // An ACK inside what was sent reports a gap at `acked + 1`, unless copies
+                    // from a recent resend are still arriving: a client that re-ACKs on
+                    // duplicates, or ACKs the block after its re-ACK, answers those too. Within
+                    // a window's progress of the last resend such an ACK only slides the window
+                    // (new blocks follow; a real loss is left to the timeout), so the two sides'
+                    // windows cannot stay out of step with every window sent twice.
+                    let ws = u64::from(self.negotiated.windowsize.max(1));
+                    let settling = acked + 1 < sent_end
+                        && self
+                            .resent_from
+                            .is_some_and(|r| acked + 1 < r.saturating_add(ws));
+                    if let Some(rtt) = sample {
+                        self.sample_rtt(rtt);
+                    }
+                    let mut w = Window::starting_at(
                         acked + 1,
-                        w.sent_end,
+                        sent_end,
                         &self.negotiated,
                         self.last_block,
                         now,
+                        self.rto,
                     );
+                    w.fresh = fresh;
+                    if settling {
+                        w.next = sent_end.min(w.end).max(w.base);
+                    } else if w.resent {
+                        self.resent_from = Some(w.base);
+                    }
+                    self.state = State::Sending(w);
                 }
             }
             State::Done { .. } => self.ignored += 1,
         }
+    }
+
+    /// Fold a round-trip sample into the retransmission timeout (RFC 6298's estimator),
+    /// kept within `min_timeout..=timeout`. Without adaptation the timeout stays fixed.
+    fn sample_rtt(&mut self, rtt: Duration) {
+        if !self.adaptive {
+            return;
+        }
+        let (srtt, rttvar) = match self.srtt {
+            None => (rtt, rtt / 2),
+            Some((srtt, rttvar)) => {
+                let err = srtt.abs_diff(rtt);
+                (srtt * 7 / 8 + rtt / 8, rttvar * 3 / 4 + err / 4)
+            }
+        };
+        self.srtt = Some((srtt, rttvar));
+        self.rto = srtt
+            .saturating_add(rttvar.saturating_mul(4))
+            .clamp(self.min_timeout, self.negotiated.timeout);
     }
 
     /// How the transfer ended, once it has.
@@ -360,9 +467,16 @@ impl Transfer {
         self.negotiated.windowsize
     }
 
-    /// Retransmission timeout in effect.
+    /// The negotiated (or default) retransmission timeout: the longest wait.
     pub fn timeout(&self) -> Duration {
         self.negotiated.timeout
+    }
+
+    /// The retransmission timeout for the next wait. Equal to [`Transfer::timeout`] when the
+    /// client negotiated `timeout`; otherwise it follows the measured round trip (RFC 1123
+    /// 4.2.3.2), at least `min_timeout`, doubling on each timeout up to `timeout`.
+    pub fn rto(&self) -> Duration {
+        self.rto
     }
 
     /// Whether the OACK carried `tsize`.
@@ -408,6 +522,7 @@ impl Window {
         negotiated: &Negotiated,
         last_block: u64,
         now: Instant,
+        rto: Duration,
     ) -> Window {
         let ws = u64::from(negotiated.windowsize.max(1));
         Window {
@@ -415,8 +530,12 @@ impl Window {
             next: base,
             end: base.saturating_add(ws).min(last_block + 1),
             sent_end: sent_end.max(base),
-            deadline: deadline_after(now, negotiated.timeout),
+            deadline: deadline_after(now, rto),
             retries: 0,
+            opened: now,
+            // Starting below `sent_end` resends blocks already sent.
+            resent: base < sent_end,
+            fresh: false,
         }
     }
 }

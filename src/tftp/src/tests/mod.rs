@@ -4,6 +4,7 @@ mod fuzz;
 mod initial;
 mod negotiation;
 mod path;
+mod rto;
 mod sim;
 mod transfer;
 mod vectors;

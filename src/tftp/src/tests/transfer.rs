@@ -296,7 +296,9 @@ fn duplicate_acks_cause_no_retransmission() {
 }
 
 #[test]
-fn duplicate_ack0_after_oack_is_ignored() {
+fn repeated_ack0_after_oack_resends_the_first_window_once() {
+    // ACK 0 again after DATA 1-2 went out: the client missed DATA 1 (RFC 7440 clients re-ACK
+    // their last good block on a gap). The window is resent at once, and only once.
     let now = t0();
     let mut t = Transfer::new(
         &rrq("f", &[("windowsize", "2")]),
@@ -305,6 +307,29 @@ fn duplicate_ack0_after_oack_is_ignored() {
         now,
     );
     drain(&mut t);
+    t.handle_datagram(&ack(0), now);
+    assert_eq!(data_blocks(&drain(&mut t)), vec![1, 2]);
+    t.handle_datagram(&ack(0), now);
+    assert_eq!(data_blocks(&drain(&mut t)), vec![1, 2]);
+    t.handle_datagram(&ack(0), now);
+    assert!(drain(&mut t).is_empty());
+    assert_eq!(t.retransmits(), 2);
+}
+
+#[test]
+fn repeated_ack0_after_a_resent_oack_is_ignored() {
+    // The OACK went out twice, so the client may ACK it twice: no loss signal.
+    let now = t0();
+    let mut t = Transfer::new(
+        &rrq("f", &[("windowsize", "2")]),
+        file_of(5000),
+        &cfg(),
+        now,
+    );
+    drain(&mut t);
+    t.handle_timeout(now + Duration::from_secs(1));
+    assert_eq!(drain(&mut t).len(), 1, "the OACK again");
+    let now = now + ms(1001);
     t.handle_datagram(&ack(0), now);
     assert_eq!(data_blocks(&drain(&mut t)), vec![1, 2]);
     t.handle_datagram(&ack(0), now);
