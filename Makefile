@@ -50,6 +50,9 @@ PY_PEERS := sushy-tools==2.2.0 pyghmi==1.6.19
 
 deps-test: deps
 	$(call apt_install,$(TEST_PKGS))
+	@# Again: installing Debian's qemu-system-x86 removes a newer qemu-utils (a backport) that
+	@# the first check found, and with it qemu-img; this puts the matching one back.
+	$(call apt_install,$(TEST_PKGS))
 	@[ -x $(VENV)/bin/sushy-emulator ] && [ -x $(VENV)/bin/fakebmc ] || { \
 	  echo "creating $(VENV) with $(PY_PEERS)"; python3 -m venv $(VENV) && $(VENV)/bin/pip install -q $(PY_PEERS); }
 

@@ -543,13 +543,15 @@ type LastWrite = (std::time::Instant, Option<u16>, Option<[u8; 16]>);
 type LastNote = (std::time::Instant, String, Option<[u8; 16]>);
 
 /// Drains sightings on a blocking thread, writing at most one record per MAC every
-/// `min_interval` unless something new (arch, UUID) was seen.
+/// `min_interval` unless something new (arch, UUID) was seen. The thread runs at a lower
+/// priority (see [`lower_thread_priority`]).
 pub fn spawn_recorder(
     inv: Inventory,
     min_interval: std::time::Duration,
 ) -> tokio::sync::mpsc::Sender<Sighting> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Sighting>(4096);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Sighting>(QUEUE);
     tokio::task::spawn_blocking(move || {
+        let restore = lower_thread_priority(RECORDER_NICE);
         let mut last: std::collections::HashMap<[u8; 6], LastWrite> =
             std::collections::HashMap::new();
         // Sightings of new machines dropped by the discovery limit: logged at most once a
@@ -635,12 +637,42 @@ pub fn spawn_recorder(
                 tracing::warn!(error = %e, "sightings recorded but not flushed");
             }
         }
+        // The pool may run other blocking work on this thread later.
+        if let Some(nice) = restore {
+            let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice);
+        }
     });
     tx
 }
 
 /// Sightings written per store batch (one flush each).
 const BATCH: usize = 256;
+
+/// Sightings queued for the recorder before new ones are dropped (and counted). A boot storm
+/// sends about three per machine (PXE DHCP, iPXE DHCP, `boot.ipxe`) within seconds, while the
+/// recorder, at its lower priority, may get little CPU until the storm is served.
+const QUEUE: usize = 16_384;
+
+/// How much nicer than the rest of rackboot the recorder runs. Writing the inventory costs
+/// about a millisecond of CPU per new machine (store transactions and events); in a boot storm
+/// that work waits for the boot path (DHCP answers, TFTP, HTTP) instead of competing with it.
+const RECORDER_NICE: i32 = 10;
+
+/// Lower the calling thread's scheduling priority by `by` nice steps (at most to 19). Linux
+/// applies `setpriority(PRIO_PROCESS, tid)` to that one thread. Returns the previous nice
+/// value to restore, or `None` if it could not be changed (the thread then keeps its priority).
+pub fn lower_thread_priority(by: i32) -> Option<i32> {
+    let tid = rustix::thread::gettid();
+    let before = rustix::process::getpriority_process(Some(tid)).ok()?;
+    let target = before.saturating_add(by).min(19);
+    match rustix::process::setpriority_process(Some(tid), target) {
+        Ok(()) => Some(before),
+        Err(e) => {
+            tracing::debug!(error = %e, "the inventory recorder keeps its priority");
+            None
+        }
+    }
+}
 
 impl Inventory {
     /// Set what `boot.ipxe` serves a machine.
@@ -881,5 +913,33 @@ mod tests {
             boots(&inv),
             vec!["boot.ipxe served: agent", "boot.ipxe served: disk"]
         );
+    }
+
+    /// The recorder's thread gets nicer, only that thread, and can be restored.
+    #[test]
+    fn lower_thread_priority_changes_the_calling_thread_only() {
+        let process = rustix::process::getpriority_process(None).unwrap();
+        let (before, lowered, after) = std::thread::spawn(|| {
+            let tid = Some(rustix::thread::gettid());
+            let before = rustix::process::getpriority_process(tid).unwrap();
+            let restore = super::lower_thread_priority(10);
+            let lowered = rustix::process::getpriority_process(tid).unwrap();
+            // Raising it back needs privilege (or RLIMIT_NICE); only check it when allowed.
+            let after = restore
+                .and_then(|n| rustix::process::setpriority_process(tid, n).ok())
+                .map(|()| rustix::process::getpriority_process(tid).unwrap());
+            (before, lowered, after)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(lowered, (before + 10).min(19));
+        assert_eq!(
+            rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap(),
+            process,
+            "the test's own thread is untouched"
+        );
+        if let Some(after) = after {
+            assert_eq!(after, before);
+        }
     }
 }
