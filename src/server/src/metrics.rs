@@ -38,6 +38,7 @@ pub struct Metrics {
     pub tftp: Family<KindLabels, Counter>,
     pub http: Family<KindLabels, Counter>,
     pub tftp_bytes: Counter,
+    pub tftp_retransmits: Counter,
     pub tftp_active: Gauge,
     /// Seconds to answer `GET /ipxe/boot.ipxe`.
     pub boot_script_seconds: Histogram,
@@ -121,6 +122,12 @@ impl Metrics {
             "TFTP payload bytes sent",
             tftp_bytes.clone(),
         );
+        let tftp_retransmits = Counter::default();
+        registry.register(
+            "tftp_retransmitted_datagrams",
+            "TFTP OACK/DATA datagrams sent again (timeouts, loss reports), of finished transfers",
+            tftp_retransmits.clone(),
+        );
         let tftp_active = Gauge::default();
         registry.register(
             "tftp_active_transfers",
@@ -182,6 +189,7 @@ impl Metrics {
             tftp,
             http,
             tftp_bytes,
+            tftp_retransmits,
             tftp_active,
         }
     }

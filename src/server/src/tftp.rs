@@ -355,6 +355,7 @@ impl TftpService {
     }
 
     fn finish(&self, t: &Transfer) {
+        self.metrics.tftp_retransmits.inc_by(t.retransmits());
         match t.outcome() {
             Some(Outcome::Completed { bytes, elapsed, .. }) => {
                 self.metrics
