@@ -48,6 +48,16 @@ pub fn require_root() {
     );
 }
 
+/// Sum of the samples of a Prometheus counter (rackboot's `/metrics`) whose line starts with
+/// `prefix`.
+pub fn metric_sum(metrics: &str, prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// Path of a workspace binary built next to this test executable.
 pub fn workspace_bin(name: &str) -> PathBuf {
     if let Ok(p) = std::env::var(format!(

@@ -8,7 +8,7 @@
 use rackboot_e2e::admin::Admin;
 use rackboot_e2e::dhcp_client::{client_socket, exchange, packet, ClientSpec};
 use rackboot_e2e::qemu::{self, Firmware};
-use rackboot_e2e::{in_netns, workspace_bin, Host, Lab};
+use rackboot_e2e::{in_netns, metric_sum, workspace_bin, Host, Lab};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -66,15 +66,6 @@ fn curl(lab: &Lab, ns: &str, args: &[&str]) -> (u16, String) {
     let (_, out) = lab.exec(ns, &all);
     let (body, code) = out.rsplit_once('\n').unwrap_or(("", out.as_str()));
     (code.trim().parse().unwrap_or(0), body.to_string())
-}
-
-/// Sum of the samples of a Prometheus counter whose line starts with `prefix`.
-fn counter(metrics: &str, prefix: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -428,7 +419,7 @@ fn malformed_dhcp_and_tftp_floods_do_not_stop_real_clients() {
         lab.log("rackboot")
     );
     let after = lab.admin_get(&appl, "/metrics");
-    let rose = |prefix: &str| counter(&after, prefix) - counter(&before, prefix);
+    let rose = |prefix: &str| metric_sum(&after, prefix) - metric_sum(&before, prefix);
     let dhcp_malformed = rose("rackboot_dhcp_packets_total{kind=\"malformed\"");
     let tftp_bad = rose("rackboot_tftp_transfers_total{kind=\"dropped\"")
         + rose("rackboot_tftp_transfers_total{kind=\"refused\"");

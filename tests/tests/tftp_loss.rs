@@ -5,17 +5,8 @@
 //! namespaces; needs root.
 #![allow(clippy::unwrap_used)]
 
-use rackboot_e2e::qemu;
+use rackboot_e2e::{metric_sum, qemu};
 use std::net::Ipv4Addr;
-
-/// Sum of the samples of a Prometheus counter whose line starts with `prefix`.
-fn counter(metrics: &str, prefix: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
 
 #[test]
 fn windowed_and_lockstep_fetches_survive_loss_without_resending_everything() {
@@ -94,7 +85,7 @@ fn windowed_and_lockstep_fetches_survive_loss_without_resending_everything() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no counter in:\n{ruleset}"));
     let after = lab.admin_get(&appl, "/metrics");
-    let rose = |prefix: &str| counter(&after, prefix) - counter(&before, prefix);
+    let rose = |prefix: &str| metric_sum(&after, prefix) - metric_sum(&before, prefix);
     let resent = rose("rackboot_tftp_retransmitted_datagrams_total");
     eprintln!("{resent} datagrams resent for {dropped} lost");
     let completed = rose("rackboot_tftp_transfers_total{kind=\"completed\"");
