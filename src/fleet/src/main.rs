@@ -150,11 +150,13 @@ fn main() -> anyhow::Result<()> {
     let report = Report::new(&clients);
     print!("{}", report.markdown(&a.label));
     println!(
-        "\nsimulator: {} thread(s), {:.2} s wall, {} frames in, {} out, {} not for any machine \
+        "\nsimulator: {} thread(s), {:.2} s wall, {:.2} s CPU (user + system), {} frames in, {} \
+         out, {} not for any machine \
          (with several threads, each also sees the broadcasts for the others' machines), {} \
          dropped by the simulator's sockets before it read them",
         k,
         wall.as_secs_f64(),
+        cpu_seconds(),
         st.frames_in,
         st.frames_out,
         st.frames_unrouted,
@@ -166,10 +168,20 @@ fn main() -> anyhow::Result<()> {
     if let Some(p) = &a.summary {
         let mut s = report.summary();
         s.push_str(&format!("wall_s={:.3}\n", wall.as_secs_f64()));
+        s.push_str(&format!("cpu_s={:.2}\n", cpu_seconds()));
         std::fs::write(p, s).with_context(|| format!("writing {}", p.display()))?;
     }
     if report.booted < report.clients {
         std::process::exit(2);
     }
     Ok(())
+}
+
+/// CPU time this process has used so far (all threads, user and system).
+fn cpu_seconds() -> f64 {
+    use nix::sys::resource::{getrusage, UsageWho};
+    getrusage(UsageWho::RUSAGE_SELF).map_or(0.0, |u| {
+        let (a, b) = (u.user_time(), u.system_time());
+        (a.tv_sec() + b.tv_sec()) as f64 + (a.tv_usec() + b.tv_usec()) as f64 / 1e6
+    })
 }
