@@ -110,4 +110,4 @@ for w in mean median max failed; do
 done
 echo "| every run (s) | ${l_rb[*]} | ${l_at[*]} |"
 echo
-echo "- lossy windowed speed-up (mean time): $(ratio "$(lstat mean "${l_at[@]}")" "$(lstat mean "${l_rb[@]}")")×, worst run: $(ratio "$(lstat max "${l_at[@]}")" "$(lstat max "${l_rb[@]}")")× (rackboot resends a window at once when the client repeats its last ACK, and its retransmission timeout follows the round trip: a loss the client does not report costs it 50 ms; atftpd then waits for its own retransmission timeout, seconds)"
+echo "- lossy windowed speed-up (mean time): $(ratio "$(lstat mean "${l_at[@]}")" "$(lstat mean "${l_rb[@]}")")×, worst run: $(ratio "$(lstat max "${l_at[@]}")" "$(lstat max "${l_rb[@]}")")× (rackboot resends a window at once when the client repeats its last ACK, and its retransmission timeout follows the round trip: a lost last block, which the client cannot report, is probed after twice the round trip (at least 5 ms); atftpd then waits for its own retransmission timeout, seconds)"

@@ -99,6 +99,7 @@ fuzz_target!(|data: &[u8]| {
         max_retries: u32::from(retries % 4),
         // 0 (clamped to 1 ms by the engine) up to above the default timeout (fixed).
         min_timeout: Duration::from_millis(u64::from(retries / 4) * 20),
+        tail_probe: file_len % 2 == 0,
     };
     let mut now = Instant::now();
     let mut t = rackboot_tftp::Transfer::new(&req, file.clone(), &cfg, now);

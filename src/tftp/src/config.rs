@@ -32,6 +32,10 @@ pub struct EngineConfig {
     /// `min_timeout..=default_timeout`. At or above `default_timeout` it stays fixed.
     /// Default 50 ms.
     pub min_timeout: Duration,
+    /// With an adaptive timeout and a window of several blocks, send a window's last block
+    /// again after twice the round trip when no ACK came (a lost last block is seen by no
+    /// one: without the probe it costs the whole timeout). Default on.
+    pub tail_probe: bool,
 }
 
 impl Default for EngineConfig {
@@ -42,6 +46,7 @@ impl Default for EngineConfig {
             default_timeout: Duration::from_secs(1),
             max_retries: 5,
             min_timeout: Duration::from_millis(50),
+            tail_probe: true,
         }
     }
 }

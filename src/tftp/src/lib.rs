@@ -61,6 +61,11 @@
 //!   trip (RFC 1123 4.2.3.2: RFC 6298's estimator, Karn's rule, at least
 //!   `min_timeout`) and doubles on each timeout up to `timeout`; the shorter
 //!   waits do not count towards `max_retries`.
+//! - With that adaptive wait and a window of several blocks, a window whose ACK
+//!   has not come after twice the smoothed round trip (at least 5 ms) gets its
+//!   last block sent again, once (a tail loss probe, after RFC 8985): a lost
+//!   last block is reported by no one, and would cost the whole timeout.
+//!   [`EngineConfig::tail_probe`] turns it off.
 //! - An ERROR 8 from the client in answer to the OACK ends the transfer with
 //!   [`Outcome::AbortedAfterOack`]: the normal end of a `tsize` probe (OVMF).
 //!   Any other client ERROR ends it with [`FailReason::ClientError`].

@@ -12,6 +12,9 @@ use crate::initial::ReadRequest;
 use crate::options::{negotiate, Negotiated};
 use crate::wire::{write_data, write_error, ErrorCode, Packet};
 
+/// The shortest wait before a tail probe (see `Window::probe`).
+const PROBE_FLOOR: Duration = Duration::from_millis(5);
+
 /// How a transfer ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -78,6 +81,16 @@ struct Window {
     /// no resends just before it, so echoes of duplicates cannot keep doubling
     /// the traffic (the windowed Sorcerer's Apprentice). Never in lock-step.
     fresh: bool,
+    /// When to send the window's last block again if no ACK came: a lost last block is
+    /// reported by no one (the client has no later block to see the gap by), so only a timer
+    /// finds it. Twice the smoothed round trip (at least 5 ms) instead of the whole timeout;
+    /// once per window, only with a measured round trip, an adaptive timeout and a window of
+    /// more than one block (like TCP's tail loss probe, RFC 8985). A client that had the block
+    /// answers the duplicate with the ACK it already sent, which a probed window's successor
+    /// ignores (it is not `fresh`).
+    probe: Option<Instant>,
+    /// The probe is due: `poll_transmit` sends the last block next.
+    probe_due: bool,
 }
 
 #[derive(Debug)]
@@ -119,6 +132,10 @@ pub struct Transfer {
     srtt: Option<(Duration, Duration)>,
     /// First block of the latest resend (timeout, repeated or in-window ACK).
     resent_from: Option<u64>,
+    /// `EngineConfig::tail_probe`.
+    tail_probe: bool,
+    /// Tail probes sent.
+    probes: u64,
 }
 
 impl Transfer {
@@ -165,6 +182,8 @@ impl Transfer {
             min_timeout: cfg.min_timeout.max(Duration::from_millis(1)),
             srtt: None,
             resent_from: None,
+            tail_probe: cfg.tail_probe,
+            probes: 0,
             negotiated,
         }
     }
@@ -189,11 +208,15 @@ impl Transfer {
                 true
             }
             State::Sending(w) => {
-                if w.next >= w.end {
+                let tail = w.end.saturating_sub(1);
+                let idx = if std::mem::take(&mut w.probe_due) && tail >= w.base {
+                    tail
+                } else if w.next < w.end {
+                    w.next += 1;
+                    w.next - 1
+                } else {
                     return false;
-                }
-                let idx = w.next;
-                w.next += 1;
+                };
                 if idx < w.sent_end {
                     self.retransmits += 1;
                 } else {
@@ -228,7 +251,7 @@ impl Transfer {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.state {
             State::AwaitOackAck { deadline, .. } => Some(*deadline),
-            State::Sending(w) => Some(w.deadline),
+            State::Sending(w) => Some(w.probe.map_or(w.deadline, |p| p.min(w.deadline))),
             State::Done { .. } => None,
         }
     }
@@ -264,8 +287,21 @@ impl Transfer {
             }
             State::Sending(w) => {
                 if now < w.deadline {
+                    // Only the tail probe can be due: the window's last block, once, if the
+                    // whole window has gone out. It resends a block, so the window's ACK gives
+                    // no round-trip sample (Karn).
+                    if w.probe.is_some_and(|p| now >= p) {
+                        w.probe = None;
+                        if w.next >= w.end {
+                            w.probe_due = true;
+                            w.resent = true;
+                            self.probes += 1;
+                        }
+                    }
                     return;
                 }
+                w.probe = None;
+                w.probe_due = false;
                 if full_wait && w.retries >= max_retries {
                     true
                 } else {
@@ -332,6 +368,7 @@ impl Transfer {
 
     fn on_ack(&mut self, block: u16, now: Instant) {
         let rto = self.rto;
+        let probe = self.probe_at(now);
         match &mut self.state {
             State::AwaitOackAck { deadline, .. } => {
                 if block == 0 {
@@ -346,6 +383,7 @@ impl Transfer {
                         Window::starting_at(1, 1, &self.negotiated, self.last_block, now, self.rto);
                     // A client that got the OACK twice may ACK it twice: not a loss signal.
                     w.fresh = ws > 1 && once;
+                    w.probe = self.probe_at(now);
                     self.state = State::Sending(w);
                 } else {
                     self.ignored += 1;
@@ -362,6 +400,7 @@ impl Transfer {
                         w.resent = true;
                         w.next = w.base;
                         w.deadline = deadline_after(now, rto);
+                        w.probe = probe;
                         self.resent_from = Some(w.base);
                     } else {
                         self.ignored += 1;
@@ -412,6 +451,7 @@ impl Transfer {
                         self.rto,
                     );
                     w.fresh = fresh;
+                    w.probe = self.probe_at(now);
                     if settling {
                         w.next = sent_end.min(w.end).max(w.base);
                     } else if w.resent {
@@ -422,6 +462,14 @@ impl Transfer {
             }
             State::Done { .. } => self.ignored += 1,
         }
+    }
+
+    /// The tail probe's time for a window opened `now` (see `Window::probe`), if it gets one.
+    fn probe_at(&self, now: Instant) -> Option<Instant> {
+        let (srtt, _) = self.srtt?;
+        let wait = srtt.saturating_mul(2).max(PROBE_FLOOR);
+        (self.tail_probe && self.adaptive && self.negotiated.windowsize > 1 && wait < self.rto)
+            .then(|| deadline_after(now, wait))
     }
 
     /// Fold a round-trip sample into the retransmission timeout (RFC 6298's estimator),
@@ -509,6 +557,11 @@ impl Transfer {
         self.retransmits
     }
 
+    /// Tail probes sent (see [`EngineConfig::tail_probe`]); each is also a retransmit.
+    pub fn tail_probes(&self) -> u64 {
+        self.probes
+    }
+
     /// Datagrams ignored by `handle_datagram` (stale ACKs, junk, wrong opcode).
     pub fn ignored_datagrams(&self) -> u64 {
         self.ignored
@@ -536,6 +589,8 @@ impl Window {
             // Starting below `sent_end` resends blocks already sent.
             resent: base < sent_end,
             fresh: false,
+            probe: None,
+            probe_due: false,
         }
     }
 }

@@ -4,6 +4,7 @@ mod fuzz;
 mod initial;
 mod negotiation;
 mod path;
+mod probe;
 mod rto;
 mod sim;
 mod transfer;

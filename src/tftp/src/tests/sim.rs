@@ -10,8 +10,11 @@ use crate::{Outcome, Packet, Transfer};
 pub(crate) struct Run {
     pub received: Vec<u8>,
     pub outcome: Outcome,
-    /// Timeouts the server had to take (deadline reached).
+    /// Timeouts the server had to take (retransmission deadline reached; tail probes not
+    /// counted).
     pub timeouts: u64,
+    /// Tail probes the server sent.
+    pub probes: u64,
     /// DATA datagrams the server emitted (including resends).
     pub data_sent: u64,
     /// Wire block 65535 was immediately followed by wire block 0.
@@ -25,7 +28,8 @@ pub(crate) struct Client {
     /// Wire block numbers to drop the first time they are sent.
     pub drop_once: HashSet<u16>,
     /// ACKs for these wire blocks (first time only) arrive late: after the
-    /// server's next timeout, i.e. after it already resent the window.
+    /// server's next deadline, i.e. after it already resent the window (or, with
+    /// a tail probe, its last block).
     pub late_acks: HashSet<u16>,
     /// Re-ACK the last good block on every duplicate DATA (RFC 1350 style),
     /// which a correct server must not answer with resends.
@@ -111,6 +115,7 @@ impl Client {
                         received,
                         outcome: outcome.clone(),
                         timeouts,
+                        probes: t.tail_probes(),
                         data_sent,
                         saw_wrap,
                     };
@@ -118,8 +123,11 @@ impl Client {
             }
             if acks.is_empty() {
                 now = t.poll_timeout().unwrap();
-                timeouts += 1;
+                let probes = t.tail_probes();
                 t.handle_timeout(now);
+                if t.tail_probes() == probes {
+                    timeouts += 1;
+                }
                 acks.append(&mut late);
             } else {
                 for a in std::mem::take(&mut acks) {

@@ -107,23 +107,39 @@ fn first_block_lost_right_after_a_resend_waits_for_the_timeout() {
     let run = client.run(&mut t, now);
     assert_completed(&run, &file);
     assert_eq!(run.timeouts, 1);
+    // The tail probe of window 9-12 came first and could not help: the gap was reported.
+    assert_eq!(run.probes, 1);
+}
+
+fn reacking_client_with_late_acks(tail_probe: bool) -> super::sim::Run {
+    let now = t0();
+    let file = file_of(512 * 40 + 7);
+    let req = rrq("f", &[("windowsize", "4")]);
+    let c = EngineConfig {
+        tail_probe,
+        ..cfg()
+    };
+    let mut t = Transfer::new(&req, file.clone(), &c, now);
+    let mut client = Client::new(512, 4);
+    client.ack_duplicates = true;
+    client.late_acks.extend([8, 24]);
+    let run = client.run(&mut t, now);
+    assert_completed(&run, &file);
+    run
 }
 
 #[test]
 fn windowed_client_reacking_duplicates_gets_each_window_at_most_twice() {
     // The ACK of window 5-8 arrives after the server's timeout: the server resends 5-8 and
     // the client re-ACKs every duplicate. Those repeats must not resend 9-12 (and so on).
-    let now = t0();
-    let file = file_of(512 * 40 + 7);
-    let req = rrq("f", &[("windowsize", "4")]);
-    let mut t = Transfer::new(&req, file.clone(), &cfg(), now);
-    let mut client = Client::new(512, 4);
-    client.ack_duplicates = true;
-    client.late_acks.extend([8, 24]);
-    let run = client.run(&mut t, now);
-    assert_completed(&run, &file);
-    assert_eq!(run.timeouts, 2);
+    let run = reacking_client_with_late_acks(false);
+    assert_eq!((run.timeouts, run.probes), (2, 0));
     assert_eq!(run.data_sent, 41 + 4 + 4);
+    // With the tail probe, the late ACK meets a probe instead: one block resent, not four,
+    // and the client's ACK of the duplicate does not resend the next window either.
+    let run = reacking_client_with_late_acks(true);
+    assert_eq!((run.timeouts, run.probes), (0, 2));
+    assert_eq!(run.data_sent, 41 + 1 + 1);
 }
 
 #[test]
@@ -133,7 +149,12 @@ fn acks_answering_a_resend_slide_the_window_without_sending_it_again() {
     // sides' windows stay out of step and every window goes out twice.
     let now = t0();
     let req = rrq("f", &[("windowsize", "4")]);
-    let mut t = Transfer::new(&req, file_of(512 * 30), &cfg(), now);
+    // Without the tail probe, which would find the lost 4 first (tests/probe.rs).
+    let c = EngineConfig {
+        tail_probe: false,
+        ..cfg()
+    };
+    let mut t = Transfer::new(&req, file_of(512 * 30), &c, now);
     drain(&mut t);
     t.handle_datagram(&ack(0), now);
     assert_eq!(data_blocks(&drain(&mut t)), vec![1, 2, 3, 4]);
