@@ -87,7 +87,8 @@ fn windowed_and_lockstep_fetches_survive_loss_without_resending_everything() {
     let after = lab.admin_get(&appl, "/metrics");
     let rose = |prefix: &str| metric_sum(&after, prefix) - metric_sum(&before, prefix);
     let resent = rose("rackboot_tftp_retransmitted_datagrams_total");
-    eprintln!("{resent} datagrams resent for {dropped} lost");
+    let probes = rose("rackboot_tftp_tail_probes_total");
+    eprintln!("{resent} datagrams resent ({probes} tail probes) for {dropped} lost");
     let completed = rose("rackboot_tftp_transfers_total{kind=\"completed\"");
     assert_eq!(completed, 2.0, "metrics:\n{after}");
     // ~580 blocks of 1468 and ~1660 of 512: over 20 losses.

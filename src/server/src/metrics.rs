@@ -39,6 +39,7 @@ pub struct Metrics {
     pub http: Family<KindLabels, Counter>,
     pub tftp_bytes: Counter,
     pub tftp_retransmits: Counter,
+    pub tftp_tail_probes: Counter,
     pub tftp_active: Gauge,
     /// Seconds to answer `GET /ipxe/boot.ipxe`.
     pub boot_script_seconds: Histogram,
@@ -128,6 +129,13 @@ impl Metrics {
             "TFTP OACK/DATA datagrams sent again (timeouts, loss reports), of finished transfers",
             tftp_retransmits.clone(),
         );
+        let tftp_tail_probes = Counter::default();
+        registry.register(
+            "tftp_tail_probes",
+            "TFTP windows whose last block was sent again after twice the round trip without an \
+             ACK (a lost last block; included in tftp_retransmitted_datagrams), of finished transfers",
+            tftp_tail_probes.clone(),
+        );
         let tftp_active = Gauge::default();
         registry.register(
             "tftp_active_transfers",
@@ -190,6 +198,7 @@ impl Metrics {
             http,
             tftp_bytes,
             tftp_retransmits,
+            tftp_tail_probes,
             tftp_active,
         }
     }

@@ -356,6 +356,7 @@ impl TftpService {
 
     fn finish(&self, t: &Transfer) {
         self.metrics.tftp_retransmits.inc_by(t.retransmits());
+        self.metrics.tftp_tail_probes.inc_by(t.tail_probes());
         match t.outcome() {
             Some(Outcome::Completed { bytes, elapsed, .. }) => {
                 self.metrics
