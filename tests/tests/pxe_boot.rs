@@ -84,6 +84,14 @@ fn boot_to_marker_then_disk(fw: Firmware, tag: &str, mac: &str, uuid: &str, firm
             "native UEFI PXE should fetch ipxe.efi over TFTP"
         );
         let metrics = lab.admin_get(&appl, "/metrics");
+        // What the firmware negotiated and what its transfers needed resent (for the log).
+        for line in metrics.lines().filter(|l| {
+            l.starts_with("rackboot_tftp_transfers_total{kind=\"option\"")
+                || l.starts_with("rackboot_tftp_retransmitted")
+                || l.starts_with("rackboot_tftp_tail_probes")
+        }) {
+            eprintln!("{line}");
+        }
         assert!(
             metrics.contains("rackboot_tftp_transfers_total{kind=\"completed\""),
             "{metrics}"
