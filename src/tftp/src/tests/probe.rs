@@ -1,21 +1,32 @@
 //! Tail loss probe: a lost last block of a window is resent after twice the round trip, not
 //! after the whole retransmission timeout.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::sim::{assert_completed, Client};
 use super::{ack, cfg, data_blocks, drain, file_of, ms, rrq, t0};
 use crate::{EngineConfig, Transfer};
 
-/// A windowsize-4 transfer whose OACK was ACKed after `rtt`; the first window is out.
-fn opened(rtt: Duration, c: &EngineConfig) -> (Transfer, std::time::Instant) {
-    let start = t0();
-    let req = rrq("f", &[("windowsize", "4")]);
-    let mut t = Transfer::new(&req, file_of(512 * 40), c, start);
+/// A transfer of 20 KiB for `opts` whose OACK (sent at `start`) was ACKed after `rtt`; what
+/// that ACK let out has been sent. Returns it and the time of the ACK.
+fn acked(
+    opts: &[(&str, &str)],
+    start: Instant,
+    rtt: Duration,
+    c: &EngineConfig,
+) -> (Transfer, Instant, Vec<u16>) {
+    let mut t = Transfer::new(&rrq("f", opts), file_of(512 * 40), c, start);
     drain(&mut t);
     let now = start + rtt;
     t.handle_datagram(&ack(0), now);
-    assert_eq!(data_blocks(&drain(&mut t)), vec![1, 2, 3, 4]);
+    let sent = data_blocks(&drain(&mut t));
+    (t, now, sent)
+}
+
+/// A windowsize-4 transfer whose OACK was ACKed after `rtt`; the first window is out.
+fn opened(rtt: Duration, c: &EngineConfig) -> (Transfer, Instant) {
+    let (t, now, sent) = acked(&[("windowsize", "4")], t0(), rtt, c);
+    assert_eq!(sent, vec![1, 2, 3, 4]);
     (t, now)
 }
 
@@ -67,22 +78,11 @@ fn a_window_acked_in_time_is_not_probed() {
 fn no_probe_in_lock_step_with_a_negotiated_timeout_without_a_sample_or_when_disabled() {
     let start = t0();
     // Lock-step: the first deadline is the timeout.
-    let mut t = Transfer::new(
-        &rrq("f", &[("blksize", "1024")]),
-        file_of(9000),
-        &cfg(),
-        start,
-    );
-    drain(&mut t);
-    t.handle_datagram(&ack(0), start + ms(2));
-    drain(&mut t);
+    let (t, _, _) = acked(&[("blksize", "1024")], start, ms(2), &cfg());
     assert_eq!(t.poll_timeout(), Some(start + ms(2) + t.rto()));
     // A negotiated timeout is the retransmission interval (RFC 2349): nothing sooner.
-    let req = rrq("f", &[("windowsize", "4"), ("timeout", "1")]);
-    let mut t = Transfer::new(&req, file_of(9000), &cfg(), start);
-    drain(&mut t);
-    t.handle_datagram(&ack(0), start + ms(2));
-    drain(&mut t);
+    let opts = [("windowsize", "4"), ("timeout", "1")];
+    let (t, _, _) = acked(&opts, start, ms(2), &cfg());
     assert_eq!(
         t.poll_timeout(),
         Some(start + ms(2) + Duration::from_secs(1))
