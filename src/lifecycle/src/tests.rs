@@ -183,6 +183,41 @@ fn failed_wipes_retry_then_error() {
     assert_eq!(ops(&a), [&Action::AgentWipe { full: true }]);
 }
 
+/// The case the property test found (CI, session 10): a release whose wipe fails into Error
+/// comes back to Available only through the operator's wipe, and only once it succeeds.
+#[test]
+fn a_release_whose_wipe_failed_is_available_only_after_a_good_wipe() {
+    let fail = || Input::WipeDone {
+        ok: false,
+        error: "EIO".into(),
+    };
+    let good = Input::WipeDone {
+        ok: true,
+        error: String::new(),
+    };
+    let mut m = Lifecycle::new(State::Registered);
+    m.agent_connected = true;
+    let (m, _) = run(&m, &[Input::Command(Command::Accept), good.clone()], 0);
+    assert_eq!(m.state, State::Available);
+    let provision = Input::Command(Command::Provision {
+        profile: "p".into(),
+    });
+    let (m, _) = run(&m, &[provision, Input::Command(Command::Release)], 1);
+    assert_eq!(m.state, State::Releasing);
+    let (m, _) = run(&m, &[fail(), fail()], 2);
+    assert_eq!(m.state, State::Error);
+    let (m, _) = run(&m, &[Input::Command(Command::Wipe { full: false })], 3);
+    assert_eq!(m.state, State::Wiping);
+    let (m, _) = run(&m, &[fail()], 4);
+    assert_eq!(
+        m.state,
+        State::Wiping,
+        "one failure is retried, not released"
+    );
+    let (m, _) = run(&m, &[good], 5);
+    assert_eq!(m.state, State::Available);
+}
+
 #[test]
 fn without_a_bmc_the_operator_is_told_once() {
     let m = Lifecycle::new(State::Discovered);
@@ -281,7 +316,12 @@ proptest! {
                 }
             }
             if before.state != State::Releasing && o.record.state == State::Releasing { wiped_since_release = false; }
-            if before.state == State::Releasing && o.record.state == State::Available { wiped_since_release = true; }
+            // A successful wipe clears the debt, whether it ran in Releasing or in a later
+            // Wiping (e.g. an operator's wipe after the release's wipe failed into Error).
+            let wiped_now = matches!(input, Input::WipeDone { ok: true, .. });
+            if wiped_now && matches!(before.state, State::Wiping | State::Releasing) && o.record.state == State::Available {
+                wiped_since_release = true;
+            }
             if o.record.state == State::Available && before.state != State::Available && before.state != State::Cordoned {
                 prop_assert!(wiped_since_release, "available after release without a wipe");
                 prop_assert!(matches!(before.state, State::Wiping | State::Releasing), "available from {:?}", before.state);
