@@ -23,6 +23,7 @@ STACKS=${FLEET_STACKS:-rackboot dnsmasq}
 WIRE=${FLEET_WIRE:-packet}
 WINDOW_KIB=${FLEET_HTTP_WINDOW_KIB:-$([ "$WIRE" = tap ] && echo 16 || echo 256)}
 THREADS=${FLEET_THREADS:-2}
+CORES=$(nproc)
 OUT=${FLEET_OUT:-$ROOT/bench/results}
 STAMP=${FLEET_STAMP:-$(date -u +%Y-%m-%dT%H%MZ)}
 W=$WORK/fleet; A=$W/assets; WWW=$W/www
@@ -315,20 +316,25 @@ done
 echo
 echo "Physical bound (measured in this run): loopback TCP $(python3 -c "print(round($LO_BPS/1e9,2))") GB/s, RTT across the segment $RTT_MS ms, at least $ROUND_TRIPS round trips in sequence for the slowest machine kind of the mix (see bench/fleet.sh); bound = max(bytes ÷ bandwidth, round trips × RTT); goal: all booted within 1.2× the bound."
 echo
-echo "| stack | clients | bytes moved (MB) | bytes ÷ loopback bandwidth (s) | round trips × RTT (s) | physical bound (s) | all booted (s) | all booted ÷ bound |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| stack | clients | bytes moved (MB) | bytes ÷ loopback bandwidth (s) | round trips × RTT (s) | physical bound (s) | all booted (s) | all booted ÷ bound | CPU work ÷ $CORES cores (s) | all booted ÷ CPU work |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 for n in $SIZES; do for stack in $STACKS; do
   set -- ${R[$stack-$n]}
-  python3 - "$stack" "$n" "${11:-0}" "$LO_BPS" "$ROUND_TRIPS" "$RTT_MS" "$4" <<'PY'
+  python3 - "$stack" "$n" "${11:-0}" "$LO_BPS" "$ROUND_TRIPS" "$RTT_MS" "$4" "${10:-0}" "${12:-0}" "$CORES" <<'PY'
 import sys
-stack, n, nbytes, bps, rts, rtt, done = sys.argv[1:8]
+stack, n, nbytes, bps, rts, rtt, done, srv_cpu, sim_cpu, cores = sys.argv[1:11]
 nbytes, bps, rts, rtt = int(nbytes), float(bps), int(rts), float(rtt)
 a, b = nbytes / bps, rts * rtt / 1000
 bound = max(a, b)
-ratio = f"{float(done) / bound:.1f}" if done not in ("-", "") and bound > 0 else "n/a (not all booted)"
-print(f"| {stack} | {n} | {nbytes / 1e6:.1f} | {a:.3f} | {b:.3f} | {bound:.3f} | {done} | {ratio} |")
+booted = done not in ("-", "")
+ratio = f"{float(done) / bound:.1f}" if booted and bound > 0 else "n/a (not all booted)"
+work = (float(srv_cpu) + float(sim_cpu)) / int(cores)
+wratio = f"{float(done) / work:.2f}" if booted and work > 0 else "n/a"
+print(f"| {stack} | {n} | {nbytes / 1e6:.1f} | {a:.3f} | {b:.3f} | {bound:.3f} | {done} | {ratio} | {work:.2f} | {wratio} |")
 PY
 done; done
+echo
+echo "CPU work is the server's and the simulator's CPU time (the two CPU columns above) spread over the machine's $CORES cores: the storm cannot end sooner on this machine, because the simulated clients run on the same cores (kernel work in softirq threads is in neither column, so this is a lower bound). A ratio near 1 means the run was CPU-bound, not waiting on timers or the network."
 echo
 echo "- rackboot binary: $(( $(stat -c %s "$BIN") / 1048576 )) MiB ($(stat -c %s "$BIN") bytes, release with debug=1); stripped: $(( $(strip -o $W/rackboot.stripped "$BIN" && stat -c %s $W/rackboot.stripped) / 1048576 )) MiB"
 echo
