@@ -26,6 +26,8 @@ LRES=()
 PIN_SERVER="" PIN_LOAD=""
 if [ "$(nproc)" -ge 2 ]; then PIN_SERVER="taskset -c 0"; PIN_LOAD="taskset -c 1"; fi
 cpu_ticks() { awk '{print $14 + $15}' /proc/$1/stat; }
+# UDP datagrams a namespace's sockets dropped because their receive buffer was full.
+rcvbuf_drops() { ip netns exec $1 awk '/^Udp:/{if(!n){n=split($0,k);next} for(i=1;i<=n;i++) if(k[i]=="RcvbufErrors") print $i}' /proc/net/snmp; }
 RES=()
 for target in rackboot dnsmasq; do
   if [ $target = rackboot ]; then
@@ -53,13 +55,13 @@ CONF
   done
   spid=${PIDS[-1]}
   for rate in $LOAD_RATES; do
-    c0=$(cpu_ticks $spid)
+    c0=$(cpu_ticks $spid); ds0=$(rcvbuf_drops ${P}s); dc0=$(rcvbuf_drops ${P}c)
     out=$(ip netns exec ${P}c $PIN_LOAD "$LOAD" --server 10.98.0.2 --relay 10.98.0.50 --rate $rate --seconds 5 --clients 1000)
-    c1=$(cpu_ticks $spid)
+    c1=$(cpu_ticks $spid); ds=$(( $(rcvbuf_drops ${P}s) - ds0 )); dc=$(( $(rcvbuf_drops ${P}c) - dc0 ))
     v() { echo "$out" | sed -n "s/^$1=//p"; }
     # Server CPU (user + system, all threads) per 1,000 offers, in ms.
     cpu=$(python3 -c "t=($c1-$c0)*1000/$(getconf CLK_TCK); o=$(v offers); print(f'{t*1000/o:.1f}' if o else 'n/a')")
-    LRES+=("$target $rate $(v sent) $(v offers) $(v offers_per_s) $(v lost) $(v delay_p50_ms) $(v delay_p99_ms) $(v delay_max_ms) $cpu")
+    LRES+=("$target $rate $(v sent) $(v offers) $(v offers_per_s) $(v lost) $(v delay_p50_ms) $(v delay_p99_ms) $(v delay_max_ms) $cpu $ds $dc")
   done
   kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true; unset 'PIDS[-1]'
 done
@@ -79,15 +81,17 @@ done
 echo
 echo "rackboot-dhcp-load (open loop, 5 s per rate, 1,000 machines):"
 echo
-echo "| target | offered rate (/s) | DISCOVERs sent | OFFERs received | offers/s | lost | p50 delay (ms) | p99 delay (ms) | max delay (ms) | server CPU per 1,000 offers (ms) |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
+echo "| target | offered rate (/s) | DISCOVERs sent | OFFERs received | offers/s | lost | p50 delay (ms) | p99 delay (ms) | max delay (ms) | server CPU per 1,000 offers (ms) | dropped by the server's full socket | dropped by the generator's full socket |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 declare -A CAP CPU
 for r in "${LRES[@]}"; do
   set -- $r
-  echo "| $1 | $2 | $3 | $4 | $5 | $6 | $7 | $8 | $9 | ${10} |"
+  echo "| $1 | $2 | $3 | $4 | $5 | $6 | $7 | $8 | $9 | ${10} | ${11} | ${12} |"
   [ "${CAP[$1]:-0}" -ge "$5" ] || CAP[$1]=$5
   CPU[$1-$2]=${10}
 done
+echo
+echo "The generator sends and receives in batches of 64 (sendmmsg/recvmmsg) with a 64 MiB receive buffer, so that a lost offer is the server's: the last column should stay 0."
 echo
 echo "- ceiling (most offers/s at any offered rate; server on core 0, generator on core 1): rackboot ${CAP[rackboot]}, dnsmasq ${CAP[dnsmasq]}; ratio = $(ratio ${CAP[rackboot]} ${CAP[dnsmasq]})"
 for rate in $LOAD_RATES; do

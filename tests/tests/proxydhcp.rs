@@ -249,3 +249,56 @@ fn relayed_requests_get_unicast_replies_to_the_relay() {
     );
     assert!(received("REQUEST-ACK") >= 1, "perfdhcp saw no ACK:\n{out}");
 }
+
+/// `rackboot-dhcp-load` (the benchmark's generator: a relay sending DISCOVERs in `sendmmsg`
+/// batches, reading OFFERs in `recvmmsg` batches) against the real service: every DISCOVER of a
+/// modest rate is answered, each OFFER is matched to its DISCOVER by xid, and nothing is counted
+/// twice. This is what `make bench` trusts to find the ceiling.
+#[test]
+fn the_load_generator_counts_every_offer_once() {
+    let mut lab = Lab::new("dload");
+    let appl = lab.host("appl", APPL, None);
+    let cli = lab.host("cli", CLI, None);
+    let assets = assets(&lab);
+    lab.rackboot(&appl, &assets, &[]);
+    let load = rackboot_e2e::workspace_bin("rackboot-dhcp-load")
+        .display()
+        .to_string();
+    let (ok, out) = lab.exec(
+        &cli.ns,
+        &[
+            &load,
+            "--server",
+            "10.99.0.2",
+            "--relay",
+            "10.99.0.50",
+            "--rate",
+            "4000",
+            "--seconds",
+            "1",
+            "--clients",
+            "300",
+        ],
+    );
+    assert!(ok, "rackboot-dhcp-load failed:\n{out}");
+    let value = |key: &str| -> u64 {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}="))?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {key}= in:\n{out}"))
+    };
+    assert_eq!(value("sent"), 4000, "{out}");
+    assert_eq!(value("send_errors"), 0, "{out}");
+    assert_eq!(
+        value("offers"),
+        4000,
+        "every DISCOVER answered once:\n{out}"
+    );
+    assert_eq!(value("lost"), 0, "{out}");
+    assert_eq!(value("other_replies"), 0, "{out}");
+    assert_eq!(value("unmatched_offers"), 0, "{out}");
+    let served = rackboot_e2e::metric_sum(
+        &lab.admin_get(&appl, "/metrics"),
+        "rackboot_dhcp_packets_total{kind=\"offered\"",
+    );
+    assert!(served >= 4000.0, "rackboot counted {served} offers:\n{out}");
+}
