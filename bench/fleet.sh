@@ -288,7 +288,7 @@ for n in $SIZES; do
     for p in "${STACK_PIDS[@]}"; do stop $p; done
     stop $SITE_PID
     get() { awk -F= -v k="$1" '$1==k{print $2}' $W/$tag.sum; }
-    R[$tag]="$(get booted) $(get failed) $(get unfinished) $(get all_booted_s) $(get boot_p50_s) $(get boot_p99_s) $cold $idle $peak $cpu $(get bytes) $(get cpu_s)"
+    R[$tag]="$(get booted) $(get failed) $(get unfinished) $(get all_booted_s) $(get boot_p50_s) $(get boot_p99_s) $cold $idle $peak $cpu $(get bytes) $(get cpu_s) $(get retries)"
     cp $W/$tag.md "$OUT/$STAMP-fleet-$tag.md"
   done
 done
@@ -296,14 +296,16 @@ done
 # --- report -----------------------------------------------------------------------------------------
 echo "Fleet: \`$(basename "$FLEET") ${WIRE_ARGS[*]} --http-window-kib $WINDOW_KIB --clients N --mix $MIX\` (all power on at once; firmware retry 4/8/16/32 s); agent images ${KERNEL_MB} MiB kernel + ${INITRD_MB} MiB initrd, iPXE NBPs from Debian's ipxe package. Segment 10.97.0.0/21: dnsmasq address-only site DHCP (10.97.0.1), boot server 10.97.0.2; ARP gc_thresh raised to 4096/8192/16384 and net.core.rmem_default to $((RMEM_RUN / 1024)) KiB (from $((RMEM_OLD / 1024)) KiB) for the run."
 echo
-echo "| stack | clients | booted | failed | unfinished | all booted (s) | boot p50 (s) | boot p99 (s) | cold start (ms) | idle RSS (MiB) | peak RSS (MiB) | server CPU (s) | simulator CPU (s) |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| stack | clients | booted | failed | unfinished | all booted (s) | boot p50 (s) | boot p99 (s) | cold start (ms) | idle RSS (MiB) | peak RSS (MiB) | server CPU (s) | simulator CPU (s) | client retries (DHCP + TFTP) |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for n in $SIZES; do for stack in $STACKS; do
   set -- ${R[$stack-$n]}
   label=$stack; [ $stack = dnsmasq ] && label="dnsmasq proxy+TFTP, nginx"
   [ $stack = hybrid ] && label="rackboot proxy+TFTP, nginx HTTP"
-  echo "| $label | $n | $1 | $2 | $3 | $4 | $5 | $6 | $7 | $(python3 -c "print(round($8/1024,1))") | $(python3 -c "print(round($9/1024,1))") | ${10} | ${12:-?} |"
+  echo "| $label | $n | $1 | $2 | $3 | $4 | $5 | $6 | $7 | $(python3 -c "print(round($8/1024,1))") | $(python3 -c "print(round($9/1024,1))") | ${10} | ${12:-?} | ${13:-?} |"
 done; done
+echo
+echo "Client retries: datagrams the simulated machines sent again after a firmware timeout (4, 8, 16, 32 s) in DHCP and TFTP stages. Each is a lost DISCOVER, REQUEST or reply, or a stalled TFTP transfer; 0 means none happened."
 echo
 echo "The simulator shares the machine's 2 cores with the servers and the kernel: in T seconds they have 2T core-seconds between them, of which the simulator's column is its own part."
 echo

@@ -172,6 +172,9 @@ pub struct StageRec {
     pub ok: bool,
     /// Bytes moved (file stages).
     pub bytes: u64,
+    /// Datagrams the machine sent again after a firmware timeout in this stage (DHCP and TFTP
+    /// stages; HTTP is TCP's business).
+    pub retries: u32,
 }
 
 /// How a machine ended.
@@ -298,6 +301,8 @@ pub struct Client {
     rng: u64,
     next_http: u32,
     nbp_loads: u32,
+    /// Retries of the running DHCP exchange or TFTP transfer already put on a stage.
+    retries_seen: u32,
     out: Vec<Output>,
     pub stages: Vec<StageRec>,
     pub outcome: Option<Outcome>,
@@ -325,6 +330,7 @@ impl Client {
             rng: seed | 1,
             next_http: 0,
             nbp_loads: 0,
+            retries_seen: 0,
             out: Vec::new(),
             stages: Vec::new(),
             outcome: None,
@@ -515,7 +521,18 @@ impl Client {
             end: None,
             ok: false,
             bytes: 0,
+            retries: 0,
         });
+    }
+
+    /// The running exchange or transfer has retried `total` times so far: the new ones go on
+    /// the stage that is open now.
+    fn take_retries(&mut self, total: u32) {
+        let new = total.saturating_sub(self.retries_seen);
+        self.retries_seen = total;
+        if let Some(s) = self.stages.iter_mut().rev().find(|s| s.end.is_none()) {
+            s.retries += new;
+        }
     }
 
     fn stage_end(&mut self, now: Duration, ok: bool, bytes: u64) {
@@ -572,6 +589,7 @@ impl Client {
             },
         );
         let xid = self.xid();
+        self.retries_seen = 0;
         self.phase = Phase::Dhcp {
             x: Box::new(Exchange::new(id, xid, how, now)),
             purpose,
@@ -587,6 +605,7 @@ impl Client {
         while let Some(d) = x.poll_transmit() {
             self.out.push(Output::Raw(d));
         }
+        let retries = x.retries();
         let purpose = *purpose;
         // Configure the address as soon as it is ACKed: the ProxyDHCP ACK to 4011 comes by
         // unicast, and the server ARPs for us first.
@@ -596,6 +615,7 @@ impl Client {
         }
         let proxy_running = x.result().is_none();
         let result = x.result().map(|r| r.cloned().map_err(|f| f.label()));
+        self.take_retries(retries);
         if let Some(lease) = newly_bound {
             if self.ip != Some(lease.ip) {
                 self.ip = Some(lease.ip);
@@ -660,6 +680,7 @@ impl Client {
                     self.kind.tftp_options()
                 };
                 self.out.push(Output::TftpOpen);
+                self.retries_seen = 0;
                 self.phase = Phase::Tftp(tftp::Client::new(server, &file, opts, now));
                 self.after_tftp(now);
             }
@@ -682,7 +703,9 @@ impl Client {
         while let Some((to, payload)) = c.poll_transmit() {
             self.out.push(Output::TftpSend { to, payload });
         }
-        match c.outcome().cloned() {
+        let (retries, outcome) = (c.retries(), c.outcome().cloned());
+        self.take_retries(retries);
+        match outcome {
             None => {}
             Some(tftp::Outcome::Done { bytes }) => {
                 self.out.push(Output::TftpClose);

@@ -415,6 +415,11 @@ impl Exchange {
     }
 
     /// The lease once the address is ACKed (also while the ProxyDHCP request runs).
+    /// Datagrams sent again after a firmware timeout (DISCOVER, REQUEST, the 4011 REQUEST).
+    pub fn retries(&self) -> u32 {
+        self.backoff.retries()
+    }
+
     pub fn bound(&self) -> Option<&Lease> {
         match &self.phase {
             Phase::Proxy { lease } | Phase::Done(lease) => Some(lease),
@@ -547,7 +552,7 @@ impl Exchange {
         self.address = None;
         self.proxy = None;
         self.phase = Phase::Selecting { first_offer: None };
-        self.backoff = Backoff::firmware(now);
+        self.backoff.reset(now);
         self.send_discover(now);
     }
 
@@ -566,7 +571,7 @@ impl Exchange {
             return false;
         }
         self.phase = Phase::Requesting;
-        self.backoff = Backoff::firmware(now);
+        self.backoff.reset(now);
         self.send_request(now);
         true
     }
@@ -594,7 +599,7 @@ impl Exchange {
             self.phase = Phase::Proxy {
                 lease: lease.clone(),
             };
-            self.backoff = Backoff::firmware(now);
+            self.backoff.reset(now);
             self.send_proxy_request(now, lease.ip);
         } else {
             let mut lease = lease;

@@ -16,6 +16,8 @@ pub const FIRMWARE_TIMEOUTS: [Duration; 4] = [
 pub struct Backoff {
     try_no: usize,
     deadline: Duration,
+    /// Transmissions repeated after a timeout, over the whole run (kept across `reset`).
+    retries: u32,
 }
 
 impl Backoff {
@@ -24,6 +26,7 @@ impl Backoff {
         Backoff {
             try_no: 0,
             deadline: now + FIRMWARE_TIMEOUTS[0],
+            retries: 0,
         }
     }
 
@@ -37,6 +40,7 @@ impl Backoff {
         match FIRMWARE_TIMEOUTS.get(self.try_no) {
             Some(wait) => {
                 self.deadline = now + *wait;
+                self.retries += 1;
                 true
             }
             None => false,
@@ -45,6 +49,14 @@ impl Backoff {
 
     /// Progress was made: start the schedule over from `now`.
     pub fn reset(&mut self, now: Duration) {
-        *self = Backoff::firmware(now);
+        *self = Backoff {
+            retries: self.retries,
+            ..Backoff::firmware(now)
+        };
+    }
+
+    /// Transmissions repeated after a timeout so far (a lost request or reply each).
+    pub fn retries(&self) -> u32 {
+        self.retries
     }
 }

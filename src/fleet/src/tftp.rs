@@ -104,6 +104,11 @@ impl Client {
         c
     }
 
+    /// Requests and ACKs sent again after a firmware timeout (a stalled transfer each).
+    pub fn retries(&self) -> u32 {
+        self.backoff.retries()
+    }
+
     pub fn outcome(&self) -> Option<&Outcome> {
         self.outcome.as_ref()
     }

@@ -16,6 +16,9 @@ struct Segment {
     silent: bool,
     /// Hand every client (iPXE too) a TFTP boot program: a chainload loop.
     loop_nbp: bool,
+    /// Lose this many DISCOVERs, then TFTP ACKs (the first ones sent), on the way.
+    lose_discovers: usize,
+    lose_acks: usize,
     /// TFTP transfer state: (tid port, blksize, window, last block sent).
     tftp: Option<(u16, usize, u16)>,
     rrqs: Vec<Vec<String>>,
@@ -105,6 +108,10 @@ impl Segment {
                     b"PXEClient"
                 };
                 let ip = Ipv4Addr::new(10, 97, 1, mac[5]);
+                if o[&53][0] == 1 && self.lose_discovers > 0 {
+                    self.lose_discovers -= 1;
+                    return;
+                }
                 match (o[&53][0], d.dst.port()) {
                     (1, 67) => {
                         let f = self.boot_file(&o);
@@ -219,6 +226,7 @@ impl Segment {
                 self.out
                     .push((at, Input::Tftp(SocketAddrV4::new(APPL, tid), oack)));
             }
+            4 if self.lose_acks > 0 => self.lose_acks -= 1,
             4 => {
                 let (tid, blk, win) = self.tftp.unwrap();
                 assert_eq!(to.port(), tid, "ACK to the transfer's TID");
@@ -323,6 +331,7 @@ fn uefi_pxe_machine_boots_through_every_stage() {
         ]
     );
     assert!(c.stages.iter().all(|s| s.ok && s.end.is_some()));
+    assert!(c.stages.iter().all(|s| s.retries == 0), "{:?}", c.stages);
     let nbp = c.stages.iter().find(|s| s.stage == Stage::Nbp).unwrap();
     assert_eq!(nbp.bytes, NBP_SIZE as u64);
     // EDK2: the tsize probe, then the real request with windowsize 4.
@@ -391,6 +400,8 @@ fn silence_fails_in_dhcp_after_the_firmware_retries() {
         Some(Outcome::Failed { at, stage, reason }) => {
             assert_eq!(stage, Some(Stage::Dhcp));
             assert!(reason.contains("no address offer"), "{reason}");
+            // Sent again at 4, 12 and 28 s; the fourth timeout gives up.
+            assert_eq!(c.stages[0].retries, 3, "{:?}", c.stages);
             // Power-on at 5 ms, then 4 + 8 + 16 + 32 s.
             assert_eq!(at, Duration::from_millis(60_005));
         }
@@ -409,4 +420,43 @@ fn a_chainload_loop_is_reported() {
         Some(Outcome::Failed { reason, .. }) => assert!(reason.contains("boot loop"), "{reason}"),
         o => panic!("{o:?}"),
     }
+}
+
+/// A lost DISCOVER and a lost TFTP ACK each cost a firmware timeout: they are counted on the
+/// stage they happened in, and the report adds them up (the storm's "no lost DISCOVER, no
+/// stalled transfer" evidence).
+#[test]
+fn a_lost_discover_and_a_stalled_transfer_are_counted_where_they_happened() {
+    let mut seg = Segment {
+        lose_discovers: 1,
+        lose_acks: 1,
+        ..Segment::default()
+    };
+    let c = boot(Kind::Bios, &mut seg);
+    assert!(
+        matches!(c.outcome, Some(Outcome::Booted { .. })),
+        "{:?} {:?}",
+        c.outcome,
+        c.stages
+    );
+    let retries: Vec<(Stage, u32)> = c.stages.iter().map(|s| (s.stage, s.retries)).collect();
+    assert_eq!(
+        retries,
+        vec![
+            (Stage::Dhcp, 1),
+            (Stage::Proxy, 0),
+            (Stage::Nbp, 1),
+            (Stage::IpxeDhcp, 0),
+            (Stage::InitScript, 0),
+            (Stage::ScriptDhcp, 0),
+            (Stage::BootScript, 0),
+            (Stage::Kernel, 0),
+            (Stage::Initrd, 0),
+        ]
+    );
+    let r = crate::stats::Report::new(std::slice::from_ref(&c));
+    assert_eq!(r.retries, 2);
+    assert!(r.summary().contains("retries=2\n"), "{}", r.summary());
+    assert!(r.summary().contains("stage.nbp.retries=1\n"));
+    assert!(r.markdown("x").contains("| nbp | 1 | 0 |"));
 }

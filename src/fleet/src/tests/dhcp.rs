@@ -223,6 +223,7 @@ fn discover_is_retransmitted_at_4_8_16_32_seconds_then_fails() {
         }
     }
     assert_eq!(sent, vec![0, 4, 12, 28]);
+    assert_eq!(x.retries(), 3);
     assert_eq!(x.result(), Some(Err(&Failure::NoOffer)));
 }
 

@@ -174,6 +174,7 @@ fn timeouts_resend_the_last_packet_then_give_up() {
         }
     }
     assert_eq!(resent, vec![4, 12, 28]);
+    assert_eq!(c.retries(), 3);
     assert!(matches!(c.outcome(), Some(Outcome::Failed(_))));
 }
 
