@@ -12,7 +12,8 @@
 # name prefix), FLEET_BIN, FLEET_WIRE ("packet": the simulator reads a veth end with an AF_PACKET
 # socket and gets the servers' TCP bursts as GSO super-frames; "tap": a TAP device, where the
 # kernel segments every frame first), FLEET_HTTP_WINDOW_KIB (each machine's TCP receive window,
-# default 256 on the packet wire, 16 on a TAP), FLEET_THREADS (packet wire: simulator threads, one veth each; default 2).
+# default 256 on the packet wire, 16 on a TAP), FLEET_THREADS (packet wire: simulator threads, one veth each; default 2),
+# FLEET_ROUNDS (storms per size and stack, in turns; default 3: the ratios compare medians).
 source "$(dirname "$0")/lib.sh"
 FLEET=${FLEET_BIN:-$ROOT/target/release/rackboot-fleet}
 SIZES=${FLEET_SIZES:-100 500 1000}
@@ -251,11 +252,13 @@ ip netns exec $APPL curl -sf "http://$HTTP/ipxe/boot.ipxe?uuid=f1ee7000-0000-000
 stop ${STACK_PIDS[0]}
 
 declare -A R
-seed=10
-for n in $SIZES; do
-  seed=$((seed + 1)) # the same machines (MACs) for both stacks at one size
-  for stack in $STACKS; do
-    tag=$stack-$n
+# One storm: `storm N STACK ROUND`. Round 1 keeps everything (the tables, per-stage details, CSV
+# and plot); later rounds only add their all-booted time to T, for the median below.
+declare -A T
+storm() {
+    local n=$1 stack=$2 round=$3 seed=$4
+    local tag=$stack-$n csv="$OUT/$STAMP-fleet-$stack-$n.csv"
+    if [ "$round" -gt 1 ]; then tag=$stack-$n-r$round; csv=$W/$tag.csv; fi
     # Same addresses, new MACs each run: forget the last run's neighbours (a stale ARP entry
     # sends replies to a MAC that is gone until the kernel re-probes, seconds later).
     for ns in $SITE $APPL; do ip -n $ns neigh flush all; done
@@ -276,7 +279,7 @@ for n in $SIZES; do
     wd0=$(wire_drops); ip netns exec $APPL nstat -az > $W/$tag.nstat0
     sd0=$(udp_drops $SITE); ad0=$(udp_drops $APPL)
     ip netns exec $SW "$FLEET" "${WIRE_ARGS[@]}" --http-window-kib $WINDOW_KIB --clients $n --mix "$MIX" --seed $seed \
-       --csv "$OUT/$STAMP-fleet-$tag.csv" --summary $W/$tag.sum --label "$stack, $n clients" > $W/$tag.md 2>&1 || true
+       --csv "$csv" --summary $W/$tag.sum --label "$stack, $n clients" > $W/$tag.md 2>&1 || true
     echo "wire ($WIRE): $(( $(wire_drops) - wd0 )) frames dropped on the way to the simulator; $(ip netns exec $APPL nstat -az > $W/$tag.nstat1; tcp_report $W/$tag.nstat0 $W/$tag.nstat1); UDP receive-buffer drops: site DHCP host $(( $(udp_drops $SITE) - sd0 )), boot server host $(( $(udp_drops $APPL) - ad0 ))" >> $W/$tag.md
     if [ $stack = rackboot ]; then # what the operator sees afterwards: every machine discovered?
       known=$(ip netns exec $APPL curl -sf "http://127.0.0.1:8080/api/v1/machines" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(len(d if isinstance(d, list) else d.get("machines", [])))' || echo "?")
@@ -288,8 +291,20 @@ for n in $SIZES; do
     for p in "${STACK_PIDS[@]}"; do stop $p; done
     stop $SITE_PID
     get() { awk -F= -v k="$1" '$1==k{print $2}' $W/$tag.sum; }
+    T[$stack-$n]="${T[$stack-$n]:-} $(get all_booted_s)"
+    [ "$round" -gt 1 ] && return 0
     R[$tag]="$(get booted) $(get failed) $(get unfinished) $(get all_booted_s) $(get boot_p50_s) $(get boot_p99_s) $cold $idle $peak $cpu $(get bytes) $(get cpu_s) $(get retries)"
     cp $W/$tag.md "$OUT/$STAMP-fleet-$tag.md"
+}
+# Each size's storm runs ROUNDS times per stack, the stacks in turns (reversed every other round):
+# one storm's time swings by tens of percent on a shared VM (bench/results, session 11).
+ROUNDS=${FLEET_ROUNDS:-3}
+for round in $(seq "$ROUNDS"); do
+  seed=10
+  order=$STACKS; [ $((round % 2)) = 0 ] && order=$(echo $STACKS | tr ' ' '\n' | tac | xargs)
+  for n in $SIZES; do
+    seed=$((seed + 1)) # the same machines (MACs) for every stack and round at one size
+    for stack in $order; do storm "$n" "$stack" "$round" "$seed"; done
   done
 done
 
@@ -309,11 +324,22 @@ echo "Client retries: datagrams the simulated machines sent again after a firmwa
 echo
 echo "The simulator shares the machine's 2 cores with the servers and the kernel: in T seconds they have 2T core-seconds between them, of which the simulator's column is its own part."
 echo
+echo "| stack | clients | all booted, each of $ROUNDS rounds (s) | median (s) |"
+echo "|---|---|---|---|"
+# Median of a round list, or "-" when any round did not boot every machine.
+median() { python3 -c 'import sys,statistics as s; v=sys.argv[1:]; print("-" if not v or "-" in v else f"{s.median(map(float, v)):.3f}")' "$@"; }
+declare -A MED
+for n in $SIZES; do for stack in $STACKS; do
+  MED[$stack-$n]=$(median ${T[$stack-$n]:-})
+  echo "| $stack | $n | $(echo ${T[$stack-$n]:-} | sed 's/ /, /g') | ${MED[$stack-$n]} |"
+done; done
+echo
+echo "Round 1 is the run every other table here describes; the stacks took turns in each round (their order reversed every other round)."
+echo
 for n in $SIZES; do
-  a=${R[rackboot-$n]:-}; b=${R[dnsmasq-$n]:-}
-  [ -n "$a" ] && [ -n "$b" ] || continue
-  set -- $a; ra=$4; set -- $b; rb=$4
-  echo "- $n clients: all-booted time ratio dnsmasq+nginx / rackboot = $( [ "$ra" != - ] && [ "$rb" != - ] && ratio $rb $ra || echo 'n/a (not all booted)')"
+  ra=${MED[rackboot-$n]:-}; rb=${MED[dnsmasq-$n]:-}
+  [ -n "$ra" ] && [ -n "$rb" ] || continue
+  echo "- $n clients: all-booted time ratio dnsmasq+nginx / rackboot (medians of $ROUNDS rounds) = $( [ "$ra" != - ] && [ "$rb" != - ] && ratio $rb $ra || echo 'n/a (not all booted in every round)')"
 done
 echo
 echo "Physical bound (measured in this run): loopback TCP $(python3 -c "print(round($LO_BPS/1e9,2))") GB/s, RTT across the segment $RTT_MS ms, at least $ROUND_TRIPS round trips in sequence for the slowest machine kind of the mix (see bench/fleet.sh); bound = max(bytes ÷ bandwidth, round trips × RTT); goal: all booted within 1.2× the bound."
