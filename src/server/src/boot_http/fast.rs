@@ -250,7 +250,13 @@ async fn answer_file(
         return false;
     }
     let sent = send_file(tcp, &file, start, end).await.is_ok();
-    let _ = sock.set_cork(false);
+    // A connection that closes next stays corked, as nginx leaves it: the FIN then goes out with
+    // the file's last partial segment. Uncorking first sends that segment alone and the FIN
+    // after it, one more segment and one more tail for the client to acknowledge (in a storm
+    // the server's tail-loss probes and retransmissions were nearly all such tails).
+    if !sent || req.keep_alive {
+        let _ = sock.set_cork(false);
+    }
     sent
 }
 
@@ -288,7 +294,10 @@ async fn answer_text(tcp: &TcpStream, req: &FastRequest, status: u16, body: &str
     if !req.head {
         resp.push_str(body);
     }
-    send_all(tcp, resp.as_bytes(), false).await.is_ok()
+    // The connection closes next: held (MSG_MORE) so that the FIN goes out in the same segment.
+    send_all(tcp, resp.as_bytes(), !req.keep_alive)
+        .await
+        .is_ok()
 }
 
 /// Status line and headers as hyper writes them: lower-case names, `connection` when the client
