@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -87,6 +88,13 @@ pub struct Config {
     pub tftp_single_port: bool,
     pub tftp_max_blksize: u16,
     pub tftp_max_windowsize: u16,
+    /// Retransmission timeout for clients without a negotiated `timeout` (the adaptive
+    /// timeout's ceiling).
+    pub tftp_timeout: Duration,
+    /// Floor of the adaptive timeout (equal to `tftp_timeout`: fixed).
+    pub tftp_min_timeout: Duration,
+    pub tftp_max_retries: u32,
+    pub tftp_tail_probe: bool,
     pub tftp_max_transfers: u32,
     pub tftp_max_transfers_per_client: u32,
     pub dhcp_mode: DhcpMode,

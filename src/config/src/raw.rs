@@ -129,6 +129,16 @@ pub struct RawTftp {
     pub max_transfers: Option<u32>,
     /// Concurrent transfers from one client address.
     pub max_transfers_per_client: Option<u32>,
+    /// Retransmission timeout (ms) for clients that did not negotiate `timeout`; with
+    /// `min_timeout_ms` below it, the ceiling of the adaptive timeout.
+    pub timeout_ms: Option<u64>,
+    /// Floor (ms) of the timeout that follows the measured round trip; at `timeout_ms` the
+    /// timeout is fixed, as in tftpd-hpa.
+    pub min_timeout_ms: Option<u64>,
+    /// Retransmissions of one window at the full timeout before the transfer is given up.
+    pub max_retries: Option<u32>,
+    /// Send a window's last block again after twice the round trip when no ACK came.
+    pub tail_probe: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -203,7 +213,7 @@ layer_struct!(RawLog { format, level } nested {});
 layer_struct!(RawAdmin { listen, token_file } nested {});
 layer_struct!(RawHttp { listen } nested {});
 layer_struct!(RawTftp { listen, single_port, max_blksize, max_windowsize, max_transfers,
-    max_transfers_per_client } nested {});
+    max_transfers_per_client, timeout_ms, min_timeout_ms, max_retries, tail_probe } nested {});
 layer_struct!(RawDhcp { mode, port, pxe_port, discovery_control, boot_files } nested {});
 layer_struct!(RawOmni { endpoint, key_file, provider_id, ca_file, insecure_skip_verify, image_factory_url, image_factory_pxe_url, heartbeat_secs, install_boot, agent, agent_talos_version } nested {});
 layer_struct!(RawLifecycle { idle_power_off_secs, min_power_interval_secs, agent_timeout_secs } nested {});

@@ -147,3 +147,58 @@ fn discovery_limit_defaults_and_bounds() {
     );
     assert!(problems[1].message.contains("outside 0..="), "{problems:?}");
 }
+
+#[test]
+fn tftp_retransmission_keys_default_like_the_engine_and_reach_the_config() {
+    let c = Config::try_from(&parse_source("").unwrap()).unwrap();
+    assert_eq!(c.tftp_timeout, std::time::Duration::from_secs(1));
+    assert_eq!(c.tftp_min_timeout, std::time::Duration::from_millis(50));
+    assert_eq!(c.tftp_max_retries, 5);
+    assert!(c.tftp_tail_probe);
+
+    let text =
+        "[tftp]\ntimeout_ms = 3000\nmin_timeout_ms = 3000\nmax_retries = 8\ntail_probe = false\n";
+    assert!(check_source(text).is_empty(), "{:?}", check_source(text));
+    let c = Config::try_from(&parse_source(text).unwrap()).unwrap();
+    assert_eq!(c.tftp_timeout, std::time::Duration::from_secs(3));
+    assert_eq!(c.tftp_min_timeout, std::time::Duration::from_secs(3));
+    assert_eq!(c.tftp_max_retries, 8);
+    assert!(!c.tftp_tail_probe);
+
+    // A timeout below the default floor brings the floor down with it.
+    let c = Config::try_from(&parse_source("[tftp]\ntimeout_ms = 20\n").unwrap()).unwrap();
+    assert_eq!(c.tftp_min_timeout, std::time::Duration::from_millis(20));
+}
+
+#[test]
+fn bad_tftp_retransmission_values_are_named_by_key_and_line() {
+    let text =
+        "[tftp]\ntimeout_ms = 0\nmin_timeout_ms = 0\nmax_retries = 0\ntail_probe = \"yes\"\n";
+    let problems = check_source(text);
+    let keys: Vec<_> = problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
+    assert_eq!(
+        keys,
+        vec![
+            ("tftp.tail_probe", Some(5)),
+            ("tftp.timeout_ms", Some(2)),
+            ("tftp.min_timeout_ms", Some(3)),
+            ("tftp.max_retries", Some(4))
+        ],
+        "{problems:?}"
+    );
+    let problems = check_source("[tftp]\ntimeout_ms = 500\nmin_timeout_ms = 800\n");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].key, "tftp.min_timeout_ms");
+    assert!(
+        problems[0].message.contains("500"),
+        "{}",
+        problems[0].message
+    );
+    let problems = check_source("[tftp]\ntimeout_ms = 256000\n");
+    assert_eq!(problems[0].key, "tftp.timeout_ms");
+    assert!(
+        problems[0].message.contains("255"),
+        "{}",
+        problems[0].message
+    );
+}

@@ -6,6 +6,7 @@ use crate::{AdvertiseAddr, Config, DhcpMode, InstallBoot, LogFormat, Mode, OmniA
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/rackboot";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8080";
@@ -147,6 +148,31 @@ pub(crate) fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
     let max_windowsize = raw.tftp.max_windowsize.unwrap_or(64);
     if max_windowsize == 0 {
         c.push("tftp.max_windowsize", "must be at least 1 (RFC 7440)");
+    }
+    // RFC 2349 lets a client ask for 1..=255 s; the server's own timeout stays in that range.
+    let tftp_timeout_ms = raw.tftp.timeout_ms.unwrap_or(1000);
+    if !(1..=255_000).contains(&tftp_timeout_ms) {
+        c.push(
+            "tftp.timeout_ms",
+            format!("{tftp_timeout_ms} is outside 1..=255000 (RFC 2349 allows up to 255 s)"),
+        );
+    }
+    let tftp_min_timeout_ms = raw.tftp.min_timeout_ms.unwrap_or(50.min(tftp_timeout_ms));
+    if tftp_min_timeout_ms == 0 || tftp_min_timeout_ms > tftp_timeout_ms {
+        c.push(
+            "tftp.min_timeout_ms",
+            format!(
+                "{tftp_min_timeout_ms} must be in 1..=tftp.timeout_ms ({tftp_timeout_ms}); \
+                 equal to it fixes the timeout"
+            ),
+        );
+    }
+    let tftp_max_retries = raw.tftp.max_retries.unwrap_or(5);
+    if !(1..=100).contains(&tftp_max_retries) {
+        c.push(
+            "tftp.max_retries",
+            format!("{tftp_max_retries} is outside 1..=100"),
+        );
     }
     let dhcp_mode = c.one_of(
         "dhcp.mode",
@@ -325,6 +351,10 @@ pub(crate) fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
         tftp_single_port: raw.tftp.single_port.unwrap_or(false),
         tftp_max_blksize: max_blksize,
         tftp_max_windowsize: max_windowsize,
+        tftp_timeout: Duration::from_millis(tftp_timeout_ms),
+        tftp_min_timeout: Duration::from_millis(tftp_min_timeout_ms),
+        tftp_max_retries,
+        tftp_tail_probe: raw.tftp.tail_probe.unwrap_or(true),
         tftp_max_transfers: raw.tftp.max_transfers.unwrap_or(1024),
         tftp_max_transfers_per_client: raw.tftp.max_transfers_per_client.unwrap_or(8),
         dhcp_mode,

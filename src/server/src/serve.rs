@@ -117,11 +117,7 @@ fn start_tftp(
             source,
         }
     })?;
-    let engine = rackboot_tftp::EngineConfig {
-        max_blksize: cfg.tftp_max_blksize,
-        max_windowsize: cfg.tftp_max_windowsize,
-        ..Default::default()
-    };
+    let engine = tftp_engine(cfg);
     let limits = tftp::TftpLimits {
         max_transfers: cfg.tftp_max_transfers,
         max_per_client: cfg.tftp_max_transfers_per_client,
@@ -138,6 +134,18 @@ fn start_tftp(
     tracing::info!(listen = %svc.local_addr().unwrap_or(addr), %root, single_port = cfg.tftp_single_port, "tftp serving");
     services.spawn(svc.run(stop.clone()));
     Ok(())
+}
+
+/// The TFTP engine's settings from the `[tftp]` section.
+fn tftp_engine(cfg: &Config) -> rackboot_tftp::EngineConfig {
+    rackboot_tftp::EngineConfig {
+        max_blksize: cfg.tftp_max_blksize,
+        max_windowsize: cfg.tftp_max_windowsize,
+        default_timeout: cfg.tftp_timeout,
+        min_timeout: cfg.tftp_min_timeout,
+        max_retries: cfg.tftp_max_retries,
+        tail_probe: cfg.tftp_tail_probe,
+    }
 }
 
 fn start_power_and_lifecycle(
@@ -331,5 +339,45 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn config(toml: &str) -> Config {
+        let raw = rackboot_config::parse_source(toml).unwrap();
+        Config::try_from(&raw).unwrap()
+    }
+
+    #[test]
+    fn the_tftp_section_reaches_the_engine() {
+        let e = tftp_engine(&config(""));
+        let d = rackboot_tftp::EngineConfig::default();
+        assert_eq!(
+            (
+                e.default_timeout,
+                e.min_timeout,
+                e.max_retries,
+                e.tail_probe
+            ),
+            (
+                d.default_timeout,
+                d.min_timeout,
+                d.max_retries,
+                d.tail_probe
+            )
+        );
+        let e = tftp_engine(&config(
+            "[tftp]\nmax_blksize = 1468\nmax_windowsize = 4\ntimeout_ms = 2500\n\
+             min_timeout_ms = 100\nmax_retries = 9\ntail_probe = false\n",
+        ));
+        assert_eq!((e.max_blksize, e.max_windowsize), (1468, 4));
+        assert_eq!(e.default_timeout, std::time::Duration::from_millis(2500));
+        assert_eq!(e.min_timeout, std::time::Duration::from_millis(100));
+        assert_eq!(e.max_retries, 9);
+        assert!(!e.tail_probe);
     }
 }
