@@ -101,7 +101,7 @@ fn a_closing_response_ends_with_its_fin_on_the_last_data_segment() {
 
     let base = "http://10.99.0.2:50042";
     let close = ["-H", "Connection: close"];
-    // A sendfile answer that fits the first window, one that does not, and a boot script.
+    // A sendfile answer that fits the first window, one that does not, and the two scripts.
     let small = format!("{base}/assets/small.bin");
     let large = format!("{base}/assets/large.bin");
     let script = format!(
@@ -116,6 +116,9 @@ fn a_closing_response_ends_with_its_fin_on_the_last_data_segment() {
         "200 300007 1\n"
     );
     let s = curl(&lab, &cli, &[&close[..], &[&script]].concat());
+    assert!(s.starts_with("200 ") && s.ends_with(" 1\n"), "{s}");
+    let init = format!("{base}/ipxe/init.ipxe");
+    let s = curl(&lab, &cli, &[&close[..], &[&init]].concat());
     assert!(s.starts_with("200 ") && s.ends_with(" 1\n"), "{s}");
     // Kept alive: two files over one connection, both whole (the connection is uncorked after
     // each answer, so the second request is not held up by a partial segment of the first).
@@ -133,10 +136,10 @@ fn a_closing_response_ends_with_its_fin_on_the_last_data_segment() {
             conns.push(&s.to);
         }
     }
-    assert_eq!(conns.len(), 4, "one connection per curl: {segs:#?}");
-    // The three `Connection: close` answers (the kept-alive connection is closed by curl first,
+    assert_eq!(conns.len(), 5, "one connection per curl: {segs:#?}");
+    // The four `Connection: close` answers (the kept-alive connection is closed by curl first,
     // so the server's FIN there has no data to ride on).
-    for c in &conns[..3] {
+    for c in &conns[..4] {
         let mine: Vec<&Segment> = segs.iter().filter(|s| s.to == *c).collect();
         let fins: Vec<&&Segment> = mine.iter().filter(|s| s.flags.contains('F')).collect();
         assert_eq!(fins.len(), 1, "one FIN on {c}: {mine:#?}");

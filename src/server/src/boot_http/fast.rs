@@ -1,10 +1,10 @@
 //! The boot HTTP port's connection shell: plain HTTP/1.x `GET`/`HEAD` of files under `/assets/`
 //! and `/tftp/` are answered here with `sendfile(2)` from the page cache (no copy through user
-//! space, as nginx does), and `/ipxe/boot.ipxe` with the script axum's route would give
-//! (`boot_script`; without hyper's per-request work, a third of the CPU of a script answer);
-//! every other connection — `init.ipxe`, `/config`, `/cache/…`, the HTTP/2 agent link,
-//! anything unusual — is handed, with the bytes read so far, to the hyper + axum service
-//! unchanged (also mid-connection, after answered requests).
+//! space, as nginx does), and `/ipxe/init.ipxe` and `/ipxe/boot.ipxe` with the scripts axum's
+//! routes would give (`init_script`, `boot_script`; without hyper's per-request work, a third
+//! of the CPU of a script answer); every other connection — `/config`, `/cache/…`, the HTTP/2
+//! agent link, anything unusual — is handed, with the bytes read so far, to the hyper + axum
+//! service unchanged (also mid-connection, after answered requests).
 //!
 //! What to answer comes from the sans-IO cores `head::classify` and `ranged::plan`, which the
 //! axum file handler uses too, so both paths answer with the same status, headers and bytes.
@@ -140,6 +140,10 @@ async fn connection(
                     }
                     Root::BootScript => {
                         let (status, body) = super::boot_script(state, req.query.clone()).await;
+                        answer_text(&tcp, &req, status.as_u16(), &body).await
+                    }
+                    Root::InitScript => {
+                        let (status, body) = super::init_script(state);
                         answer_text(&tcp, &req, status.as_u16(), &body).await
                     }
                 };
@@ -294,10 +298,12 @@ async fn answer_text(tcp: &TcpStream, req: &FastRequest, status: u16, body: &str
     if !req.head {
         resp.push_str(body);
     }
-    // The connection closes next: held (MSG_MORE) so that the FIN goes out in the same segment.
-    send_all(tcp, resp.as_bytes(), !req.keep_alive)
-        .await
-        .is_ok()
+    // The connection closes next: corked, so that the FIN goes out with the last partial
+    // segment (MSG_MORE alone holds it only until the ACK of the segments before it).
+    if !req.keep_alive {
+        let _ = socket2::SockRef::from(tcp).set_cork(true);
+    }
+    send_all(tcp, resp.as_bytes(), false).await.is_ok()
 }
 
 /// Status line and headers as hyper writes them: lower-case names, `connection` when the client

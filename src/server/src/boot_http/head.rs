@@ -1,7 +1,7 @@
 //! Sans-IO classification of the bytes at the start of a boot HTTP connection (or after the
 //! last answered request on it): a plain HTTP/1.x `GET`/`HEAD` of a file under `/assets/` or
-//! `/tftp/`, or of the boot script `/ipxe/boot.ipxe`, that the shell (`fast`) answers itself;
-//! anything else for the full HTTP stack (hyper + axum: `init.ipxe`, `/config`, `/cache/…`, the
+//! `/tftp/`, or of the scripts `/ipxe/init.ipxe` and `/ipxe/boot.ipxe`, that the shell (`fast`)
+//! answers itself; anything else for the full HTTP stack (hyper + axum: `/config`, `/cache/…`, the
 //! HTTP/2 agent link, requests with a body, percent-encoded or unusual paths); or bytes that are
 //! not an HTTP/1 request head (400).
 //!
@@ -25,6 +25,9 @@ pub enum Root {
     /// `/ipxe/boot.ipxe` (a boot storm fetches one per machine and boot): `path` is empty, the
     /// script is chosen by `query`.
     BootScript,
+    /// `/ipxe/init.ipxe` (the first script of every iPXE boot; the query is ignored, as axum's
+    /// route does): `path` is empty.
+    InitScript,
 }
 
 /// A request the fast path answers.
@@ -184,6 +187,9 @@ fn fast_target(target: &str) -> Option<(Root, &str, Option<&str>)> {
         Some((p, q)) => (p, Some(q)),
         None => (target, None),
     };
+    if path == "/ipxe/init.ipxe" {
+        return Some((Root::InitScript, "", query));
+    }
     if path == "/ipxe/boot.ipxe" {
         let ok = query.is_none_or(|q| q.bytes().all(|b| plain(b) || b"/?%".contains(&b)));
         return ok.then_some((Root::BootScript, "", query));
@@ -261,6 +267,17 @@ mod tests {
     }
 
     #[test]
+    fn init_script_requests_are_taken_whatever_their_query() {
+        let r = file("GET /ipxe/init.ipxe HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(
+            (r.root, r.path.as_str(), r.query.as_deref(), r.head),
+            (Root::InitScript, "", None, false)
+        );
+        let r = file("HEAD /ipxe/init.ipxe?x=\"1\" HTTP/1.0\r\n\r\n");
+        assert_eq!((r.root, r.head, r.http10), (Root::InitScript, true, true));
+    }
+
+    #[test]
     fn keep_alive_follows_hyper() {
         let r = file("GET /assets/a HTTP/1.1\r\nConnection: close\r\n\r\n");
         assert!(!r.keep_alive && r.connection_header);
@@ -275,7 +292,9 @@ mod tests {
     #[test]
     fn everything_else_goes_to_the_full_stack() {
         for req in [
-            "GET /ipxe/init.ipxe HTTP/1.1\r\n\r\n",
+            "GET /ipxe/init.ipxe/ HTTP/1.1\r\n\r\n",
+            "GET /ipxe/init%2eipxe HTTP/1.1\r\n\r\n",
+            "GET /ipxe/init.ipxe HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
             "GET /ipxe/boot.ipxe/ HTTP/1.1\r\n\r\n",
             "GET /ipxe/boot%2eipxe?uuid=1 HTTP/1.1\r\n\r\n",
             "GET /ipxe/boot.ipxe?uuid=\"1\" HTTP/1.1\r\n\r\n",

@@ -81,10 +81,16 @@ fn count(s: &BootHttp, kind: &str, detail: &str) {
 }
 
 async fn init_ipxe(State(s): State<Arc<BootHttp>>) -> Response {
-    count(&s, "init", "");
+    let (status, body) = init_script(&s);
+    text(status, body)
+}
+
+/// The answer to `GET /ipxe/init.ipxe`, for both the axum route and the fast path.
+pub(super) fn init_script(s: &BootHttp) -> (StatusCode, String) {
+    count(s, "init", "");
     match rackboot_ipxe::init_script(&format!("http://{}", s.appliance), s.init_rounds) {
-        Ok(script) => text(StatusCode::OK, script),
-        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+        Ok(script) => (StatusCode::OK, script),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
     }
 }
 
