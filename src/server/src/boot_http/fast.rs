@@ -256,8 +256,8 @@ async fn answer_file(
     let sent = send_file(tcp, &file, start, end).await.is_ok();
     // A connection that closes next stays corked, as nginx leaves it: the FIN then goes out with
     // the file's last partial segment. Uncorking first sends that segment alone and the FIN
-    // after it, one more segment and one more tail for the client to acknowledge (in a storm
-    // the server's tail-loss probes and retransmissions were nearly all such tails).
+    // after it: one more segment, and one more tail for a busy client to acknowledge before
+    // the sender's tail-loss probe fires.
     if !sent || req.keep_alive {
         let _ = sock.set_cork(false);
     }
