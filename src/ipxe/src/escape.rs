@@ -89,7 +89,13 @@ pub(crate) fn is_line_breaking(c: char) -> bool {
 
 /// Refuse any control character (this includes `\n`, `\r`, `\t`, NUL and DEL).
 pub(crate) fn check_single_line(field: &'static str, value: &str) -> Result<(), RenderError> {
-    if value.chars().any(is_line_breaking) {
+    // ASCII (nearly every value): a byte test; otherwise by character (C1 controls, U+2028/9).
+    let breaks = if value.is_ascii() {
+        value.bytes().any(|b| b < 0x20 || b == 0x7f)
+    } else {
+        value.chars().any(is_line_breaking)
+    };
+    if breaks {
         return Err(RenderError::ControlCharacter { field });
     }
     Ok(())
@@ -194,6 +200,11 @@ pub(crate) fn check_asset_path<'a>(
 
 /// A plain identifier: `[A-Za-z0-9._:@-]`, 1..=128 characters. Used for the machine id.
 pub(crate) fn check_token(field: &'static str, value: &str) -> Result<(), RenderError> {
+    // The allowed set is printable ASCII: a value made of it alone needs no other test.
+    let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'@' | b'-');
+    if (1..=128).contains(&value.len()) && value.bytes().all(plain) {
+        return Ok(());
+    }
     check_single_line(field, value)?;
     if value.is_empty() || value.len() > 128 {
         return Err(RenderError::InvalidValue {
@@ -253,6 +264,35 @@ mod tests {
         assert_eq!(
             check_args("cmdline", "  console=ttyS0   a;b a#b  ").as_deref(),
             Ok("console=ttyS0 a;b a#b")
+        );
+    }
+
+    #[test]
+    fn line_breaks_in_ascii_and_beyond() {
+        for bad in [
+            "a\nb",
+            "a\rb",
+            "\t",
+            "a\u{7f}",
+            "\u{0}",
+            "é\n",
+            "a\u{85}b",
+            "x\u{2028}",
+            "\u{2029}",
+        ] {
+            assert!(check_single_line("f", bad).is_err(), "{bad:?}");
+        }
+        for good in ["", "a b", "console=ttyS0,115200", "é ü", "~!@#$%^&*()"] {
+            assert!(check_single_line("f", good).is_ok(), "{good:?}");
+        }
+        assert!(check_token("id", "r1-u07.a_b:c@d").is_ok());
+        assert!(check_token("id", &"a".repeat(128)).is_ok());
+        assert!(check_token("id", &"a".repeat(129)).is_err());
+        assert!(check_token("id", "").is_err());
+        assert!(check_token("id", "é").is_err());
+        assert_eq!(
+            check_token("id", "a\nb"),
+            Err(RenderError::ControlCharacter { field: "id" })
         );
     }
 

@@ -12,7 +12,10 @@
 //!   server looks the machine up (by uuid, or by mac when [`BootQuery::uuid_is_zero`]), decides
 //!   its [`BootMode`] and calls [`render`] with a [`RenderCtx`]:
 //!   [`Rendered::Script`] is a 200 with that body, [`Rendered::NotFound`] a 404 with that
-//!   reason, and a [`RenderError`] a 400 or 500 ([`RenderError::http_status`]).
+//!   reason, and a [`RenderError`] a 400 or 500 ([`RenderError::http_status`]). A server that
+//!   renders the same mode for many machines keeps its [`Template`] (everything but the
+//!   machine checked once) and calls [`render_template`] with the machine and the agent's token:
+//!   the same bytes as [`render`].
 //!
 //! ## Invariants
 //!
@@ -35,9 +38,11 @@
 mod escape;
 mod query;
 mod script;
+mod template;
 
 pub use escape::RenderError;
 pub use query::{normalize_mac, normalize_uuid, Arch, BootQuery, QueryError};
 pub use script::{
     init_script, render, BootMode, DiskMethod, RenderCtx, Rendered, DHCP_ATTEMPTS, MAX_NIC,
 };
+pub use template::{render_template, Template};

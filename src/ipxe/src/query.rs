@@ -5,6 +5,7 @@
 //! lookups, so they are parsed into closed shapes: a lower-case 8-4-4-4-12 UUID, a lower-case
 //! colon MAC and one of five architecture names. Nothing else survives parsing.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// iPXE build architecture, as `${buildarch}` reports it.
@@ -120,7 +121,7 @@ impl BootQuery {
     /// [`QueryError::MissingUuid`].
     pub fn parse(query_string: &str) -> Result<BootQuery, QueryError> {
         let query_string = query_string.strip_prefix('?').unwrap_or(query_string);
-        let mut values: [Option<String>; 3] = [None, None, None];
+        let mut values: [Option<Cow<'_, str>>; 3] = [None, None, None];
         for pair in query_string.split('&') {
             if pair.is_empty() {
                 continue;
@@ -129,13 +130,13 @@ impl BootQuery {
             let Ok(key) = percent_decode(raw_key) else {
                 continue; // not one of ours
             };
-            let Some(idx) = PARAMS.iter().position(|p| *p == key) else {
+            let Some(idx) = PARAMS.iter().position(|p| *p == key.as_ref()) else {
                 continue;
             };
             let param = PARAMS[idx];
             let value =
                 percent_decode(raw_value).map_err(|()| QueryError::BadEncoding { param })?;
-            if value.chars().any(is_unsafe) {
+            if has_unsafe(&value) {
                 return Err(QueryError::UnsafeValue { param });
             }
             if values[idx].is_some() {
@@ -170,15 +171,28 @@ impl BootQuery {
     }
 }
 
+/// Whether `value` holds a character [`is_unsafe`] refuses (a byte test for ASCII values).
+fn has_unsafe(value: &str) -> bool {
+    if value.is_ascii() {
+        value.bytes().any(|b| is_unsafe(char::from(b)))
+    } else {
+        value.chars().any(is_unsafe)
+    }
+}
+
 fn is_unsafe(c: char) -> bool {
     c.is_control()
         || c.is_whitespace()
         || matches!(c, ';' | '$' | '{' | '}' | '"' | '\'' | '`' | '\\')
 }
 
-/// `%XX` and `+` decoding; `Err` on a malformed escape or non-UTF-8 result.
-fn percent_decode(s: &str) -> Result<String, ()> {
+/// `%XX` and `+` decoding; `Err` on a malformed escape or non-UTF-8 result. Text without
+/// either (what iPXE sends) is returned as it is, without a copy.
+fn percent_decode(s: &str) -> Result<Cow<'_, str>, ()> {
     let bytes = s.as_bytes();
+    if !bytes.iter().any(|&b| b == b'%' || b == b'+') {
+        return Ok(Cow::Borrowed(s));
+    }
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
@@ -199,7 +213,7 @@ fn percent_decode(s: &str) -> Result<String, ()> {
             }
         }
     }
-    String::from_utf8(out).map_err(|_| ())
+    String::from_utf8(out).map(Cow::Owned).map_err(|_| ())
 }
 
 fn hex_val(b: u8) -> Option<u8> {
@@ -403,7 +417,11 @@ mod tests {
     #[test]
     fn decoding() {
         assert_eq!(percent_decode("a%20b+c").as_deref(), Ok("a b c"));
-        assert_eq!(percent_decode("%0A"), Ok("\n".to_string()));
+        assert_eq!(percent_decode("%0A").as_deref(), Ok("\n"));
+        assert!(matches!(
+            percent_decode("plain-52:54"),
+            Ok(Cow::Borrowed("plain-52:54"))
+        ));
         assert!(percent_decode("%").is_err());
         assert!(percent_decode("%4").is_err());
         assert!(percent_decode("%zz").is_err());

@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 
 use rackboot_ipxe::{
-    init_script, render, Arch, BootMode, DiskMethod, RenderCtx, RenderError, Rendered,
+    init_script, render, render_template, Arch, BootMode, DiskMethod, RenderCtx, RenderError,
+    Rendered, Template,
 };
 
 fn golden(name: &str, actual: &str) {
@@ -374,4 +375,60 @@ fn bad_context_is_refused() {
     let mut c = ctx();
     c.appliance = "10.99.0.1:50042/../x".into();
     assert_eq!(render(&mode, &c).unwrap_err().http_status(), 500);
+}
+
+/// The server gives the agent's token apart from the mode (so one template serves every
+/// machine); the script must be the one the token inside the command line gave.
+#[test]
+fn a_token_given_apart_gives_the_script_of_a_token_in_the_command_line() {
+    let token = "0123456789abcdef0123456789abcdef";
+    for cmdline in [
+        "",
+        "console=ttyS0",
+        "  console=ttyS0   quiet ",
+        "a=b\u{a0}c",
+    ] {
+        let agent = |c: String| BootMode::Agent {
+            kernel: "agent/vmlinuz".into(),
+            initrds: vec!["agent/initramfs.cpio.gz".into(), "agent/extra.img".into()],
+            cmdline: c,
+        };
+        let inside = render(&agent(format!("{cmdline} rackboot.token={token}")), &ctx());
+        let template = Template::new(&agent(cmdline.into()), &ctx().appliance);
+        assert_eq!(
+            render_template(&template, &ctx(), Some(token)),
+            inside,
+            "{cmdline:?}"
+        );
+    }
+    // Every other mode: the same script as `render`, the token unused.
+    let modes = [
+        BootMode::Chain {
+            url: "http://h/x".into(),
+        },
+        BootMode::Script("#!ipxe\r\nshell".into()),
+        BootMode::Script("".into()),
+        BootMode::Disk {
+            method: DiskMethod::NotFound,
+        },
+        BootMode::Cordoned {
+            reason: "rack\nmove".into(),
+        },
+        BootMode::Profile {
+            kernel: "k/vmlinuz".into(),
+            initrds: vec![],
+            cmdline: "m=${mac} u=${uuid} a=${appliance} id=${machine}".into(),
+        },
+        BootMode::Chain {
+            url: "ftp://h/x".into(),
+        },
+    ];
+    for mode in modes {
+        let template = Template::new(&mode, &ctx().appliance);
+        assert_eq!(
+            render_template(&template, &ctx(), None),
+            render(&mode, &ctx()),
+            "{mode:?}"
+        );
+    }
 }

@@ -51,6 +51,7 @@ async fn env() -> Env {
         },
         init_rounds: 3,
         recent_boots: Default::default(),
+        templates: Default::default(),
     };
     let service = AgentLinkService::new(inventory, reconciler.agents.clone(), reconciler.handle());
     let app = router(boot.clone()).route_service(

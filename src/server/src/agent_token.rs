@@ -61,7 +61,17 @@ impl std::fmt::Debug for AgentTokens {
 
 /// SHA-256 of a token, hex.
 pub fn token_hash(token: &str) -> String {
-    hex::encode(digest(&SHA256, token.as_bytes()))
+    hex_lower(digest(&SHA256, token.as_bytes()).as_ref())
+}
+
+/// Lower-case hex, as `hex::encode` gives, without its per-character iterator (two of these
+/// per boot script request).
+fn hex_lower(bytes: &[u8]) -> String {
+    let mut buf = vec![0u8; bytes.len() * 2];
+    match hex::encode_to_slice(bytes, &mut buf) {
+        Ok(()) => String::from_utf8(buf).unwrap_or_else(|_| hex::encode(bytes)),
+        Err(_) => hex::encode(bytes),
+    }
 }
 
 impl AgentTokens {
@@ -69,7 +79,7 @@ impl AgentTokens {
     /// random number generator fails.
     pub fn issue(&self, machine_id: &str) -> Option<String> {
         let raw = self.random_bytes()?;
-        let token = hex::encode(raw);
+        let token = hex_lower(&raw);
         let mut issued = self.issued.lock().unwrap_or_else(|p| p.into_inner());
         if issued.len() >= MAX_ISSUED && !issued.contains_key(machine_id) {
             // Full of ids from boot queries: forget one (stored tokens still count).
@@ -124,6 +134,18 @@ impl AgentTokens {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn hex_is_lower_case_like_the_hex_crate() {
+        for bytes in [&[][..], &[0x00, 0x0f, 0xa5, 0xff][..], &[0x12; 32][..]] {
+            assert_eq!(hex_lower(bytes), hex::encode(bytes));
+        }
+        let t = AgentTokens::default().issue("m1").unwrap();
+        assert_eq!(t.len(), 32);
+        assert!(t
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+    }
 
     #[test]
     fn only_the_latest_token_of_the_machine_matches() {

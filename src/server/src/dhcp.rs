@@ -194,8 +194,8 @@ impl Worker {
                 metrics
                     .dhcp
                     .get_or_create(&crate::metrics::KindLabels {
-                        kind: kind.to_string(),
-                        detail,
+                        kind: kind.to_string().into(),
+                        detail: detail.into(),
                     })
                     .clone()
             })

@@ -6,6 +6,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::borrow::Cow;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -23,8 +24,8 @@ pub struct ReasonLabels {
 /// Labels `kind` (what happened) and `detail` (arch, option, reason…).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
-    pub kind: String,
-    pub detail: String,
+    pub kind: Cow<'static, str>,
+    pub detail: Cow<'static, str>,
 }
 
 pub struct Metrics {
@@ -207,8 +208,23 @@ impl Metrics {
     pub fn inc(family: &Family<KindLabels, Counter>, kind: &str, detail: &str) {
         family
             .get_or_create(&KindLabels {
-                kind: kind.to_string(),
-                detail: detail.to_string(),
+                kind: Cow::Owned(kind.to_string()),
+                detail: Cow::Owned(detail.to_string()),
+            })
+            .inc();
+    }
+
+    /// [`Metrics::inc`] for fixed labels: an existing counter is found without building
+    /// owned label strings (the boot HTTP counts every request).
+    pub fn inc_static(
+        family: &Family<KindLabels, Counter>,
+        kind: &'static str,
+        detail: &'static str,
+    ) {
+        family
+            .get_or_create(&KindLabels {
+                kind: Cow::Borrowed(kind),
+                detail: Cow::Borrowed(detail),
             })
             .inc();
     }

@@ -146,7 +146,7 @@ impl PowerService {
             .unwrap_or("none")
             .to_string();
         let labels = crate::metrics::KindLabels {
-            kind: driver,
+            kind: driver.into(),
             detail: if ok { "ok" } else { "error" }.into(),
         };
         metrics

@@ -233,6 +233,7 @@ async fn start_boot_http(
         },
         init_rounds: cfg.init_rounds,
         recent_boots: Default::default(),
+        templates: Default::default(),
     };
     tracing::info!(listen = %local, appliance = %boot.appliance, assets = %cfg.assets_dir.display(), "boot http serving");
     // The agent link (gRPC over HTTP/2 cleartext) shares the boot HTTP port.

@@ -56,6 +56,8 @@ pub struct SledStore {
 #[derive(Default)]
 struct MachineCache {
     by_id: std::collections::HashMap<String, Machine>,
+    /// The `uuids` index as read (uuid → id); emptied by every write, which may move a UUID.
+    by_uuid: std::collections::HashMap<String, String>,
     writes: u64,
     in_flight: u32,
 }
@@ -73,6 +75,7 @@ impl Drop for WriteMark<'_> {
         c.writes = c.writes.wrapping_add(1);
         c.in_flight = c.in_flight.saturating_sub(1);
         c.by_id.remove(&self.id);
+        c.by_uuid.clear();
     }
 }
 
@@ -82,6 +85,13 @@ impl MachineCache {
             self.by_id.clear();
         }
         self.by_id.insert(m.id.clone(), m.clone());
+    }
+
+    fn put_uuid(&mut self, uuid: &str, id: &str) {
+        if self.by_uuid.len() >= CACHE_MAX {
+            self.by_uuid.clear();
+        }
+        self.by_uuid.insert(uuid.to_string(), id.to_string());
     }
 }
 
@@ -182,6 +192,33 @@ impl Db {
             Some(bytes) => Ok(Some(decode(id, &bytes)?)),
             None => Ok(None),
         }
+    }
+
+    /// An update that leaves the indexes as they are (the same MACs and UUID: a sighting, a
+    /// state change) as one compare-and-swap of the record. A sled transaction writes and
+    /// syncs the log twice (it rolls the log buffer when it starts and when it ends): a boot
+    /// storm's sightings made thousands of such writes. `Ok(false)`: not such an update, or the
+    /// record changed meanwhile: the transaction decides.
+    fn swap_record(&self, m: &Machine, expected: u64) -> Result<bool, StoreError> {
+        let Some(bytes) = self.machines.get(m.id.as_str())? else {
+            return Ok(false);
+        };
+        let old: Machine = decode(&m.id, &bytes)?;
+        if old.generation != expected {
+            return Err(StoreError::Stale {
+                id: m.id.clone(),
+                expected,
+                stored: old.generation,
+            });
+        }
+        if old.macs != m.macs || old.uuid != m.uuid {
+            return Ok(false);
+        }
+        let new = encode(&m.id, m)?;
+        Ok(self
+            .machines
+            .compare_and_swap(m.id.as_str(), Some(bytes), Some(new))?
+            .is_ok())
     }
 
     /// Write `m` and its indexes inside a transaction, dropping index entries of `old`.
@@ -419,6 +456,7 @@ impl SledStore {
         {
             let mut c = self.cache();
             c.by_id.clear();
+            c.by_uuid.clear();
             c.writes = c.writes.wrapping_add(1);
         }
         let mut f = self.fault();
@@ -500,6 +538,7 @@ impl SledStore {
         c.writes = c.writes.wrapping_add(1);
         c.in_flight = c.in_flight.saturating_add(1);
         c.by_id.remove(id);
+        c.by_uuid.clear();
         WriteMark {
             store: self,
             id: id.to_string(),
@@ -606,6 +645,10 @@ impl Store for SledStore {
         m.updated_ms = now_ms();
         self.write(|d| {
             let mark = self.write_begins(&m.id);
+            if d.swap_record(&m, expected)? {
+                drop(mark);
+                return d.flush();
+            }
             unwrap_tx(
                 (&d.machines, &d.macs, &d.uuids).transaction(|(t_m, t_mac, t_u)| {
                     let Some(bytes) = t_m.get(m.id.as_str())? else {
@@ -640,10 +683,26 @@ impl Store for SledStore {
     }
 
     fn machine_by_uuid(&self, uuid: &str) -> Result<Option<Machine>, StoreError> {
-        match self.index_id(|d| &d.uuids, uuid)? {
-            Some(id) => self.cached_machine(&id),
-            None => Ok(None),
-        }
+        // Like `cached_machine`: an index entry read while no write ran is kept until the next
+        // write (every `boot.ipxe` request looks its machine up by UUID).
+        let (hit, started) = {
+            let c = self.cache();
+            (c.by_uuid.get(uuid).cloned(), c.writes)
+        };
+        let id = match hit {
+            Some(id) => id,
+            None => match self.index_id(|d| &d.uuids, uuid)? {
+                Some(id) => {
+                    let mut c = self.cache();
+                    if c.writes == started && c.in_flight == 0 {
+                        c.put_uuid(uuid, &id);
+                    }
+                    id
+                }
+                None => return Ok(None),
+            },
+        };
+        self.cached_machine(&id)
     }
 
     fn list_machines(&self) -> Result<Vec<Machine>, StoreError> {
@@ -701,11 +760,11 @@ impl Store for SledStore {
             let mut idx = machine_id.as_bytes().to_vec();
             idx.push(0);
             idx.extend_from_slice(&seq.to_be_bytes());
-            unwrap_tx((&d.events, &d.machine_events).transaction(|(t_e, t_me)| {
-                t_e.insert(&seq.to_be_bytes(), bytes.clone())?;
-                t_me.insert(idx.clone(), &[])?;
-                Ok(())
-            }))?;
+            // The event, then its entry in the machine's index, without a transaction (which
+            // would cost two log writes and syncs): a reader of one machine's events only finds
+            // an event that is there; a crash between the two leaves it in the global list only.
+            d.events.insert(seq.to_be_bytes(), bytes)?;
+            d.machine_events.insert(idx, &[])?;
             d.flush()?;
             Ok(ev)
         })

@@ -210,7 +210,7 @@ async fn answer_file(
     s: &BootHttp,
     req: &FastRequest,
     files: &crate::files::BootFiles,
-    kind: &str,
+    kind: &'static str,
 ) -> bool {
     let opened = match rackboot_tftp::sanitize(&req.path) {
         Err(e) => Err((403, format!("refused: {e}\n"))),

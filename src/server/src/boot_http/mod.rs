@@ -7,6 +7,7 @@
 pub mod fast;
 pub mod head;
 mod ranged;
+mod templates;
 
 use crate::files::{BootFiles, FileError};
 use crate::inventory::{Inventory, Sighting};
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 pub use ranged::{parse_range, RangeAnswer};
+pub use templates::Templates;
 
 #[derive(Clone)]
 pub struct BootHttp {
@@ -44,6 +46,8 @@ pub struct BootHttp {
     pub init_rounds: u32,
     /// Boot sightings passed on recently (see [`BootHttp::sighting_is_news`]).
     pub recent_boots: Arc<std::sync::Mutex<RecentBoots>>,
+    /// The boot modes' checked scripts (see [`Templates`]).
+    pub templates: Arc<Templates>,
 }
 
 /// Per MAC: when its last boot sighting was passed on, for which script and UUID.
@@ -76,8 +80,8 @@ fn text(status: StatusCode, body: String) -> Response {
         .into_response()
 }
 
-fn count(s: &BootHttp, kind: &str, detail: &str) {
-    Metrics::inc(&s.metrics.http, kind, detail);
+fn count(s: &BootHttp, kind: &'static str, detail: &'static str) {
+    Metrics::inc_static(&s.metrics.http, kind, detail);
 }
 
 async fn init_ipxe(State(s): State<Arc<BootHttp>>) -> Response {
@@ -193,7 +197,7 @@ async fn boot_ipxe_inner(s: &BootHttp, q: Option<String>) -> (StatusCode, String
         }
     }
     // The agent gets a fresh per-boot token on its command line (see `agent_token`).
-    if let BootMode::Agent { cmdline, .. } = &mut mode {
+    let token = if matches!(mode, BootMode::Agent { .. }) {
         let Some(token) = s.inventory.agent_tokens().issue(&machine_id) else {
             count(s, "boot_refused", "random");
             return (
@@ -201,9 +205,10 @@ async fn boot_ipxe_inner(s: &BootHttp, q: Option<String>) -> (StatusCode, String
                 "random number generator failed\n".into(),
             );
         };
-        cmdline.push_str(" rackboot.token=");
-        cmdline.push_str(&token);
-    }
+        Some(token)
+    } else {
+        None
+    };
     let ctx = RenderCtx {
         appliance: s.appliance.clone(),
         machine_id: machine_id.clone(),
@@ -211,7 +216,8 @@ async fn boot_ipxe_inner(s: &BootHttp, q: Option<String>) -> (StatusCode, String
         mac: query.mac.clone(),
         arch: query.arch,
     };
-    let rendered = rackboot_ipxe::render(&mode, &ctx);
+    let template = s.templates.get(&mode, &s.appliance);
+    let rendered = rackboot_ipxe::render_template(&template.template, &ctx, token.as_deref());
     // Record the boot without waiting (discovery for unknown machines).
     let mac = query.mac.as_deref().and_then(parse_hex::<6>);
     let uuid16 = uuid.as_deref().and_then(parse_hex::<16>);

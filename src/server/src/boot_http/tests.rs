@@ -46,6 +46,7 @@ pub(super) fn env() -> Env {
         },
         init_rounds: 3,
         recent_boots: Default::default(),
+        templates: Default::default(),
     };
     Env {
         _dir: dir,

@@ -178,6 +178,23 @@ fn cached_reads_follow_concurrent_writes() {
             .unwrap(),
         None
     );
+    // A UUID read through one machine and then given to another is found on the other.
+    let u2 = "22222222-2222-3333-4444-555555555555";
+    let mut a = machine("a2", "02:00:00:00:00:0a");
+    a.uuid = Some(u2.into());
+    let a = s.create_machine(a).unwrap();
+    assert_eq!(s.machine_by_uuid(u2).unwrap().unwrap().id, "a2");
+    assert_eq!(s.machine_by_uuid(u2).unwrap().unwrap().id, "a2");
+    let mut a = a;
+    a.uuid = None;
+    s.update_machine(a).unwrap();
+    assert_eq!(s.machine_by_uuid(u2).unwrap(), None);
+    let mut b = machine("b2", "02:00:00:00:00:0b");
+    b.uuid = Some(u2.into());
+    s.create_machine(b).unwrap();
+    assert_eq!(s.machine_by_uuid(u2).unwrap().unwrap().id, "b2");
+    s.remove_machine("b2").unwrap();
+    assert_eq!(s.machine_by_uuid(u2).unwrap(), None);
     // Created again under the same id: generation 1 again, and that is what every read sees.
     let again = s
         .create_machine(machine("m1", "02:00:00:00:00:03"))
