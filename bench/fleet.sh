@@ -114,7 +114,8 @@ pk = g("IpOutRequests") - g("UdpOutDatagrams")
 per = f"{g('TcpOutSegs') / pk:.1f}" if pk > 0 else "n/a"
 print(f"boot server host: {g('TcpRetransSegs')} TCP segments retransmitted ({g('TcpExtTCPLossProbes')} tail-loss probes, "
       f"{g('TcpExtTCPTimeouts')} timeouts), {g('TcpOutSegs')} segments sent in {pk} packets ({per} per packet), "
-      f"{g('TcpExtListenOverflows')} connections refused by a full accept queue")
+      f"{g('TcpExtListenOverflows')} connections refused by a full accept queue; "
+      f"{g('UdpOutDatagrams')} UDP datagrams sent (DHCP, TFTP), {g('UdpInDatagrams')} received")
 PY
 }
 # Frames the veth/TAP in front of the simulator dropped (TAP: queue full; veth: backlog full).
@@ -284,6 +285,10 @@ storm() {
     if [ $stack = rackboot ]; then # what the operator sees afterwards: every machine discovered?
       known=$(ip netns exec $APPL curl -sf "http://127.0.0.1:8080/api/v1/machines" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(len(d if isinstance(d, list) else d.get("machines", [])))' || echo "?")
       echo "inventory: $known of $n machines recorded by rackboot when the last one had booted" >> $W/$tag.md
+      # The server's own count of TFTP datagrams sent again (timeouts and tail probes).
+      ip netns exec $APPL curl -sf "http://127.0.0.1:8080/metrics" | awk '
+        /^rackboot_tftp_retransmitted_datagrams_total /{r=$2} /^rackboot_tftp_tail_probes_total /{p=$2}
+        END{printf "rackboot TFTP: %d datagrams sent again, %d of them tail probes\n", r, p}' >> $W/$tag.md || true
     fi
     KEY=VmHWM; peak=$(rss_kb "${STACK_PIDS[@]}" $(pgrep -P "${STACK_PIDS[-1]}" || true))
     cpu=$(cpu_s "${STACK_PIDS[@]}" $(pgrep -P "${STACK_PIDS[-1]}" || true))

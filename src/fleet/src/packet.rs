@@ -18,7 +18,7 @@ use nix::sys::socket::{
     LinkAddr, MsgFlags, MultiHeaders, SockFlag, SockProtocol, SockType,
 };
 
-use crate::shell::Wire;
+use crate::shell::{Frame, Wire};
 
 /// `sll_pkttype` of a frame this host sent (a packet socket sees its own transmissions).
 const PACKET_OUTGOING: u8 = 4;
@@ -26,6 +26,12 @@ const PACKET_OUTGOING: u8 = 4;
 const FRAME_ROOM: usize = 1 << 17;
 /// Frames taken per `recvmmsg` (TFTP and DHCP frames are small: one syscall for many).
 const BATCH: usize = 32;
+/// A frame at least this long is handed out in the buffer it was received in (the buffer comes
+/// back through [`Wire::reuse`]); a shorter one is copied, which costs less than a buffer kept.
+const HAND_OUT_FROM: usize = 2048;
+/// Receive buffers kept for reuse at most (each [`FRAME_ROOM`] long): beyond this many large
+/// frames in one round, frames are copied.
+const SPARE_MAX: usize = 512;
 /// Receive buffer asked for (with CAP_NET_ADMIN, above `rmem_max`): every server's window of
 /// data in flight at once must fit, or the servers retransmit.
 const RCVBUF: usize = 512 << 20;
@@ -82,6 +88,8 @@ impl PacketSocket {
             bufs: (0..BATCH).map(|_| vec![0; FRAME_ROOM]).collect(),
             headers: headers(),
             queued: VecDeque::with_capacity(BATCH),
+            spare: Vec::new(),
+            out: 0,
             dropped: 0,
         }
     }
@@ -98,13 +106,17 @@ pub struct PacketWire {
     bufs: Vec<Vec<u8>>,
     headers: MultiHeaders<LinkAddr>,
     /// Frames received and not yet handed out.
-    queued: VecDeque<Vec<u8>>,
+    queued: VecDeque<Frame>,
+    /// Receive buffers back from the simulator, to put in place of ones handed out.
+    spare: Vec<Vec<u8>>,
+    /// Receive buffers handed out and not back yet.
+    out: usize,
     /// Frames the kernel dropped before this socket read them (its latest `SO_RXQ_OVFL`).
     dropped: u32,
 }
 
 impl Wire for PacketWire {
-    fn recv(&mut self) -> Option<Vec<u8>> {
+    fn recv(&mut self) -> Option<Frame> {
         while self.queued.is_empty() {
             let fd = self.fd.as_raw_fd();
             // nix leaves each header's control length as the kernel set it (0 without a control
@@ -138,9 +150,32 @@ impl Wire for PacketWire {
                 }
             };
             // Frames this process sent come back on the socket: skipped.
-            for (b, (n, echo)) in self.bufs.iter().zip(got) {
-                if let (false, Some(frame)) = (echo, b.get(..n)) {
-                    self.queued.push_back(frame.to_vec());
+            for (b, (n, echo)) in self.bufs.iter_mut().zip(got) {
+                if echo || n == 0 {
+                    continue;
+                }
+                // A large frame leaves in its buffer (a GSO super-frame is up to 64 KiB: no
+                // copy and no allocation of that size per frame), while buffers last.
+                let fresh = if n < HAND_OUT_FROM {
+                    None
+                } else if let Some(spare) = self.spare.pop() {
+                    Some(spare)
+                } else if self.out < SPARE_MAX {
+                    Some(vec![0; FRAME_ROOM])
+                } else {
+                    None
+                };
+                match fresh {
+                    Some(fresh) => {
+                        self.out += 1;
+                        self.queued
+                            .push_back(Frame::new(std::mem::replace(b, fresh), n));
+                    }
+                    None => {
+                        if let Some(frame) = b.get(..n) {
+                            self.queued.push_back(frame.to_vec().into());
+                        }
+                    }
                 }
             }
         }
@@ -158,6 +193,16 @@ impl Wire for PacketWire {
                     let _ = poll(&mut fds, PollTimeout::from(10u8));
                 }
                 _ => return,
+            }
+        }
+    }
+
+    fn reuse(&mut self, spent: &mut Vec<Vec<u8>>) {
+        for b in spent.drain(..) {
+            // Receive buffers (full length) come back; copies of small frames go.
+            if b.len() == FRAME_ROOM && self.out > 0 {
+                self.out -= 1;
+                self.spare.push(b);
             }
         }
     }

@@ -32,10 +32,46 @@ const MTU: usize = 1514;
 pub const HTTP_RX: usize = 16 * 1024;
 const HTTP_TX: usize = 4 * 1024;
 
+/// A received frame: the first `len` bytes of `buf`. A packet-socket wire hands out its receive
+/// buffers this way and gets them back through [`Wire::reuse`] once the frame is processed,
+/// instead of copying each frame into a new allocation.
+#[derive(Debug)]
+pub struct Frame {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl Frame {
+    pub fn new(buf: Vec<u8>, len: usize) -> Frame {
+        let len = len.min(buf.len());
+        Frame { buf, len }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or(&[])
+    }
+
+    pub fn into_buf(self) -> Vec<u8> {
+        self.buf
+    }
+}
+
+impl From<Vec<u8>> for Frame {
+    fn from(buf: Vec<u8>) -> Frame {
+        let len = buf.len();
+        Frame { buf, len }
+    }
+}
+
 /// A frame device: [`phy::TunTapInterface`] in the binary, a queue in tests.
 pub trait Wire {
     /// Next received frame, if any (non-blocking).
-    fn recv(&mut self) -> Option<Vec<u8>>;
+    fn recv(&mut self) -> Option<Frame>;
+    /// The buffers of frames processed since the last call, for the wire to receive into again
+    /// (a wire that does not pool buffers lets them go).
+    fn reuse(&mut self, spent: &mut Vec<Vec<u8>>) {
+        spent.clear();
+    }
     fn send(&mut self, frame: &[u8]);
     /// Block until a frame may be readable or `timeout` passed.
     fn wait(&mut self, timeout: Duration);
@@ -49,9 +85,9 @@ pub trait Wire {
 pub struct Tap(pub phy::TunTapInterface);
 
 impl Wire for Tap {
-    fn recv(&mut self) -> Option<Vec<u8>> {
+    fn recv(&mut self) -> Option<Frame> {
         let (rx, _) = self.0.receive(Instant::now())?;
-        Some(phy::RxToken::consume(rx, |b| b.to_vec()))
+        Some(phy::RxToken::consume(rx, |b| b.to_vec()).into())
     }
 
     fn send(&mut self, frame: &[u8]) {
@@ -67,16 +103,23 @@ impl Wire for Tap {
 
 /// One machine's view of the wire for its smoltcp interface.
 struct Port<'a> {
-    rx: &'a mut VecDeque<Vec<u8>>,
+    rx: &'a mut VecDeque<Frame>,
     tx: &'a mut Vec<Vec<u8>>,
+    /// Buffers of the frames smoltcp has read, for the wire to reuse.
+    spent: &'a mut Vec<Vec<u8>>,
 }
 
-struct PortRx(Vec<u8>);
+struct PortRx<'a> {
+    frame: Frame,
+    spent: &'a mut Vec<Vec<u8>>,
+}
 struct PortTx<'a>(&'a mut Vec<Vec<u8>>);
 
-impl phy::RxToken for PortRx {
+impl phy::RxToken for PortRx<'_> {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
+        let r = f(self.frame.bytes());
+        self.spent.push(self.frame.into_buf());
+        r
     }
 }
 
@@ -91,7 +134,7 @@ impl phy::TxToken for PortTx<'_> {
 
 impl Device for Port<'_> {
     type RxToken<'b>
-        = PortRx
+        = PortRx<'b>
     where
         Self: 'b;
     type TxToken<'b>
@@ -99,9 +142,13 @@ impl Device for Port<'_> {
     where
         Self: 'b;
 
-    fn receive(&mut self, _: Instant) -> Option<(PortRx, PortTx<'_>)> {
-        let f = self.rx.pop_front()?;
-        Some((PortRx(f), PortTx(self.tx)))
+    fn receive(&mut self, _: Instant) -> Option<(PortRx<'_>, PortTx<'_>)> {
+        let frame = self.rx.pop_front()?;
+        let rx = PortRx {
+            frame,
+            spent: &mut *self.spent,
+        };
+        Some((rx, PortTx(&mut *self.tx)))
     }
 
     fn transmit(&mut self, _: Instant) -> Option<PortTx<'_>> {
@@ -135,7 +182,7 @@ struct Slot {
     client: Client,
     iface: Interface,
     sockets: SocketSet<'static>,
-    rx: VecDeque<Vec<u8>>,
+    rx: VecDeque<Frame>,
     tftp: Option<SocketHandle>,
     http: Option<HttpConn>,
     closing: Vec<SocketHandle>,
@@ -158,6 +205,8 @@ pub struct Fleet {
     by_mac: HashMap<[u8; 6], usize>,
     by_ip: HashMap<Ipv4Addr, usize>,
     tx: Vec<Vec<u8>>,
+    /// Buffers of processed frames, handed back to the wire after each round.
+    spent: Vec<Vec<u8>>,
     heap: BinaryHeap<Reverse<(Duration, usize)>>,
     dirty: Vec<usize>,
     is_dirty: Vec<bool>,
@@ -189,6 +238,7 @@ impl Fleet {
                 &mut Port {
                     rx: &mut rx,
                     tx: &mut tx,
+                    spent: &mut Vec::new(),
                 },
                 ts(Duration::ZERO),
             );
@@ -212,6 +262,7 @@ impl Fleet {
             by_mac,
             by_ip: HashMap::new(),
             tx,
+            spent: Vec::new(),
             heap: BinaryHeap::new(),
             dirty: Vec::new(),
             is_dirty: vec![false; n],
@@ -275,6 +326,7 @@ impl Fleet {
             }
             self.service_dirty(now);
             self.transmit(wire);
+            wire.reuse(&mut self.spent);
             if self.all_done() || now >= limit {
                 self.stats.frames_dropped = wire.dropped();
                 return;
@@ -329,16 +381,18 @@ impl Fleet {
     }
 
     /// Hand a received frame to the machine it is for.
-    fn route(&mut self, now: Duration, frame: Vec<u8>) {
-        let Some(target) = self.classify(&frame) else {
+    fn route(&mut self, now: Duration, frame: Frame) {
+        let Some(target) = self.classify(frame.bytes()) else {
             self.stats.frames_unrouted += 1;
+            self.spent.push(frame.into_buf());
             return;
         };
         match target {
             Target::Dhcp(i, off, len, src_mac) => {
-                if let Some(payload) = frame.get(off..off + len) {
+                if let Some(payload) = frame.bytes().get(off..off + len) {
                     self.slots[i].client.handle_dhcp(now, payload, src_mac);
                 }
+                self.spent.push(frame.into_buf());
                 self.mark(i);
             }
             Target::Stack(i) => {
@@ -408,6 +462,7 @@ impl Fleet {
                 &mut Port {
                     rx: &mut s.rx,
                     tx: &mut self.tx,
+                    spent: &mut self.spent,
                 },
                 &mut s.sockets,
             );
@@ -564,21 +619,26 @@ fn pump_sockets(s: &mut Slot, now: Duration) -> bool {
                 progress |= n > 0;
             }
         }
-        let mut buf = [0u8; 16384];
         let mut closed = false;
         while sock.can_recv() {
-            match sock.recv_slice(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
+            // The client reads the socket's buffer where it is (no copy out first).
+            let client = &mut s.client;
+            let read = sock.recv(|data| {
+                if !data.is_empty() {
+                    client.handle_http(now, c.id, HttpEvent::Data(data));
+                }
+                (data.len(), data.len())
+            });
+            match read {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
                     progress = true;
-                    s.client.handle_http(now, c.id, HttpEvent::Data(&buf[..n]));
                     // The client may have finished (and asked to close) mid-stream.
                     if s.client.closing_http(c.id) {
                         closed = true;
                         break;
                     }
                 }
-                Err(_) => break,
             }
         }
         if !closed {

@@ -8,16 +8,22 @@ use std::cell::Cell;
 struct FakeWire {
     inbound: VecDeque<Vec<u8>>,
     sent: Vec<Vec<u8>>,
+    /// Buffers of processed frames handed back.
+    reused: usize,
 }
 
 impl Wire for FakeWire {
-    fn recv(&mut self) -> Option<Vec<u8>> {
-        self.inbound.pop_front()
+    fn recv(&mut self) -> Option<Frame> {
+        self.inbound.pop_front().map(Frame::from)
     }
     fn send(&mut self, frame: &[u8]) {
         self.sent.push(frame.to_vec());
     }
     fn wait(&mut self, _: Duration) {}
+    fn reuse(&mut self, spent: &mut Vec<Vec<u8>>) {
+        self.reused += spent.len();
+        spent.clear();
+    }
 }
 
 fn udp_of(frame: &[u8]) -> (EthernetAddress, EthernetAddress, u16, u16, Vec<u8>) {
@@ -132,4 +138,43 @@ fn every_machine_discovers_from_its_own_mac_and_replies_reach_the_right_one() {
     assert!(fleet
         .classify(&raw_frame([2, 0, 0, 0, 0, 1], &d).unwrap())
         .is_none());
+}
+
+/// Every frame read comes back to the wire once processed (a packet wire receives into those
+/// buffers again): DHCP replies, frames for a machine's IP stack, and frames for nobody.
+#[test]
+fn the_buffer_of_every_frame_read_goes_back_to_the_wire() {
+    let mut fleet = Fleet::new(machines(3), 0);
+    let mut wire = FakeWire::default();
+    let mut reply = vec![0u8; 240];
+    reply[0] = 2;
+    reply[28..34].copy_from_slice(&[0x52, 0x54, 0, 0, 0, 2]);
+    let dhcp = Datagram {
+        src: SocketAddrV4::new(Ipv4Addr::new(10, 97, 0, 1), 67),
+        dst: SocketAddrV4::new(Ipv4Addr::BROADCAST, 68),
+        dst_mac: None,
+        payload: reply,
+    };
+    let stack = Datagram {
+        dst: SocketAddrV4::new(Ipv4Addr::new(10, 97, 1, 9), 50000),
+        dst_mac: Some([0x52, 0x54, 0, 0, 0, 3]),
+        ..dhcp.clone()
+    };
+    let nobody = Datagram {
+        dst_mac: Some([0x52, 0x54, 9, 9, 9, 9]),
+        ..stack.clone()
+    };
+    for d in [&dhcp, &stack, &nobody, &stack] {
+        wire.inbound
+            .push_back(raw_frame([2, 0, 0, 0, 0, 1], d).unwrap());
+    }
+    let t = Cell::new(Duration::ZERO);
+    let clock = || {
+        t.set(t.get() + Duration::from_millis(1));
+        t.get()
+    };
+    fleet.run(&mut wire, &clock, Duration::from_millis(20));
+    assert_eq!(fleet.stats.frames_in, 4);
+    assert_eq!(fleet.stats.frames_unrouted, 1);
+    assert_eq!(wire.reused, 4);
 }
