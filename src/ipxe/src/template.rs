@@ -18,7 +18,8 @@ use crate::script::{BootMode, DiskMethod, RenderCtx, Rendered};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
     body: Body,
-    /// The (checked) appliance address the template was made for.
+    /// The (checked) appliance address the template was made for: its URLs, the agent's
+    /// `rackboot.appliance=` and a profile's `${appliance}` all use it.
     appliance: String,
 }
 
@@ -48,9 +49,6 @@ struct Linux {
     middle: String,
     /// The rest of the failure `echo`, the `imgfree` lines and `exit 1`.
     tail: String,
-    /// The appliance address the template was made for: its URLs, the agent's
-    /// `rackboot.appliance=` and a profile's `${appliance}` all use it.
-    appliance: String,
 }
 
 impl Template {
@@ -138,7 +136,7 @@ impl Template {
                 s.push_str(rest);
                 s
             }
-            Body::Linux(l) => l.render(ctx, token)?,
+            Body::Linux(l) => l.render(&self.appliance, ctx, token)?,
         };
         Ok(Rendered::Script(script))
     }
@@ -245,11 +243,15 @@ impl Linux {
             agent,
             middle,
             tail,
-            appliance: appliance.to_string(),
         })
     }
 
-    fn render(&self, ctx: &RenderCtx, token: Option<&str>) -> Result<String, RenderError> {
+    fn render(
+        &self,
+        appliance: &str,
+        ctx: &RenderCtx,
+        token: Option<&str>,
+    ) -> Result<String, RenderError> {
         let id = ctx.machine_id.as_str();
         // The machine's values in the command line: words checked alone, so the line is too.
         let args = if self.agent {
@@ -262,19 +264,14 @@ impl Linux {
             push_sep(&mut a);
             push_all(
                 &mut a,
-                &[
-                    "rackboot.appliance=",
-                    &self.appliance,
-                    " rackboot.machine=",
-                    id,
-                ],
+                &["rackboot.appliance=", appliance, " rackboot.machine=", id],
             );
             a
         } else {
             let mut c = self
                 .args
                 .replace("${uuid}", &ctx.uuid)
-                .replace("${appliance}", &self.appliance)
+                .replace("${appliance}", appliance)
                 .replace("${machine}", id);
             if let Some(mac) = &ctx.mac {
                 c = c.replace("${mac}", mac);
@@ -450,12 +447,12 @@ mod tests {
     fn a_template_remembers_its_appliance() {
         let Ok(Template {
             body: Body::Linux(l),
-            ..
+            appliance,
         }) = Template::new(&agent(""), "[fd00::1]:50042")
         else {
             panic!("agent template");
         };
-        assert_eq!(l.appliance, "[fd00::1]:50042");
+        assert_eq!(appliance, "[fd00::1]:50042");
         assert!(l
             .kernel
             .starts_with("kernel http://[fd00::1]:50042/assets/agent/vmlinuz"));

@@ -204,23 +204,10 @@ impl Metrics {
         }
     }
 
-    /// Count one event of a `kind`/`detail` family.
-    pub fn inc(family: &Family<KindLabels, Counter>, kind: &str, detail: &str) {
-        family
-            .get_or_create(&KindLabels {
-                kind: Cow::Owned(kind.to_string()),
-                detail: Cow::Owned(detail.to_string()),
-            })
-            .inc();
-    }
-
-    /// [`Metrics::inc`] for fixed labels: an existing counter is found without building
-    /// owned label strings (the boot HTTP counts every request).
-    pub fn inc_static(
-        family: &Family<KindLabels, Counter>,
-        kind: &'static str,
-        detail: &'static str,
-    ) {
+    /// Count one event of a `kind`/`detail` family. The labels are fixed names, so an existing
+    /// counter is found without building owned label strings (the boot HTTP and TFTP count
+    /// every request).
+    pub fn inc(family: &Family<KindLabels, Counter>, kind: &'static str, detail: &'static str) {
         family
             .get_or_create(&KindLabels {
                 kind: Cow::Borrowed(kind),

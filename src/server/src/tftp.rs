@@ -93,7 +93,7 @@ impl TftpService {
         self.socket.local_addr()
     }
 
-    fn count(&self, kind: &str, detail: &str) {
+    fn count(&self, kind: &'static str, detail: &'static str) {
         Metrics::inc(&self.metrics.tftp, kind, detail);
     }
 

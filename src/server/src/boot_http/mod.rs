@@ -81,7 +81,7 @@ fn text(status: StatusCode, body: String) -> Response {
 }
 
 fn count(s: &BootHttp, kind: &'static str, detail: &'static str) {
-    Metrics::inc_static(&s.metrics.http, kind, detail);
+    Metrics::inc(&s.metrics.http, kind, detail);
 }
 
 async fn init_ipxe(State(s): State<Arc<BootHttp>>) -> Response {
