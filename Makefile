@@ -14,7 +14,7 @@ RUN_PKGS := ca-certificates curl busybox-static cpio kmod
 IMAGE_PKGS := systemd-boot-efi binutils mtools fdisk e2fsprogs qemu-utils kmod cpio busybox-static python3
 IMAGE_DIR ?= $(CURDIR)/target/image
 IMAGE_OVERLAY ?= lab
-TEST_PKGS := $(RUN_PKGS) gnupg chromium chromium-driver iproute2 openipmi ipmitool kea-admin dnsmasq-base tftp-hpa atftp tftpd-hpa tcpdump nftables qemu-system-x86 ipxe ipxe-qemu ovmf busybox-static cpio python3 $(IMAGE_PKGS)
+TEST_PKGS := $(RUN_PKGS) ethtool gnupg chromium chromium-driver iproute2 openipmi ipmitool kea-admin dnsmasq-base tftp-hpa atftp tftpd-hpa tcpdump nftables qemu-system-x86 ipxe ipxe-qemu ovmf busybox-static cpio python3 $(IMAGE_PKGS)
 # Sans-IO crates: must never depend on tokio (checked by `make check`).
 SANS_IO_CRATES := rackboot-tftp rackboot-dhcp rackboot-ipxe rackboot-config rackboot-store rackboot-lifecycle rackboot-ipmi rackboot-tunnel
 

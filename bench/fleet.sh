@@ -77,6 +77,10 @@ else
     ip -n $SW link add fleet$i type veth peer name fleet${i}b
     ip -n $SW link set fleet${i}b master br0 up
     ip -n $SW link set fleet$i up
+    # TCP bursts reach the simulator as GSO super-frames (it reads them whole), but a UDP GSO
+    # send (rackboot's TFTP windows) is cut into its datagrams here, as a NIC would on the wire:
+    # the simulated firmware reads one TFTP block per datagram.
+    ip netns exec $SW ethtool -K fleet${i}b tx-udp-segmentation off
     ifs+=(fleet$i)
   done
   WIRE_ARGS=(--packet "$(IFS=,; echo "${ifs[*]}")")
@@ -92,6 +96,20 @@ ln -sfn $A $WWW/assets; ln -sfn $A/tftp $WWW/tftp
 
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 now() { date +%s.%N; }
+# Where a stack's CPU went: seconds per thread name (digits dropped), over every thread of PIDs.
+thread_cpu() { python3 -c '
+import os, re, sys, collections
+t, c = os.sysconf("SC_CLK_TCK"), collections.Counter()
+for p in sys.argv[1:]:
+    try: tasks = os.listdir(f"/proc/{p}/task")
+    except OSError: continue
+    for k in tasks:
+        try:
+            name = open(f"/proc/{p}/task/{k}/comm").read().strip()
+            f = open(f"/proc/{p}/task/{k}/stat").read().rsplit(")", 1)[1].split()
+        except OSError: continue
+        c[re.sub(r"[0-9]+$", "N", name)] += (int(f[11]) + int(f[12])) / t
+print(", ".join(f"{n} {s:.2f} s" for n, s in c.most_common() if s >= 0.01) or "-")' "$@" 2>/dev/null; }
 cpu_s() { python3 -c 'import os,sys; t=os.sysconf("SC_CLK_TCK"); print(round(sum(sum(int(x) for x in open(f"/proc/{p}/stat").read().rsplit(")",1)[1].split()[11:13]) for p in sys.argv[1:])/t,1))' "$@" 2>/dev/null || echo 0; }
 rss_kb() { local t=0; for p in "$@"; do t=$((t + $(awk -v k="$KEY" '$1==k":"{print $2}' /proc/$p/status 2>/dev/null || echo 0))); done; echo $t; }
 # UDP datagrams a namespace's sockets dropped because their receive buffer was full.
@@ -118,6 +136,9 @@ print(f"boot server host: {g('TcpRetransSegs')} TCP segments retransmitted ({g('
       f"{g('UdpOutDatagrams')} UDP datagrams sent (DHCP, TFTP), {g('UdpInDatagrams')} received")
 PY
 }
+# CPU time the hypervisor gave to other guests (steal, all CPUs), in jiffies: a storm is CPU-bound
+# here, so a round with much steal is slow for reasons outside both stacks.
+steal() { awk '/^cpu /{print $9}' /proc/stat; }
 # Frames the veth/TAP in front of the simulator dropped (TAP: queue full; veth: backlog full).
 wire_drops() { ip netns exec $SW sh -c 'cat /sys/class/net/fleet[0-9]*/statistics/tx_dropped /sys/class/net/fleet[0-9]*/statistics/rx_dropped' | awk '{t+=$1} END {print t+0}'; }
 http_up() { ip netns exec $APPL curl -sf -o /dev/null "http://$HTTP/ipxe/init.ipxe"; }
@@ -255,7 +276,7 @@ stop ${STACK_PIDS[0]}
 declare -A R
 # One storm: `storm N STACK ROUND`. Round 1 keeps everything (the tables, per-stage details, CSV
 # and plot); later rounds only add their all-booted time to T, for the median below.
-declare -A T
+declare -A T ST
 storm() {
     local n=$1 stack=$2 round=$3 seed=$4
     local tag=$stack-$n csv="$OUT/$STAMP-fleet-$stack-$n.csv"
@@ -277,10 +298,11 @@ storm() {
     if [ -n "${FLEET_PCAP:-}" ]; then # debugging: DHCP/TFTP-control traffic on the bridge
       bg ip netns exec $SW tcpdump -U -i br0 -s 400 -w $W/$tag.pcap "${FLEET_PCAP_FILTER:-arp or (udp and (port 67 or port 68 or port 4011 or port 69))}" 2>/dev/null; sleep 1
     fi
-    wd0=$(wire_drops); ip netns exec $APPL nstat -az > $W/$tag.nstat0
+    wd0=$(wire_drops); st0=$(steal); ip netns exec $APPL nstat -az > $W/$tag.nstat0
     sd0=$(udp_drops $SITE); ad0=$(udp_drops $APPL)
     ip netns exec $SW "$FLEET" "${WIRE_ARGS[@]}" --http-window-kib $WINDOW_KIB --clients $n --mix "$MIX" --seed $seed \
        --csv "$csv" --summary $W/$tag.sum --label "$stack, $n clients" > $W/$tag.md 2>&1 || true
+    stolen=$(python3 -c "import os; print(f'{($(steal) - $st0) / os.sysconf(\"SC_CLK_TCK\"):.2f}')")
     echo "wire ($WIRE): $(( $(wire_drops) - wd0 )) frames dropped on the way to the simulator; $(ip netns exec $APPL nstat -az > $W/$tag.nstat1; tcp_report $W/$tag.nstat0 $W/$tag.nstat1); UDP receive-buffer drops: site DHCP host $(( $(udp_drops $SITE) - sd0 )), boot server host $(( $(udp_drops $APPL) - ad0 ))" >> $W/$tag.md
     if [ $stack = rackboot ]; then # what the operator sees afterwards: every machine discovered?
       known=$(ip netns exec $APPL curl -sf "http://127.0.0.1:8080/api/v1/machines" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(len(d if isinstance(d, list) else d.get("machines", [])))' || echo "?")
@@ -288,15 +310,18 @@ storm() {
       # The server's own count of TFTP datagrams sent again (timeouts and tail probes).
       ip netns exec $APPL curl -sf "http://127.0.0.1:8080/metrics" | awk '
         /^rackboot_tftp_retransmitted_datagrams_total /{r=$2} /^rackboot_tftp_tail_probes_total /{p=$2}
-        END{printf "rackboot TFTP: %d datagrams sent again, %d of them tail probes\n", r, p}' >> $W/$tag.md || true
+        /^rackboot_tftp_coalesced_datagrams_total /{g=$2}
+        END{printf "rackboot TFTP: %d datagrams sent again, %d of them tail probes; %d sent in UDP GSO sends of a window\n", r, p, g}' >> $W/$tag.md || true
     fi
     KEY=VmHWM; peak=$(rss_kb "${STACK_PIDS[@]}" $(pgrep -P "${STACK_PIDS[-1]}" || true))
     cpu=$(cpu_s "${STACK_PIDS[@]}" $(pgrep -P "${STACK_PIDS[-1]}" || true))
+    echo "server CPU by thread: $(thread_cpu "${STACK_PIDS[@]}" $(pgrep -P "${STACK_PIDS[-1]}" || true))" >> $W/$tag.md
     [ -n "${FLEET_PCAP:-}" ] && stop ${PIDS[-1]}
     for p in "${STACK_PIDS[@]}"; do stop $p; done
     stop $SITE_PID
     get() { awk -F= -v k="$1" '$1==k{print $2}' $W/$tag.sum; }
     T[$stack-$n]="${T[$stack-$n]:-} $(get all_booted_s)"
+    ST[$stack-$n]="${ST[$stack-$n]:-} $stolen"
     [ "$round" -gt 1 ] && return 0
     R[$tag]="$(get booted) $(get failed) $(get unfinished) $(get all_booted_s) $(get boot_p50_s) $(get boot_p99_s) $cold $idle $peak $cpu $(get bytes) $(get cpu_s) $(get retries)"
     cp $W/$tag.md "$OUT/$STAMP-fleet-$tag.md"
@@ -329,17 +354,17 @@ echo "Client retries: datagrams the simulated machines sent again after a firmwa
 echo
 echo "The simulator shares the machine's 2 cores with the servers and the kernel: in T seconds they have 2T core-seconds between them, of which the simulator's column is its own part."
 echo
-echo "| stack | clients | all booted, each of $ROUNDS rounds (s) | median (s) |"
-echo "|---|---|---|---|"
+echo "| stack | clients | all booted, each of $ROUNDS rounds (s) | median (s) | CPU stolen by the host, each round (s) |"
+echo "|---|---|---|---|---|"
 # Median of a round list, or "-" when any round did not boot every machine.
 median() { python3 -c 'import sys,statistics as s; v=sys.argv[1:]; print("-" if not v or "-" in v else f"{s.median(map(float, v)):.3f}")' "$@"; }
 declare -A MED
 for n in $SIZES; do for stack in $STACKS; do
   MED[$stack-$n]=$(median ${T[$stack-$n]:-})
-  echo "| $stack | $n | $(echo ${T[$stack-$n]:-} | sed 's/ /, /g') | ${MED[$stack-$n]} |"
+  echo "| $stack | $n | $(echo ${T[$stack-$n]:-} | sed 's/ /, /g') | ${MED[$stack-$n]} | $(echo ${ST[$stack-$n]:-} | sed 's/ /, /g') |"
 done; done
 echo
-echo "Round 1 is the run every other table here describes; the stacks took turns in each round (their order reversed every other round)."
+echo "Round 1 is the run every other table here describes; the stacks took turns in each round (their order reversed every other round). CPU stolen: time the hypervisor ran other guests on this VM's CPUs during the storm (steal in /proc/stat, all CPUs); the storm is CPU-bound, so a round with much steal is slow for reasons outside both stacks."
 echo
 for n in $SIZES; do
   ra=${MED[rackboot-$n]:-}; rb=${MED[dnsmasq-$n]:-}
@@ -373,7 +398,7 @@ echo "- rackboot binary: $(( $(stat -c %s "$BIN") / 1048576 )) MiB ($(stat -c %s
 echo
 for n in $SIZES; do for stack in $STACKS; do
   echo "<details><summary>$stack, $n clients: per-stage latency</summary>"; echo
-  sed -n '1,/^simulator:/p;/^wire/p' $W/$stack-$n.md; echo; echo "</details>"; echo
+  sed -n '1,/^simulator:/p;/^wire/p;/^server CPU by thread/p' $W/$stack-$n.md; echo; echo "</details>"; echo
 done; done
 
 # Boot completion over time, both stacks, largest fleet (gnuplot).

@@ -28,6 +28,19 @@ fn simulated_machines_of_every_kind_boot_through_the_packet_wire() {
             "ip", "-n", &switch, "link", "set", &peer, "master", "br0", "up",
         ]);
         sh(&["ip", "-n", &switch, "link", "set", &end, "up"]);
+        // rackboot sends a TFTP window as one UDP GSO datagram; cut it into the client's
+        // datagrams before the simulator's packet socket, as a NIC would on the wire.
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &switch,
+            "ethtool",
+            "-K",
+            &peer,
+            "tx-udp-segmentation",
+            "off",
+        ]);
     }
     let fleet = workspace_bin("rackboot-fleet").display().to_string();
     let csv = lab.dir.join("fleet.csv").display().to_string();

@@ -95,6 +95,8 @@ pub struct Config {
     pub tftp_min_timeout: Duration,
     pub tftp_max_retries: u32,
     pub tftp_tail_probe: bool,
+    /// Send a window's DATA blocks in one UDP GSO send.
+    pub tftp_gso: bool,
     pub tftp_max_transfers: u32,
     pub tftp_max_transfers_per_client: u32,
     pub dhcp_mode: DhcpMode,

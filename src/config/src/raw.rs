@@ -139,6 +139,8 @@ pub struct RawTftp {
     pub max_retries: Option<u32>,
     /// Send a window's last block again after twice the round trip when no ACK came.
     pub tail_probe: Option<bool>,
+    /// Send a window's blocks in one UDP GSO send (the kernel or NIC cuts them apart).
+    pub gso: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -213,7 +215,7 @@ layer_struct!(RawLog { format, level } nested {});
 layer_struct!(RawAdmin { listen, token_file } nested {});
 layer_struct!(RawHttp { listen } nested {});
 layer_struct!(RawTftp { listen, single_port, max_blksize, max_windowsize, max_transfers,
-    max_transfers_per_client, timeout_ms, min_timeout_ms, max_retries, tail_probe } nested {});
+    max_transfers_per_client, timeout_ms, min_timeout_ms, max_retries, tail_probe, gso } nested {});
 layer_struct!(RawDhcp { mode, port, pxe_port, discovery_control, boot_files } nested {});
 layer_struct!(RawOmni { endpoint, key_file, provider_id, ca_file, insecure_skip_verify, image_factory_url, image_factory_pxe_url, heartbeat_secs, install_boot, agent, agent_talos_version } nested {});
 layer_struct!(RawLifecycle { idle_power_off_secs, min_power_interval_secs, agent_timeout_secs } nested {});

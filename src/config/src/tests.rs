@@ -155,15 +155,17 @@ fn tftp_retransmission_keys_default_like_the_engine_and_reach_the_config() {
     assert_eq!(c.tftp_min_timeout, std::time::Duration::from_millis(50));
     assert_eq!(c.tftp_max_retries, 5);
     assert!(c.tftp_tail_probe);
+    assert!(c.tftp_gso);
 
-    let text =
-        "[tftp]\ntimeout_ms = 3000\nmin_timeout_ms = 3000\nmax_retries = 8\ntail_probe = false\n";
+    let text = "[tftp]\ntimeout_ms = 3000\nmin_timeout_ms = 3000\nmax_retries = 8\n\
+                tail_probe = false\ngso = false\n";
     assert!(check_source(text).is_empty(), "{:?}", check_source(text));
     let c = Config::try_from(&parse_source(text).unwrap()).unwrap();
     assert_eq!(c.tftp_timeout, std::time::Duration::from_secs(3));
     assert_eq!(c.tftp_min_timeout, std::time::Duration::from_secs(3));
     assert_eq!(c.tftp_max_retries, 8);
     assert!(!c.tftp_tail_probe);
+    assert!(!c.tftp_gso);
 
     // A timeout below the default floor brings the floor down with it.
     let c = Config::try_from(&parse_source("[tftp]\ntimeout_ms = 20\n").unwrap()).unwrap();

@@ -355,6 +355,7 @@ pub(crate) fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
         tftp_min_timeout: Duration::from_millis(tftp_min_timeout_ms),
         tftp_max_retries,
         tftp_tail_probe: raw.tftp.tail_probe.unwrap_or(true),
+        tftp_gso: raw.tftp.gso.unwrap_or(true),
         tftp_max_transfers: raw.tftp.max_transfers.unwrap_or(1024),
         tftp_max_transfers_per_client: raw.tftp.max_transfers_per_client.unwrap_or(8),
         dhcp_mode,

@@ -144,6 +144,7 @@ fn main() -> anyhow::Result<()> {
         st.frames_in += s.frames_in;
         st.frames_out += s.frames_out;
         st.frames_unrouted += s.frames_unrouted;
+        st.frames_oversized += s.frames_oversized;
         st.frames_dropped += s.frames_dropped;
         clients.extend(c);
     }
@@ -162,6 +163,14 @@ fn main() -> anyhow::Result<()> {
         st.frames_unrouted,
         st.frames_dropped
     );
+    if st.frames_oversized > 0 {
+        println!(
+            "\nwarning: {} UDP frames longer than the MTU reached the simulator and were dropped: \
+             a server's UDP GSO datagrams, not cut into datagrams on the way (turn off \
+             tx-udp-segmentation on the wire's bridge port: ethtool -K PORT tx-udp-segmentation off)",
+            st.frames_oversized
+        );
+    }
     if let Some(p) = &a.csv {
         std::fs::write(p, csv(&clients)).with_context(|| format!("writing {}", p.display()))?;
     }

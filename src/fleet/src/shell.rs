@@ -196,6 +196,9 @@ pub struct ShellStats {
     pub frames_in: u64,
     pub frames_out: u64,
     pub frames_unrouted: u64,
+    /// UDP frames longer than the MTU: a sender's UDP GSO datagram the wire did not cut into
+    /// datagrams (see `bench/fleet.sh`); dropped, as no firmware could read one.
+    pub frames_oversized: u64,
     /// Frames the wire dropped before the simulator read them (socket buffer full).
     pub frames_dropped: u64,
 }
@@ -222,16 +225,20 @@ fn ts(d: Duration) -> Instant {
 }
 
 impl Fleet {
-    /// `salt` varies the machines' TCP/UDP source ports between runs (iPXE picks random ports): a
-    /// second run with the same machines and addresses must not hit the server's TIME_WAIT
-    /// entries of the first (a SYN inside an old 4-tuple costs a 1 s retransmission).
+    /// `salt` varies the machines' TCP/UDP source ports and TCP initial sequence numbers between
+    /// runs (iPXE picks random ports): a second run with the same machines and addresses must
+    /// not hit the server's TIME_WAIT entries of the first (a SYN inside an old 4-tuple whose
+    /// sequence number is not past the old connection's is answered with the old connection's
+    /// ACK; the machine resets it and sends its SYN again a second later). Ports drawn at random
+    /// still meet an old 4-tuple now and then; the TCP timestamps (see [`tsval`]) make the
+    /// server take that SYN as a new connection.
     pub fn new(clients: Vec<Client>, salt: u64) -> Fleet {
         let mut tx = Vec::new();
         let mut slots = Vec::with_capacity(clients.len());
         let mut by_mac = HashMap::new();
         for (i, client) in clients.into_iter().enumerate() {
             let mut cfg = Config::new(HardwareAddress::Ethernet(EthernetAddress(client.mac)));
-            cfg.random_seed = 0x5eed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            cfg.random_seed = iface_seed(salt, i);
             let mut rx = VecDeque::new();
             let iface = Interface::new(
                 cfg,
@@ -382,6 +389,11 @@ impl Fleet {
 
     /// Hand a received frame to the machine it is for.
     fn route(&mut self, now: Duration, frame: Frame) {
+        if frame.bytes().len() > MTU && is_udp(frame.bytes()) {
+            self.stats.frames_oversized += 1;
+            self.spent.push(frame.into_buf());
+            return;
+        }
         let Some(target) = self.classify(frame.bytes()) else {
             self.stats.frames_unrouted += 1;
             self.spent.push(frame.into_buf());
@@ -549,6 +561,8 @@ impl Fleet {
                     tcp::SocketBuffer::new(vec![0; HTTP_TX]),
                 );
                 sock.set_timeout(Some(smoltcp::time::Duration::from_secs(30)));
+                // iPXE sends the timestamp option in its SYN, as do most stacks.
+                sock.set_tsval_generator(Some(tsval));
                 // ACK every batch at once: delayed ACKs make the server send in bursts that
                 // overflow the shared TAP queue.
                 sock.set_ack_delay(None);
@@ -585,6 +599,29 @@ enum Target {
     /// Machine, payload offset and length, source MAC.
     Dhcp(usize, usize, usize, [u8; 6]),
     Stack(usize),
+}
+
+fn is_udp(frame: &[u8]) -> bool {
+    EthernetFrame::new_checked(frame).is_ok_and(|e| {
+        e.ethertype() == EthernetProtocol::Ipv4
+            && Ipv4Packet::new_checked(e.payload())
+                .is_ok_and(|ip| ip.next_header() == IpProtocol::Udp)
+    })
+}
+
+/// The random seed of machine `i`'s smoltcp interface (its TCP initial sequence numbers).
+fn iface_seed(salt: u64, i: usize) -> u64 {
+    (salt ^ 0x5eed).wrapping_add((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+}
+
+/// TCP timestamp value (RFC 7323): wall-clock milliseconds, so that it keeps rising from one
+/// run of the simulator to the next. A Linux server then accepts a SYN that lands in the
+/// TIME_WAIT entry of an earlier run's connection as a new connection (the timestamp is newer
+/// than the last one it saw there), whatever its sequence number.
+fn tsval() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u32)
 }
 
 fn next_port(s: &mut Slot) -> u16 {

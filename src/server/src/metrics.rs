@@ -41,6 +41,7 @@ pub struct Metrics {
     pub tftp_bytes: Counter,
     pub tftp_retransmits: Counter,
     pub tftp_tail_probes: Counter,
+    pub tftp_coalesced: Counter,
     pub tftp_active: Gauge,
     /// Seconds to answer `GET /ipxe/boot.ipxe`.
     pub boot_script_seconds: Histogram,
@@ -137,6 +138,13 @@ impl Metrics {
              ACK (a lost last block; included in tftp_retransmitted_datagrams), of finished transfers",
             tftp_tail_probes.clone(),
         );
+        let tftp_coalesced = Counter::default();
+        registry.register(
+            "tftp_coalesced_datagrams",
+            "TFTP datagrams that left in UDP GSO sends of a window's blocks (one system call for \
+             several datagrams), of finished transfers",
+            tftp_coalesced.clone(),
+        );
         let tftp_active = Gauge::default();
         registry.register(
             "tftp_active_transfers",
@@ -200,6 +208,7 @@ impl Metrics {
             tftp_bytes,
             tftp_retransmits,
             tftp_tail_probes,
+            tftp_coalesced,
             tftp_active,
         }
     }

@@ -130,7 +130,8 @@ fn start_tftp(
         limits,
         cfg.tftp_single_port,
         shared.metrics.clone(),
-    );
+    )
+    .with_gso(cfg.tftp_gso);
     tracing::info!(listen = %svc.local_addr().unwrap_or(addr), %root, single_port = cfg.tftp_single_port, "tftp serving");
     services.spawn(svc.run(stop.clone()));
     Ok(())

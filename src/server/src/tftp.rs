@@ -8,6 +8,7 @@
 
 use crate::files::{BootFiles, FileError};
 use crate::metrics::Metrics;
+use crate::tftp_send::Sender;
 use rackboot_tftp::{
     error_packet, handle_initial, EngineConfig, ErrorCode, Initial, Outcome, Rejection, Transfer,
 };
@@ -45,6 +46,8 @@ pub struct TftpService {
     engine: EngineConfig,
     limits: TftpLimits,
     single_port: bool,
+    /// Windows go out in UDP GSO sends (see `tftp_send`).
+    gso: bool,
     metrics: Arc<Metrics>,
     active: Arc<Mutex<HashMap<IpAddr, u32>>>,
 }
@@ -84,9 +87,16 @@ impl TftpService {
             engine,
             limits,
             single_port,
+            gso: true,
             metrics,
             active: Arc::default(),
         }
+    }
+
+    /// Send each window's blocks in one UDP GSO send (default), or one datagram per send.
+    pub fn with_gso(mut self, on: bool) -> Self {
+        self.gso = on;
+        self
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -267,15 +277,10 @@ impl TftpService {
 
     /// One transfer on its own connected socket.
     async fn drive(&self, sock: UdpSocket, mut t: Transfer) {
-        let mut out = Vec::with_capacity(1500);
+        let mut tx = Sender::new(self.gso);
         let mut rx = vec![0u8; 65536];
         loop {
-            while t.poll_transmit(&mut out) {
-                if sock.send(&out).await.is_err() {
-                    // ICMP unreachable from a vanished client: the timeout logic ends it.
-                    break;
-                }
-            }
+            tx.flush(&sock, &mut t).await;
             if t.is_finished() {
                 break;
             }
@@ -291,7 +296,7 @@ impl TftpService {
                 _ = tokio::time::sleep_until(deadline.into()) => t.handle_timeout(Instant::now()),
             }
         }
-        self.finish(&t);
+        self.finish(&t, tx.coalesced);
     }
 
     /// One transfer on its own thread and connected, blocking socket (see
@@ -303,17 +308,12 @@ impl TftpService {
         cut: &AtomicBool,
         threaded: &std::sync::atomic::AtomicUsize,
     ) {
-        let mut out = Vec::with_capacity(1500);
+        let mut tx = Sender::new(self.gso);
         let mut rx = vec![0u8; 65536];
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut read_timeout = THREAD_TICK;
         loop {
-            while t.poll_transmit(&mut out) {
-                if sock.send(&out).is_err() {
-                    // ICMP unreachable from a vanished client: the timeout logic ends it.
-                    break;
-                }
-            }
+            tx.flush_blocking(sock, &mut t);
             if t.is_finished() {
                 break;
             }
@@ -351,11 +351,13 @@ impl TftpService {
                 }
             }
         }
-        self.finish(&t);
+        self.finish(&t, tx.coalesced);
     }
 
-    fn finish(&self, t: &Transfer) {
+    /// Count a finished transfer; `coalesced`: its datagrams that went out in GSO sends.
+    fn finish(&self, t: &Transfer, coalesced: u64) {
         self.metrics.tftp_retransmits.inc_by(t.retransmits());
+        self.metrics.tftp_coalesced.inc_by(coalesced);
         self.metrics.tftp_tail_probes.inc_by(t.tail_probes());
         match t.outcome() {
             Some(Outcome::Completed { bytes, elapsed, .. }) => {
@@ -397,7 +399,7 @@ impl TftpService {
             }
             for p in done {
                 if let Some((t, _slot)) = transfers.remove(&p) {
-                    self.finish(&t);
+                    self.finish(&t, 0);
                 }
             }
             if let Some(deadline) = draining {
@@ -572,5 +574,91 @@ mod tests {
             completed.ends_with(&format!(" {n}")),
             "completed counter: {completed:?}"
         );
+    }
+}
+
+#[cfg(test)]
+mod windowed_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::tftp_send::tests::fetch_windowed;
+
+    /// Windowed transfers (threaded and as tasks) send each window's blocks in GSO sends; the
+    /// client still gets every block as its own datagram, the file intact, whether it ends in a
+    /// short block or an empty one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn windows_go_out_in_gso_sends_and_arrive_as_blocks() {
+        let (coalesced, blocks) = windowed_transfers(true).await;
+        // Nearly every block (all but windows cut short by a loss report) goes in a GSO send.
+        assert!(
+            coalesced * 2 > blocks,
+            "{coalesced} of {blocks} blocks in GSO sends"
+        );
+    }
+
+    /// `tftp.gso = false`: one datagram per send, the same bytes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_gso_every_block_is_its_own_send() {
+        let (coalesced, _) = windowed_transfers(false).await;
+        assert_eq!(coalesced, 0);
+    }
+
+    /// 40 windowed transfers at once (windowsize 8 and 4); every file checked. Returns the
+    /// coalesced-datagram counter and the number of blocks sent.
+    async fn windowed_transfers(gso: bool) -> (u64, u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let odd: Vec<u8> = (0..300_001u32).map(|i| (i * 7 % 251) as u8).collect();
+        let even: Vec<u8> = (0..1024 * 200u32).map(|i| (i % 253) as u8).collect();
+        std::fs::write(dir.path().join("odd.bin"), &odd).unwrap();
+        std::fs::write(dir.path().join("even.bin"), &even).unwrap();
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let svc = TftpService::new(
+            socket,
+            Arc::new(BootFiles::new(dir.path().to_path_buf())),
+            EngineConfig::default(),
+            TftpLimits {
+                max_transfers: 1024,
+                max_per_client: 1024,
+            },
+            false,
+            metrics.clone(),
+        )
+        .with_gso(gso);
+        let addr = svc.local_addr().unwrap();
+        let (stop, rx) = watch::channel(false);
+        let server = tokio::spawn(svc.run(rx));
+        let n = THREADED_TRANSFERS + 8;
+        let blocks = (n as u64 / 2) * (odd.len() as u64 / 1024 + 1 + even.len() as u64 / 1024 + 1);
+        tokio::task::spawn_blocking(move || {
+            let clients: Vec<_> = (0..n)
+                .map(|i| {
+                    std::thread::spawn(move || {
+                        if i % 2 == 0 {
+                            (i, fetch_windowed(addr, "odd.bin", 1024, 8))
+                        } else {
+                            (i, fetch_windowed(addr, "even.bin", 1024, 4))
+                        }
+                    })
+                })
+                .collect();
+            for c in clients {
+                let (i, got) = c.join().unwrap();
+                let want = if i % 2 == 0 { &odd } else { &even };
+                assert!(got == *want, "transfer {i} differs ({} bytes)", got.len());
+            }
+        })
+        .await
+        .unwrap();
+        let _ = stop.send(true);
+        server.await.unwrap();
+        let text = metrics.render(0);
+        let coalesced = text
+            .lines()
+            .find(|l| l.starts_with("rackboot_tftp_coalesced_datagrams_total "))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        (coalesced, blocks)
     }
 }

@@ -178,3 +178,113 @@ fn the_buffer_of_every_frame_read_goes_back_to_the_wire() {
     assert_eq!(fleet.stats.frames_unrouted, 1);
     assert_eq!(wire.reused, 4);
 }
+
+/// A machine's HTTP connection opens with a SYN that carries the TCP timestamp option (as
+/// iPXE's does), with a value from the wall clock, so a later run's SYN is newer than any
+/// earlier run's and a Linux server takes it as a new connection even inside an old 4-tuple.
+#[test]
+fn http_syn_carries_a_wall_clock_timestamp() {
+    use smoltcp::wire::{ArpOperation, ArpRepr, TcpPacket, TcpRepr};
+    let mut fleet = Fleet::new(machines(1), 7);
+    let me = Ipv4Addr::new(10, 97, 1, 5);
+    let server = Ipv4Addr::new(10, 97, 0, 2);
+    let server_mac = EthernetAddress([2, 0, 0, 0, 0, 2]);
+    let now = Duration::from_millis(5);
+    fleet.execute(
+        0,
+        now,
+        Output::SetIp {
+            ip: me,
+            prefix: 21,
+            router: None,
+        },
+    );
+    fleet.execute(
+        0,
+        now,
+        Output::HttpOpen {
+            id: 1,
+            to: SocketAddrV4::new(server, 50042),
+            request: b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+        },
+    );
+    fleet.service(0, now);
+    // First the machine asks for the server's MAC; answer it.
+    let arp = fleet.tx.drain(..).next().expect("an ARP request");
+    let eth = EthernetFrame::new_checked(&arp[..]).unwrap();
+    assert_eq!(eth.ethertype(), EthernetProtocol::Arp);
+    let reply = ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Reply,
+        source_hardware_addr: server_mac,
+        source_protocol_addr: server,
+        target_hardware_addr: eth.src_addr(),
+        target_protocol_addr: me,
+    };
+    let header = EthernetRepr {
+        src_addr: server_mac,
+        dst_addr: eth.src_addr(),
+        ethertype: EthernetProtocol::Arp,
+    };
+    let mut frame = vec![0u8; 14 + reply.buffer_len()];
+    let mut out = EthernetFrame::new_unchecked(&mut frame[..]);
+    header.emit(&mut out);
+    reply.emit(&mut ArpPacket::new_unchecked(out.payload_mut()));
+    fleet.route(now, Frame::from(frame));
+    let before = tsval();
+    fleet.service(0, now + Duration::from_millis(1));
+    let syn = fleet.tx.drain(..).next().expect("a SYN");
+    let eth = EthernetFrame::new_checked(&syn[..]).unwrap();
+    let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+    assert_eq!(ip.dst_addr(), server);
+    let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+    let repr = TcpRepr::parse(
+        &tcp,
+        &IpAddress::Ipv4(ip.src_addr()),
+        &IpAddress::Ipv4(ip.dst_addr()),
+        &ChecksumCapabilities::ignored(),
+    )
+    .unwrap();
+    assert!(tcp.syn() && !tcp.ack());
+    let ts = repr.timestamp.expect("the timestamp option in the SYN");
+    // Milliseconds since 1970 (mod 2^32): the value a clock read just before gives, or a
+    // moment later.
+    assert!(
+        ts.tsval.wrapping_sub(before) < 60_000,
+        "{} vs {before}",
+        ts.tsval
+    );
+}
+
+/// Each run seeds the machines' TCP sequence numbers differently (and each machine apart).
+#[test]
+fn sequence_number_seeds_differ_by_run_and_machine() {
+    assert_ne!(iface_seed(1, 0), iface_seed(2, 0));
+    assert_ne!(iface_seed(1, 0), iface_seed(1, 1));
+    assert_ne!(iface_seed(0, 0), 0, "smoltcp needs a non-zero seed");
+}
+
+/// A UDP datagram longer than the MTU (a server's GSO send that reached the wire whole) is
+/// counted and dropped, not handed to a machine as one oversized TFTP block.
+#[test]
+fn an_oversized_udp_frame_is_counted_not_delivered() {
+    let mut fleet = Fleet::new(machines(1), 0);
+    let d = Datagram {
+        src: SocketAddrV4::new(Ipv4Addr::new(10, 97, 0, 2), 40000),
+        dst: SocketAddrV4::new(Ipv4Addr::new(10, 97, 1, 9), 50000),
+        dst_mac: Some([0x52, 0x54, 0, 0, 0, 1]),
+        payload: vec![0; 4 * 1472],
+    };
+    let big = raw_frame([2, 0, 0, 0, 0, 1], &d).unwrap();
+    fleet.route(Duration::ZERO, Frame::from(big));
+    let small = raw_frame(
+        [2, 0, 0, 0, 0, 1],
+        &Datagram {
+            payload: vec![0; 1472],
+            ..d
+        },
+    )
+    .unwrap();
+    fleet.route(Duration::ZERO, Frame::from(small));
+    assert_eq!(fleet.stats.frames_oversized, 1);
+    assert_eq!(fleet.slots[0].rx.len(), 1, "only the datagram that fits");
+}

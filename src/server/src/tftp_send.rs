@@ -1,0 +1,232 @@
+//! Sending a TFTP transfer's due datagrams on its connected socket: a window's DATA blocks (all
+//! the same size but the last) go out as one UDP GSO send (`UDP_SEGMENT`): one system call and
+//! one trip through the IP stack for up to [`MAX_SEGMENTS`] datagrams; the kernel (or the NIC)
+//! cuts them apart at the device, so the client sees the same datagrams as before. Where the
+//! kernel or the route refuses it (no checksum offload on the device, a block larger than the
+//! MTU), the transfer sends one datagram per call from then on; `tftp.gso = false` does that
+//! from the start. Single-port mode (`tftp.single_port`) sends one datagram per call.
+
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+use rackboot_tftp::Transfer;
+use std::io::{self, IoSlice};
+use std::os::fd::AsRawFd;
+
+/// Datagrams per GSO send at most (the kernel's `UDP_MAX_SEGMENTS` is 64 on older kernels).
+pub const MAX_SEGMENTS: usize = 64;
+/// Payload bytes per GSO send at most: the unsegmented datagram must fit in one IPv4 packet.
+pub const MAX_BYTES: usize = 65_000;
+
+/// The datagrams of one flush, grouped into runs that can each go out in one send.
+#[derive(Debug)]
+pub struct Batch {
+    buf: Vec<u8>,
+    /// Size of every datagram in `buf` but possibly the last.
+    seg: usize,
+    count: usize,
+    /// A datagram shorter than `seg` was added: nothing may follow it in this send.
+    closed: bool,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Batch {
+            buf: Vec::with_capacity(16 * 1472),
+            seg: 0,
+            count: 0,
+            closed: false,
+        }
+    }
+}
+
+impl Batch {
+    /// True when `len` bytes can join this send (equal size, or shorter as its last datagram).
+    pub fn fits(&self, len: usize) -> bool {
+        self.count == 0
+            || (!self.closed
+                && len <= self.seg
+                && len > 0
+                && self.count < MAX_SEGMENTS
+                && self.buf.len() + len <= MAX_BYTES)
+    }
+
+    /// Add a datagram; the caller has checked [`Batch::fits`].
+    pub fn push(&mut self, datagram: &[u8]) {
+        if self.count == 0 {
+            self.seg = datagram.len();
+        } else if datagram.len() < self.seg {
+            self.closed = true;
+        }
+        self.buf.extend_from_slice(datagram);
+        self.count += 1;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The datagrams one by one.
+    pub fn datagrams(&self) -> impl Iterator<Item = &[u8]> {
+        self.buf.chunks(self.seg.max(1))
+    }
+
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.count = 0;
+        self.seg = 0;
+        self.closed = false;
+    }
+}
+
+/// Per-transfer sender state.
+#[derive(Debug)]
+pub struct Sender {
+    batch: Batch,
+    out: Vec<u8>,
+    /// GSO refused once: one datagram per send from then on.
+    gso: bool,
+    /// Datagrams that went out in GSO sends of two or more.
+    pub coalesced: u64,
+}
+
+impl Sender {
+    pub fn new(gso: bool) -> Sender {
+        Sender {
+            batch: Batch::default(),
+            out: Vec::with_capacity(1500),
+            gso,
+            coalesced: 0,
+        }
+    }
+
+    /// Send everything `t` has due on the connected blocking socket `sock`. An error ends the
+    /// flush (an ICMP unreachable from a vanished client: the timeout logic ends the transfer).
+    pub fn flush_blocking(&mut self, sock: &std::net::UdpSocket, t: &mut Transfer) {
+        loop {
+            let more = t.poll_transmit(&mut self.out);
+            if more && self.batch.fits(self.out.len()) {
+                self.batch.push(&self.out);
+                continue;
+            }
+            if !self.batch.is_empty() {
+                let r = match self.try_gso(|b| send_gso(sock, b)) {
+                    Ok(true) => Ok(()),
+                    Ok(false) => self
+                        .batch
+                        .datagrams()
+                        .try_for_each(|d| sock.send(d).map(drop)),
+                    Err(e) => Err(e),
+                };
+                self.batch.clear();
+                if r.is_err() {
+                    return;
+                }
+            }
+            if !more {
+                return;
+            }
+            self.batch.push(&self.out);
+        }
+    }
+
+    /// [`Sender::flush_blocking`] for a transfer that runs as a task.
+    pub async fn flush(&mut self, sock: &tokio::net::UdpSocket, t: &mut Transfer) {
+        loop {
+            let more = t.poll_transmit(&mut self.out);
+            if more && self.batch.fits(self.out.len()) {
+                self.batch.push(&self.out);
+                continue;
+            }
+            if !self.batch.is_empty() {
+                let gso = if self.gso && self.batch.count() > 1 {
+                    let b = &self.batch;
+                    sock.async_io(tokio::io::Interest::WRITABLE, || send_gso(sock, b))
+                        .await
+                } else {
+                    Err(io::Error::from_raw_os_error(nix::libc::EINVAL))
+                };
+                let r = match self.after_gso(gso) {
+                    Ok(true) => Ok(()),
+                    Ok(false) => send_each(sock, &self.batch).await,
+                    Err(e) => Err(e),
+                };
+                self.batch.clear();
+                if r.is_err() {
+                    return;
+                }
+            }
+            if !more {
+                return;
+            }
+            self.batch.push(&self.out);
+        }
+    }
+
+    /// Send the batch in one GSO send when it holds several datagrams and GSO is on: true when
+    /// sent, false when it is to go one by one.
+    fn try_gso(&mut self, gso: impl Fn(&Batch) -> io::Result<()>) -> io::Result<bool> {
+        let r = if self.gso && self.batch.count() > 1 {
+            gso(&self.batch)
+        } else {
+            Err(io::Error::from_raw_os_error(nix::libc::EINVAL))
+        };
+        self.after_gso(r)
+    }
+
+    fn after_gso(&mut self, r: io::Result<()>) -> io::Result<bool> {
+        match r {
+            Ok(()) => {
+                self.coalesced += self.batch.count() as u64;
+                Ok(true)
+            }
+            Err(e) if refused(&e) => {
+                if self.batch.count() > 1 {
+                    // The kernel or the route does not take it: not again for this transfer.
+                    self.gso = false;
+                }
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+async fn send_each(sock: &tokio::net::UdpSocket, b: &Batch) -> io::Result<()> {
+    for d in b.datagrams() {
+        sock.send(d).await?;
+    }
+    Ok(())
+}
+
+/// Errors that say "not this way" rather than "not to this peer".
+fn refused(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(nix::libc::EIO)
+            | Some(nix::libc::EINVAL)
+            | Some(nix::libc::ENOPROTOOPT)
+            | Some(nix::libc::EOPNOTSUPP)
+            | Some(nix::libc::EMSGSIZE)
+    )
+}
+
+/// One `sendmsg` with `UDP_SEGMENT` = the batch's datagram size.
+fn send_gso(sock: &impl AsRawFd, b: &Batch) -> io::Result<()> {
+    let seg = u16::try_from(b.seg).map_err(|_| io::Error::from_raw_os_error(nix::libc::EINVAL))?;
+    let iov = [IoSlice::new(&b.buf)];
+    let cmsg = [ControlMessage::UdpGsoSegments(&seg)];
+    let n = sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
+        .map_err(io::Error::from)?;
+    if n == b.buf.len() {
+        Ok(())
+    } else {
+        Err(io::Error::other("short GSO send"))
+    }
+}
+
+#[cfg(test)]
+#[path = "tftp_send_tests.rs"]
+pub(crate) mod tests;
