@@ -4,12 +4,18 @@
 //! cuts them apart at the device, so the client sees the same datagrams as before. Where the
 //! kernel or the route refuses it (no checksum offload on the device, a block larger than the
 //! MTU), the transfer sends one datagram per call from then on; `tftp.gso = false` does that
-//! from the start. Single-port mode (`tftp.single_port`) sends one datagram per call.
+//! from the start, and so does a kernel without `UDP_SEGMENT` (before 4.18, which would ignore
+//! the request and send the whole batch as one datagram: see [`kernel_has_gso`]). Single-port
+//! mode (`tftp.single_port`) sends one datagram per call.
+//!
+//! A send that fails for the peer's sake (a stale ICMP unreachable) ends the flush: the batch's
+//! datagrams count as sent and lost (the engine's retransmission recovers them, as for loss on
+//! the wire); the datagram taken from the engine after them is kept for the next flush.
 
-use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+use nix::sys::socket::{getsockopt, sendmsg, sockopt, ControlMessage, MsgFlags};
 use rackboot_tftp::Transfer;
 use std::io::{self, IoSlice};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 
 /// Datagrams per GSO send at most (the kernel's `UDP_MAX_SEGMENTS` is 64 on older kernels).
 pub const MAX_SEGMENTS: usize = 64;
@@ -120,8 +126,7 @@ impl Sender {
                         .try_for_each(|d| sock.send(d).map(drop)),
                     Err(e) => Err(e),
                 };
-                self.batch.clear();
-                if r.is_err() {
+                if self.end_batch(r, more) {
                     return;
                 }
             }
@@ -141,20 +146,19 @@ impl Sender {
                 continue;
             }
             if !self.batch.is_empty() {
-                let gso = if self.gso && self.batch.count() > 1 {
+                let gso = if self.gso_wanted() {
                     let b = &self.batch;
                     sock.async_io(tokio::io::Interest::WRITABLE, || send_gso(sock, b))
                         .await
                 } else {
-                    Err(io::Error::from_raw_os_error(nix::libc::EINVAL))
+                    Err(not_gso())
                 };
                 let r = match self.after_gso(gso) {
                     Ok(true) => Ok(()),
                     Ok(false) => send_each(sock, &self.batch).await,
                     Err(e) => Err(e),
                 };
-                self.batch.clear();
-                if r.is_err() {
+                if self.end_batch(r, more) {
                     return;
                 }
             }
@@ -168,12 +172,30 @@ impl Sender {
     /// Send the batch in one GSO send when it holds several datagrams and GSO is on: true when
     /// sent, false when it is to go one by one.
     fn try_gso(&mut self, gso: impl Fn(&Batch) -> io::Result<()>) -> io::Result<bool> {
-        let r = if self.gso && self.batch.count() > 1 {
+        let r = if self.gso_wanted() {
             gso(&self.batch)
         } else {
-            Err(io::Error::from_raw_os_error(nix::libc::EINVAL))
+            Err(not_gso())
         };
         self.after_gso(r)
+    }
+
+    /// Whether the batch goes as one GSO send (several datagrams, GSO on).
+    fn gso_wanted(&self) -> bool {
+        self.gso && self.batch.count() > 1
+    }
+
+    /// Empty the batch after its send; on an error, keep the datagram taken after it (`more`)
+    /// for the next flush. True when the flush is to end.
+    fn end_batch(&mut self, r: io::Result<()>, more: bool) -> bool {
+        self.batch.clear();
+        if r.is_err() {
+            if more {
+                self.batch.push(&self.out);
+            }
+            return true;
+        }
+        false
     }
 
     fn after_gso(&mut self, r: io::Result<()>) -> io::Result<bool> {
@@ -192,6 +214,16 @@ impl Sender {
             Err(e) => Err(e),
         }
     }
+}
+
+/// "Not as GSO": the batch goes one datagram per send.
+fn not_gso() -> io::Error {
+    io::Error::from_raw_os_error(nix::libc::EINVAL)
+}
+
+/// True when the kernel knows `UDP_SEGMENT` (Linux 4.18 and later): asked of `sock`.
+pub fn kernel_has_gso(sock: &impl AsFd) -> bool {
+    getsockopt(sock, sockopt::UdpGsoSegment).is_ok()
 }
 
 async fn send_each(sock: &tokio::net::UdpSocket, b: &Batch) -> io::Result<()> {

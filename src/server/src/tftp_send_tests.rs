@@ -41,12 +41,14 @@ fn a_send_holds_at_most_the_kernels_segments_and_one_ip_packet() {
     assert_eq!(b.count(), MAX_BYTES / 8196);
 }
 
-/// A windowed client (RFC 7440) that ACKs every `window`-th block and the last one.
+/// A windowed client (RFC 7440) that ACKs every `window`-th block and the last one; with
+/// `start`, it waits there between the OACK and its ACK (so that transfers overlap).
 pub(crate) fn fetch_windowed(
     server: std::net::SocketAddr,
     name: &str,
     blksize: usize,
     window: u16,
+    start: Option<&std::sync::Barrier>,
 ) -> Vec<u8> {
     let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
@@ -56,6 +58,9 @@ pub(crate) fn fetch_windowed(
     let mut buf = vec![0u8; blksize + 4];
     let (n, from) = s.recv_from(&mut buf).unwrap();
     assert_eq!(&buf[..2], b"\0\x06", "OACK expected: {:?}", &buf[..n]);
+    if let Some(b) = start {
+        b.wait();
+    }
     s.send_to(&[0, 4, 0, 0], from).unwrap();
     let (mut got, mut next) = (Vec::new(), 1u16);
     loop {
@@ -71,7 +76,9 @@ pub(crate) fn fetch_windowed(
         got.extend_from_slice(&buf[4..n]);
         next = next.wrapping_add(1);
         let end = n - 4 < blksize;
-        if end || block.is_multiple_of(window) {
+        #[allow(clippy::manual_is_multiple_of)] // is_multiple_of: Rust 1.87, MSRV 1.85
+        let window_end = block % window == 0;
+        if end || window_end {
             let b = block.to_be_bytes();
             s.send_to(&[0, 4, b[0], b[1]], from).unwrap();
         }
@@ -109,4 +116,26 @@ fn a_refused_gso_send_falls_back_to_single_datagrams() {
     s.batch.push(&[0u8; 516]);
     assert!(!s.try_gso(|_| panic!("no GSO for one datagram")).unwrap());
     assert!(s.gso);
+}
+
+/// A failed send ends the flush but keeps the datagram taken after the batch for the next one.
+#[test]
+fn after_a_failed_send_the_next_datagram_waits_in_the_batch() {
+    let mut s = Sender::new(true);
+    s.batch.push(&[1u8; 516]);
+    s.out = vec![2u8; 516];
+    let gone = Err(io::Error::from_raw_os_error(nix::libc::ECONNREFUSED));
+    assert!(s.end_batch(gone, true), "the flush ends");
+    let kept: Vec<&[u8]> = s.batch.datagrams().collect();
+    assert_eq!(kept, vec![&[2u8; 516][..]]);
+    // Sent fine: the batch is empty, the flush goes on.
+    assert!(!s.end_batch(Ok(()), true));
+    assert!(s.batch.is_empty());
+}
+
+/// The kernel here has UDP GSO (the tests of the service need it).
+#[test]
+fn this_kernel_has_udp_gso() {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    assert!(kernel_has_gso(&sock));
 }
