@@ -528,16 +528,14 @@ mod tests {
         }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn threaded_and_task_transfers_complete_and_retransmit() {
-        let dir = tempfile::tempdir().unwrap();
-        let file: Vec<u8> = (0..300_000u32).map(|i| (i * 31 % 255) as u8).collect();
-        std::fs::write(dir.path().join("f.bin"), &file).unwrap();
-        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let metrics = Arc::new(Metrics::new());
-        let svc = TftpService::new(
-            socket,
-            Arc::new(BootFiles::new(dir.path().to_path_buf())),
+    /// A service on loopback for files in `root`, without per-client limits.
+    pub(super) async fn loopback_service(
+        root: &std::path::Path,
+        metrics: &Arc<Metrics>,
+    ) -> TftpService {
+        TftpService::new(
+            UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+            Arc::new(BootFiles::new(root.to_path_buf())),
             EngineConfig::default(),
             TftpLimits {
                 max_transfers: 1024,
@@ -545,7 +543,16 @@ mod tests {
             },
             false,
             metrics.clone(),
-        );
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn threaded_and_task_transfers_complete_and_retransmit() {
+        let dir = tempfile::tempdir().unwrap();
+        let file: Vec<u8> = (0..300_000u32).map(|i| (i * 31 % 255) as u8).collect();
+        std::fs::write(dir.path().join("f.bin"), &file).unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let svc = loopback_service(dir.path(), &metrics).await;
         let addr = svc.local_addr().unwrap();
         let (stop, rx) = watch::channel(false);
         let server = tokio::spawn(svc.run(rx));
@@ -584,6 +591,7 @@ mod tests {
 #[cfg(test)]
 mod windowed_tests {
     #![allow(clippy::unwrap_used)]
+    use super::tests::loopback_service;
     use super::*;
     use crate::tftp_send::tests::fetch_windowed;
 
@@ -617,20 +625,8 @@ mod windowed_tests {
         let even: Vec<u8> = (0..1024 * 199u32).map(|i| (i % 253) as u8).collect();
         std::fs::write(dir.path().join("odd.bin"), &odd).unwrap();
         std::fs::write(dir.path().join("even.bin"), &even).unwrap();
-        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let metrics = Arc::new(Metrics::new());
-        let svc = TftpService::new(
-            socket,
-            Arc::new(BootFiles::new(dir.path().to_path_buf())),
-            EngineConfig::default(),
-            TftpLimits {
-                max_transfers: 1024,
-                max_per_client: 1024,
-            },
-            false,
-            metrics.clone(),
-        )
-        .with_gso(gso);
+        let svc = loopback_service(dir.path(), &metrics).await.with_gso(gso);
         let addr = svc.local_addr().unwrap();
         let (stop, rx) = watch::channel(false);
         let server = tokio::spawn(svc.run(rx));
