@@ -112,11 +112,7 @@ impl Sender {
     /// flush (an ICMP unreachable from a vanished client: the timeout logic ends the transfer).
     pub fn flush_blocking(&mut self, sock: &std::net::UdpSocket, t: &mut Transfer) {
         loop {
-            let more = t.poll_transmit(&mut self.out);
-            if more && self.batch.fits(self.out.len()) {
-                self.batch.push(&self.out);
-                continue;
-            }
+            let more = self.fill(t);
             if !self.batch.is_empty() {
                 let r = match self.try_gso(|b| send_gso(sock, b)) {
                     Ok(true) => Ok(()),
@@ -140,11 +136,7 @@ impl Sender {
     /// [`Sender::flush_blocking`] for a transfer that runs as a task.
     pub async fn flush(&mut self, sock: &tokio::net::UdpSocket, t: &mut Transfer) {
         loop {
-            let more = t.poll_transmit(&mut self.out);
-            if more && self.batch.fits(self.out.len()) {
-                self.batch.push(&self.out);
-                continue;
-            }
+            let more = self.fill(t);
             if !self.batch.is_empty() {
                 let gso = if self.gso_wanted() {
                     let b = &self.batch;
@@ -164,6 +156,18 @@ impl Sender {
             }
             if !more {
                 return;
+            }
+            self.batch.push(&self.out);
+        }
+    }
+
+    /// Take due datagrams from `t` into the batch until one does not fit (left in `out`) or
+    /// none is due; true when `out` holds a datagram that did not fit.
+    fn fill(&mut self, t: &mut Transfer) -> bool {
+        loop {
+            let more = t.poll_transmit(&mut self.out);
+            if !(more && self.batch.fits(self.out.len())) {
+                return more;
             }
             self.batch.push(&self.out);
         }
