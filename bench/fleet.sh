@@ -13,7 +13,7 @@
 # socket and gets the servers' TCP bursts as GSO super-frames; "tap": a TAP device, where the
 # kernel segments every frame first), FLEET_HTTP_WINDOW_KIB (each machine's TCP receive window,
 # default 256 on the packet wire, 16 on a TAP), FLEET_THREADS (packet wire: simulator threads, one veth each; default 2),
-# FLEET_ROUNDS (storms per size and stack, in turns; default 3: the ratios compare medians).
+# FLEET_ROUNDS (storms per size and stack, in turns; default 5: the ratios compare medians).
 source "$(dirname "$0")/lib.sh"
 FLEET=${FLEET_BIN:-$ROOT/target/release/rackboot-fleet}
 SIZES=${FLEET_SIZES:-100 500 1000}
@@ -55,6 +55,14 @@ for ns in $SW $SITE $APPL; do
   ip netns add $ns; NSS+=($ns); ip -n $ns link set lo up
   ip netns exec $ns sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 done
+# The boot server host's TCP congestion control, for both stacks: FLEET_TCP_CC (default cubic,
+# Debian's default and rackboot's http.tcp_congestion). This machine's own default may differ:
+# with bbr, each of a storm's 1,000 downloads is paced at its share of the link, in packets of 2
+# or 3 segments, and the simulator, which shares the cores, reads 3 to 4 times as many frames
+# (session 15). The largest storm is repeated under the machine's default afterwards
+# (FLEET_HOST_CC_ROUNDS, default 3; 0 skips it), where rackboot's sockets keep cubic.
+HOST_CC=$(sysctl -n net.ipv4.tcp_congestion_control)
+set_cc $APPL ${FLEET_TCP_CC:-cubic}; CC=$CC_NOW
 ip -n $SW link add br0 type bridge stp_state 0 forward_delay 0
 ip -n $SW link set br0 up
 attach() { # ns addr
@@ -276,11 +284,11 @@ stop ${STACK_PIDS[0]}
 declare -A R
 # One storm: `storm N STACK ROUND`. Round 1 keeps everything (the tables, per-stage details, CSV
 # and plot); later rounds only add their all-booted time to T, for the median below.
-declare -A T ST
-storm() {
-    local n=$1 stack=$2 round=$3 seed=$4
+declare -A T ST PK
+storm() { # N STACK ROUND SEED [SET: a suffix keeping these rounds apart, e.g. another CC]
+    local n=$1 stack=$2 round=$3 seed=$4 key=$2-$1${5:-}
     local tag=$stack-$n csv="$OUT/$STAMP-fleet-$stack-$n.csv"
-    if [ "$round" -gt 1 ]; then tag=$stack-$n-r$round; csv=$W/$tag.csv; fi
+    if [ "$round" -gt 1 ] || [ -n "${5:-}" ]; then tag=$key-r$round; csv=$W/$tag.csv; fi
     # Same addresses, new MACs each run: forget the last run's neighbours (a stale ARP entry
     # sends replies to a MAC that is gone until the kernel re-probes, seconds later).
     for ns in $SITE $APPL; do ip -n $ns neigh flush all; done
@@ -320,15 +328,18 @@ storm() {
     for p in "${STACK_PIDS[@]}"; do stop $p; done
     stop $SITE_PID
     get() { awk -F= -v k="$1" '$1==k{print $2}' $W/$tag.sum; }
-    T[$stack-$n]="${T[$stack-$n]:-} $(get all_booted_s)"
-    ST[$stack-$n]="${ST[$stack-$n]:-} $stolen"
-    [ "$round" -gt 1 ] && return 0
+    T[$key]="${T[$key]:-} $(get all_booted_s)"
+    ST[$key]="${ST[$key]:-} $stolen"
+    # TCP segments per packet the boot server host sent (its GSO/TSO size): the HTTP stage's
+    # cost for the simulator, which reads one frame per packet.
+    PK[$key]="${PK[$key]:-} $(grep -o '([0-9.n/a]* per packet)' $W/$tag.md | head -1 | tr -d '(' | cut -d' ' -f1)"
+    if [ "$round" -gt 1 ] || [ -n "${5:-}" ]; then return 0; fi
     R[$tag]="$(get booted) $(get failed) $(get unfinished) $(get all_booted_s) $(get boot_p50_s) $(get boot_p99_s) $cold $idle $peak $cpu $(get bytes) $(get cpu_s) $(get retries)"
     cp $W/$tag.md "$OUT/$STAMP-fleet-$tag.md"
 }
 # Each size's storm runs ROUNDS times per stack, the stacks in turns (reversed every other round):
 # one storm's time swings by tens of percent on a shared VM (bench/results, session 11).
-ROUNDS=${FLEET_ROUNDS:-3}
+ROUNDS=${FLEET_ROUNDS:-5}
 for round in $(seq "$ROUNDS"); do
   seed=10
   order=$STACKS; [ $((round % 2)) = 0 ] && order=$(echo $STACKS | tr ' ' '\n' | tac | xargs)
@@ -338,7 +349,22 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 
+# The largest storm again under this machine's own default congestion control, when it differs.
+big=$(echo $SIZES | tr ' ' '\n' | sort -n | tail -1)
+HOST_ROUNDS=${FLEET_HOST_CC_ROUNDS:-3}
+[ "$HOST_CC" = "$CC" ] && HOST_ROUNDS=0
+if [ "$HOST_ROUNDS" -gt 0 ]; then
+  ip netns exec $APPL sysctl -qw net.ipv4.tcp_congestion_control=$HOST_CC
+  for round in $(seq "$HOST_ROUNDS"); do
+    order=$STACKS; [ $((round % 2)) = 0 ] && order=$(echo $STACKS | tr ' ' '\n' | tac | xargs)
+    for stack in $order; do storm "$big" "$stack" "$round" 99 "-$HOST_CC"; done
+  done
+  ip netns exec $APPL sysctl -qw net.ipv4.tcp_congestion_control=$CC
+fi
+
 # --- report -----------------------------------------------------------------------------------------
+echo "Boot server host: TCP congestion control $CC for both stacks (this machine's default: $HOST_CC; see the end of this section)."
+echo
 echo "Fleet: \`$(basename "$FLEET") ${WIRE_ARGS[*]} --http-window-kib $WINDOW_KIB --clients N --mix $MIX\` (all power on at once; firmware retry 4/8/16/32 s); agent images ${KERNEL_MB} MiB kernel + ${INITRD_MB} MiB initrd, iPXE NBPs from Debian's ipxe package. Segment 10.97.0.0/21: dnsmasq address-only site DHCP (10.97.0.1), boot server 10.97.0.2; ARP gc_thresh raised to 4096/8192/16384 and net.core.rmem_default to $((RMEM_RUN / 1024)) KiB (from $((RMEM_OLD / 1024)) KiB) for the run."
 echo
 echo "| stack | clients | booted | failed | unfinished | all booted (s) | boot p50 (s) | boot p99 (s) | cold start (ms) | idle RSS (MiB) | peak RSS (MiB) | server CPU (s) | simulator CPU (s) | client retries (DHCP + TFTP) |"
@@ -354,14 +380,14 @@ echo "Client retries: datagrams the simulated machines sent again after a firmwa
 echo
 echo "The simulator shares the machine's 2 cores with the servers and the kernel: in T seconds they have 2T core-seconds between them, of which the simulator's column is its own part."
 echo
-echo "| stack | clients | all booted, each of $ROUNDS rounds (s) | median (s) | CPU stolen by the host, each round (s) |"
-echo "|---|---|---|---|---|"
+echo "| stack | clients | all booted, each of $ROUNDS rounds (s) | median (s) | CPU stolen by the host, each round (s) | TCP segments per packet sent by the boot server host, each round |"
+echo "|---|---|---|---|---|---|"
 # Median of a round list, or "-" when any round did not boot every machine.
 median() { python3 -c 'import sys,statistics as s; v=sys.argv[1:]; print("-" if not v or "-" in v else f"{s.median(map(float, v)):.3f}")' "$@"; }
 declare -A MED
 for n in $SIZES; do for stack in $STACKS; do
   MED[$stack-$n]=$(median ${T[$stack-$n]:-})
-  echo "| $stack | $n | $(echo ${T[$stack-$n]:-} | sed 's/ /, /g') | ${MED[$stack-$n]} | $(echo ${ST[$stack-$n]:-} | sed 's/ /, /g') |"
+  echo "| $stack | $n | $(echo ${T[$stack-$n]:-} | sed 's/ /, /g') | ${MED[$stack-$n]} | $(echo ${ST[$stack-$n]:-} | sed 's/ /, /g') | $(echo ${PK[$stack-$n]:-} | sed 's/ /, /g') |"
 done; done
 echo
 echo "Round 1 is the run every other table here describes; the stacks took turns in each round (their order reversed every other round). CPU stolen: time the hypervisor ran other guests on this VM's CPUs during the storm (steal in /proc/stat, all CPUs); the storm is CPU-bound, so a round with much steal is slow for reasons outside both stacks."
@@ -401,8 +427,24 @@ for n in $SIZES; do for stack in $STACKS; do
   sed -n '1,/^simulator:/p;/^wire/p;/^server CPU by thread/p' $W/$stack-$n.md; echo; echo "</details>"; echo
 done; done
 
+if [ "$HOST_ROUNDS" -gt 0 ]; then
+  echo "Under this machine's default congestion control ($HOST_CC), $big clients: the boot server host's default for both stacks; rackboot's boot HTTP sockets keep cubic (its http.tcp_congestion), nginx's take $HOST_CC."
+  echo
+  echo "| stack | clients | all booted, each of $HOST_ROUNDS rounds (s) | median (s) | CPU stolen by the host, each round (s) | TCP segments per packet sent by the boot server host, each round |"
+  echo "|---|---|---|---|---|---|"
+  for stack in $STACKS; do
+    k=$stack-$big-$HOST_CC; MED[$k]=$(median ${T[$k]:-})
+    echo "| $stack | $big | $(echo ${T[$k]:-} | sed 's/ /, /g') | ${MED[$k]} | $(echo ${ST[$k]:-} | sed 's/ /, /g') | $(echo ${PK[$k]:-} | sed 's/ /, /g') |"
+  done
+  echo
+  ra=${MED[rackboot-$big-$HOST_CC]:-}; rb=${MED[dnsmasq-$big-$HOST_CC]:-}
+  if [ -n "$ra" ] && [ -n "$rb" ]; then
+    echo "- $big clients, host default $HOST_CC: all-booted time ratio dnsmasq+nginx / rackboot (medians of $HOST_ROUNDS rounds) = $( [ "$ra" != - ] && [ "$rb" != - ] && ratio $rb $ra || echo 'n/a (not all booted in every round)')"
+    echo
+  fi
+fi
+
 # Boot completion over time, both stacks, largest fleet (gnuplot).
-big=$(echo $SIZES | tr ' ' '\n' | sort -n | tail -1)
 png="$OUT/$STAMP-fleet-$big.png"
 plots=()
 for stack in $STACKS; do

@@ -3,6 +3,10 @@
 # serving the same files, same run, loopback inside a private netns.
 source "$(dirname "$0")/lib.sh"
 ip netns add ${P}h; NSS+=(${P}h); ip -n ${P}h link set lo up
+# Both servers under one TCP congestion control: rackboot sets cubic on its boot HTTP sockets
+# (http.tcp_congestion), nginx takes the namespace's default, set to the same here (this
+# machine's own default may differ, e.g. bbr, which paces every connection).
+set_cc ${P}h ${HTTP_TCP_CC:-cubic}; CC=$CC_NOW
 X="ip netns exec ${P}h"
 A=$WORK/http-assets; mkdir -p $A/tftp $A/www
 [ -s $A/big.bin ] || head -c 67108864 /dev/urandom > $A/big.bin
@@ -61,6 +65,8 @@ c1=$(server_ticks rackboot); u1=$(cpu_per_req $c0 $c1 $r1 8)
 c0=$(server_ticks nginx)
 read -r r2 p50b p99b _ < <(wrkrun "http://127.0.0.1:8090/boot.ipxe" 32)
 c1=$(server_ticks nginx); u2=$(cpu_per_req $c0 $c1 $r2 8)
+echo "TCP congestion control, both servers: $CC (this machine's default: $(sysctl -n net.ipv4.tcp_congestion_control))."
+echo
 echo "| boot script, 32 connections | req/s | p50 (ms) | p99 (ms) | server CPU per request (µs) |"
 echo "|---|---|---|---|---|"
 echo "| rackboot /ipxe/boot.ipxe (rendered per request) | $r1 | $p50a | $p99a | $u1 |"

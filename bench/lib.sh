@@ -7,10 +7,30 @@ mkdir -p "$WORK"
 PIDS=()
 NSS=()
 P=rbb$$
+CC_ALLOWED_OLD=
 cleanup() {
   for pid in "${PIDS[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]:-}"; do [ -n "$pid" ] && wait "$pid" 2>/dev/null || true; done
   for ns in "${NSS[@]:-}"; do [ -n "$ns" ] && ip netns del "$ns" 2>/dev/null || true; done
+  if [ -n "$CC_ALLOWED_OLD" ]; then sysctl -qw net.ipv4.tcp_allowed_congestion_control="$CC_ALLOWED_OLD" || true; fi
+}
+# `set_cc NS NAME`: the default TCP congestion control of namespace NS (every TCP socket of the
+# servers in it, unless a server sets its own). A namespace may only take one listed in
+# net.ipv4.tcp_allowed_congestion_control (global): NAME is added there for the run and the
+# list restored on exit. Sets CC_NOW to the name in force (the machine's default if NAME is
+# missing). Not in a subshell: the list to restore is kept in this shell.
+set_cc() {
+  local allowed; allowed=$(sysctl -n net.ipv4.tcp_allowed_congestion_control)
+  if ! grep -qw -- "$2" /proc/sys/net/ipv4/tcp_available_congestion_control; then
+    echo "congestion control $2 not in this kernel; $1 keeps the default" >&2
+  else
+    if ! echo " $allowed " | grep -q " $2 "; then
+      [ -n "$CC_ALLOWED_OLD" ] || CC_ALLOWED_OLD=$allowed
+      sysctl -qw net.ipv4.tcp_allowed_congestion_control="$allowed $2"
+    fi
+    ip netns exec "$1" sysctl -qw net.ipv4.tcp_congestion_control="$2"
+  fi
+  CC_NOW=$(ip netns exec "$1" sysctl -n net.ipv4.tcp_congestion_control)
 }
 trap cleanup EXIT
 bg() { "$@" & PIDS+=($!); }

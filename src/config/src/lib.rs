@@ -15,8 +15,8 @@ mod validate;
 
 pub use raw::{Layer, RawConfig};
 pub use validate::{
-    DEFAULT_ADMIN_LISTEN, DEFAULT_DATA_DIR, DEFAULT_DISCOVERY_BURST, DEFAULT_DISCOVERY_PER_SECOND,
-    DEFAULT_HTTP_LISTEN, DEFAULT_TFTP_LISTEN,
+    DEFAULT_ADMIN_LISTEN, DEFAULT_CONGESTION_CONTROL, DEFAULT_DATA_DIR, DEFAULT_DISCOVERY_BURST,
+    DEFAULT_DISCOVERY_PER_SECOND, DEFAULT_HTTP_LISTEN, DEFAULT_TFTP_LISTEN,
 };
 
 use std::collections::BTreeMap;
@@ -83,6 +83,9 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     pub admin_token_file: Option<PathBuf>,
     pub http_listen: SocketAddr,
+    /// TCP congestion control set on the boot HTTP listener (its connections inherit it);
+    /// `None`: the host's default.
+    pub http_tcp_congestion: Option<String>,
     /// `None` when TFTP is off.
     pub tftp_listen: Option<SocketAddr>,
     pub tftp_single_port: bool,

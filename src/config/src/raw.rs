@@ -114,6 +114,8 @@ pub struct RawAdmin {
 pub struct RawHttp {
     /// Flag `--boot-http-listen`.
     pub listen: Option<String>,
+    /// TCP congestion control of boot HTTP connections (`system`: the host's default).
+    pub tcp_congestion: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -213,7 +215,7 @@ layer_struct!(RawConfig { mode, data_dir, interface, advertise_addr, assets_dir 
 layer_struct!(RawInventory { discovery_burst, discovery_per_second } nested {});
 layer_struct!(RawLog { format, level } nested {});
 layer_struct!(RawAdmin { listen, token_file } nested {});
-layer_struct!(RawHttp { listen } nested {});
+layer_struct!(RawHttp { listen, tcp_congestion } nested {});
 layer_struct!(RawTftp { listen, single_port, max_blksize, max_windowsize, max_transfers,
     max_transfers_per_client, timeout_ms, min_timeout_ms, max_retries, tail_probe, gso } nested {});
 layer_struct!(RawDhcp { mode, port, pxe_port, discovery_control, boot_files } nested {});

@@ -204,3 +204,22 @@ fn bad_tftp_retransmission_values_are_named_by_key_and_line() {
         problems[0].message
     );
 }
+
+#[test]
+fn boot_http_congestion_control_defaults_to_cubic_and_system_keeps_the_hosts() {
+    let c = Config::try_from(&parse_source("").unwrap()).unwrap();
+    assert_eq!(c.http_tcp_congestion.as_deref(), Some("cubic"));
+    let c =
+        Config::try_from(&parse_source("[http]\ntcp_congestion = \"system\"\n").unwrap()).unwrap();
+    assert_eq!(c.http_tcp_congestion, None);
+    let c =
+        Config::try_from(&parse_source("[http]\ntcp_congestion = \"reno\"\n").unwrap()).unwrap();
+    assert_eq!(c.http_tcp_congestion.as_deref(), Some("reno"));
+    for bad in ["", "Cubic", "cubic;rm", "a_name_longer_than_15"] {
+        let text = format!("[http]\ntcp_congestion = {bad:?}\n");
+        let problems = check_source(&text);
+        assert_eq!(problems.len(), 1, "{bad:?}: {problems:?}");
+        assert_eq!(problems[0].key, "http.tcp_congestion");
+        assert_eq!(problems[0].line, Some(2), "{bad:?}");
+    }
+}

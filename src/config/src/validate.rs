@@ -12,6 +12,8 @@ pub const DEFAULT_DATA_DIR: &str = "/var/lib/rackboot";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_HTTP_LISTEN: &str = "0.0.0.0:50042";
 pub const DEFAULT_TFTP_LISTEN: &str = "0.0.0.0:69";
+/// Boot HTTP's TCP congestion control (see `congestion_control`).
+pub const DEFAULT_CONGESTION_CONTROL: &str = "cubic";
 /// A whole segment powering on together is recorded (a /21 holds 2,046 hosts).
 pub const DEFAULT_DISCOVERY_BURST: u32 = 2048;
 pub const DEFAULT_DISCOVERY_PER_SECOND: u32 = 20;
@@ -333,6 +335,7 @@ pub(crate) fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
             format!("{discovery_per_second} is outside 0..={MAX_DISCOVERY}"),
         );
     }
+    let http_tcp_congestion = congestion_control(&mut c, raw.http.tcp_congestion.as_deref());
     if !c.0.is_empty() {
         return Err(c.0);
     }
@@ -347,6 +350,7 @@ pub(crate) fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
         admin_listen,
         admin_token_file: raw.admin.token_file.clone(),
         http_listen,
+        http_tcp_congestion,
         tftp_listen,
         tftp_single_port: raw.tftp.single_port.unwrap_or(false),
         tftp_max_blksize: max_blksize,
@@ -413,4 +417,33 @@ fn is_dns1123_label(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
+}
+
+/// Boot HTTP's TCP congestion control. Default `cubic`: the machines are on the appliance's own
+/// segment, where a loss-based sender fills the link without pacing; a host default of `bbr`
+/// paces each of a storm's connections at its share of the link, in packets of 2 or 3 segments
+/// (bench/results, session 15). `system` keeps the host's default.
+fn congestion_control(c: &mut Collector, raw: Option<&str>) -> Option<String> {
+    let name = raw.unwrap_or(DEFAULT_CONGESTION_CONTROL);
+    if name == "system" {
+        return None;
+    }
+    // The kernel's names: at most 15 bytes (TCP_CA_NAME_MAX with its NUL), like `cubic`,
+    // `bbr`, `reno`, `dctcp`, `westwood`.
+    let valid = !name.is_empty()
+        && name.len() <= 15
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if !valid {
+        c.push(
+            "http.tcp_congestion",
+            format!(
+                "{name:?} is not a congestion control name (lower-case letters, digits, `_`, \
+                 `-`, at most 15), or `system` for the host's default"
+            ),
+        );
+        return None;
+    }
+    Some(name.to_string())
 }

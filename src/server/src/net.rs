@@ -62,6 +62,20 @@ pub fn bind_tcp(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::from_std(s.into())
 }
 
+/// Set the TCP congestion control of `listener`; the connections it accepts inherit it.
+/// Fails with `NotFound` for a name the kernel does not have, `PermissionDenied` for one
+/// outside `net.ipv4.tcp_allowed_congestion_control` without `CAP_NET_ADMIN`.
+pub fn set_congestion(listener: &tokio::net::TcpListener, name: &str) -> io::Result<()> {
+    socket2::SockRef::from(listener).set_tcp_congestion(name.as_bytes())
+}
+
+/// The TCP congestion control a socket uses (`bbr`, `cubic`, …).
+pub fn congestion(sock: &impl std::os::fd::AsFd) -> io::Result<String> {
+    let name = socket2::SockRef::from(sock).tcp_congestion()?;
+    let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    Ok(String::from_utf8_lossy(name.get(..end).unwrap_or_default()).into_owned())
+}
+
 /// First IPv4 address of interface `name`.
 pub fn interface_ipv4(name: &str) -> Option<Ipv4Addr> {
     nix::ifaddrs::getifaddrs().ok()?.find_map(|ifa| {
@@ -100,6 +114,44 @@ mod tests {
             held.push(c);
         }
         drop(listener);
+    }
+
+    /// The host's default congestion control.
+    fn host_default() -> String {
+        std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// Set on the listener, the congestion control reaches the accepted connections. `reno`
+    /// is always built in and always allowed; the test says so when it is also the host's
+    /// default (then inheritance cannot be told from the default).
+    #[tokio::test]
+    async fn accepted_connections_inherit_the_listeners_congestion_control() {
+        let listener = bind_tcp("127.0.0.1:0".parse().unwrap()).unwrap();
+        let default = host_default();
+        assert_eq!(congestion(&listener).unwrap(), default);
+        set_congestion(&listener, "reno").unwrap();
+        assert_eq!(congestion(&listener).unwrap(), "reno");
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        assert_eq!(congestion(&accepted).unwrap(), "reno");
+        if default == "reno" {
+            eprintln!("host default is reno: inheritance not distinguishable here");
+        } else {
+            assert_eq!(congestion(&client).unwrap(), default);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unknown_congestion_control_is_refused_and_changes_nothing() {
+        let listener = bind_tcp("127.0.0.1:0".parse().unwrap()).unwrap();
+        let err = set_congestion(&listener, "no-such-cc").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+        assert_eq!(congestion(&listener).unwrap(), host_default());
     }
 
     #[tokio::test]

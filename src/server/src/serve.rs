@@ -212,6 +212,7 @@ async fn start_boot_http(
         addr,
         source,
     })?;
+    let congestion = boot_http_congestion(&listener, cfg.http_tcp_congestion.as_deref());
     let local = listener.local_addr().unwrap_or(addr);
     let ip = advertise.map(IpAddr::V4).unwrap_or(local.ip());
     let cache = Arc::new(crate::asset_cache::AssetCache::new(
@@ -236,7 +237,7 @@ async fn start_boot_http(
         recent_boots: Default::default(),
         templates: Default::default(),
     };
-    tracing::info!(listen = %local, appliance = %boot.appliance, assets = %cfg.assets_dir.display(), "boot http serving");
+    tracing::info!(listen = %local, appliance = %boot.appliance, assets = %cfg.assets_dir.display(), tcp_congestion = %congestion, "boot http serving");
     // The agent link (gRPC over HTTP/2 cleartext) shares the boot HTTP port.
     // So does the Talos metal agent's reverse tunnel (the path Omni's provider serves it on).
     let tunnel = metal_agent.into_server();
@@ -253,6 +254,24 @@ async fn start_boot_http(
     // Files under /assets/ and /tftp/ go out with sendfile; everything else through axum.
     services.spawn(boot_http::fast::serve(listener, router, boot, stop.clone()));
     Ok(())
+}
+
+/// Apply `http.tcp_congestion` to the boot HTTP listener (its connections inherit it). When the
+/// kernel lacks it or refuses it, the host's default stays and a warning says why. Returns the
+/// name in use.
+fn boot_http_congestion(listener: &tokio::net::TcpListener, wanted: Option<&str>) -> String {
+    if let Some(name) = wanted {
+        if let Err(e) = net::set_congestion(listener, name) {
+            tracing::warn!(
+                key = "http.tcp_congestion",
+                wanted = name,
+                error = %e,
+                using = %net::congestion(listener).unwrap_or_default(),
+                "boot http: congestion control unavailable, the host's default is used"
+            );
+        }
+    }
+    net::congestion(listener).unwrap_or_else(|_| "unknown".to_string())
 }
 
 async fn start_admin(
@@ -381,5 +400,32 @@ mod tests {
         assert_eq!(e.min_timeout, std::time::Duration::from_millis(100));
         assert_eq!(e.max_retries, 9);
         assert!(!e.tail_probe);
+    }
+
+    /// `http.tcp_congestion` reaches the boot HTTP listener; a name the kernel lacks leaves the
+    /// host's default (the service still starts).
+    #[tokio::test]
+    async fn the_boot_http_listener_takes_the_configured_congestion_control() {
+        let host = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+            .unwrap()
+            .trim()
+            .to_string();
+        let listen = || net::bind_tcp("127.0.0.1:0".parse().unwrap()).unwrap();
+        let cfg = config("[http]\ntcp_congestion = \"reno\"\n");
+        let l = listen();
+        assert_eq!(
+            boot_http_congestion(&l, cfg.http_tcp_congestion.as_deref()),
+            "reno"
+        );
+        let cfg = config("[http]\ntcp_congestion = \"system\"\n");
+        assert_eq!(
+            boot_http_congestion(&listen(), cfg.http_tcp_congestion.as_deref()),
+            host
+        );
+        let cfg = config("[http]\ntcp_congestion = \"no-such-cc\"\n");
+        assert_eq!(
+            boot_http_congestion(&listen(), cfg.http_tcp_congestion.as_deref()),
+            host
+        );
     }
 }
