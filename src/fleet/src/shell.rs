@@ -31,6 +31,8 @@ const MTU: usize = 1514;
 /// data as one GSO frame, so a larger window means fewer, larger frames).
 pub const HTTP_RX: usize = 16 * 1024;
 const HTTP_TX: usize = 4 * 1024;
+/// How long a finished TFTP transfer's socket may wait for its last ACK to leave.
+const TFTP_LINGER: Duration = Duration::from_secs(1);
 
 /// A received frame: the first `len` bytes of `buf`. A packet-socket wire hands out its receive
 /// buffers this way and gets them back through [`Wire::reuse`] once the frame is processed,
@@ -186,6 +188,9 @@ struct Slot {
     tftp: Option<SocketHandle>,
     http: Option<HttpConn>,
     closing: Vec<SocketHandle>,
+    /// A finished TFTP transfer's socket with its last ACK still queued, and when to drop it
+    /// anyway (the ACK cannot leave, e.g. the server's MAC is unresolved).
+    tftp_closing: Option<(SocketHandle, Duration)>,
     wake: Option<Duration>,
     next_port: u16,
 }
@@ -258,6 +263,7 @@ impl Fleet {
                 tftp: None,
                 http: None,
                 closing: Vec::new(),
+                tftp_closing: None,
                 wake: None,
                 next_port: 49152
                     + ((salt ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) % 15_000) as u16,
@@ -368,13 +374,14 @@ impl Fleet {
     fn schedule(&mut self, i: usize, now: Duration) {
         let s = &mut self.slots[i];
         let client_t = s.client.poll_timeout();
-        let iface_t = if s.client.outcome.is_none() || !s.closing.is_empty() {
-            s.iface
-                .poll_at(ts(now), &s.sockets)
-                .map(|t| Duration::from_micros(u64::try_from(t.total_micros()).unwrap_or(0)))
-        } else {
-            None
-        };
+        let iface_t =
+            if s.client.outcome.is_none() || !s.closing.is_empty() || s.tftp_closing.is_some() {
+                s.iface
+                    .poll_at(ts(now), &s.sockets)
+                    .map(|t| Duration::from_micros(u64::try_from(t.total_micros()).unwrap_or(0)))
+            } else {
+                None
+            };
         let t = match (client_t, iface_t) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -487,6 +494,12 @@ impl Fleet {
                 }
                 !gone
             });
+            if let Some((h, until)) = s.tftp_closing {
+                if s.sockets.get::<udp::Socket>(h).send_queue() == 0 || now >= until {
+                    s.sockets.remove(h);
+                    s.tftp_closing = None;
+                }
+            }
             while let Some(out) = self.slots[i].client.poll_output() {
                 progress = true;
                 self.execute(i, now, out);
@@ -544,9 +557,14 @@ impl Fleet {
                 }
             }
             Output::TftpClose => {
+                // The transfer's last ACK may still be queued: the socket goes once it has left
+                // (removed now, it would never be sent, and the server would resend its last
+                // window to a closed port until its retries ran out).
                 let s = &mut self.slots[i];
                 if let Some(h) = s.tftp.take() {
-                    s.sockets.remove(h);
+                    if let Some((old, _)) = s.tftp_closing.replace((h, now + TFTP_LINGER)) {
+                        s.sockets.remove(old);
+                    }
                 }
             }
             Output::HttpOpen { id, to, request } => {

@@ -287,3 +287,66 @@ fn an_oversized_udp_frame_is_counted_not_delivered() {
     assert_eq!(fleet.stats.frames_oversized, 1);
     assert_eq!(fleet.slots[0].rx.len(), 1, "only the datagram that fits");
 }
+
+/// The ACK of a transfer's last block leaves although the transfer closes its socket in the
+/// same step (a firmware sends it; without it the server resends its last window to a closed
+/// port until its retries run out).
+#[test]
+fn the_last_tftp_ack_leaves_after_the_transfer_closes() {
+    use smoltcp::wire::{ArpOperation, ArpRepr};
+    let mut fleet = Fleet::new(machines(1), 7);
+    let me = Ipv4Addr::new(10, 97, 1, 5);
+    let server = Ipv4Addr::new(10, 97, 0, 2);
+    let server_mac = EthernetAddress([2, 0, 0, 0, 0, 2]);
+    let now = Duration::from_millis(5);
+    fleet.execute(
+        0,
+        now,
+        Output::SetIp {
+            ip: me,
+            prefix: 21,
+            router: None,
+        },
+    );
+    fleet.execute(0, now, Output::TftpOpen);
+    let ack = vec![0, 4, 0, 7];
+    fleet.execute(
+        0,
+        now,
+        Output::TftpSend {
+            to: SocketAddrV4::new(server, 41000),
+            payload: ack.clone(),
+        },
+    );
+    fleet.execute(0, now, Output::TftpClose);
+    fleet.service(0, now);
+    // The machine first asks for the server's MAC; answer it.
+    let arp = fleet.tx.drain(..).next().expect("an ARP request");
+    let eth = EthernetFrame::new_checked(&arp[..]).unwrap();
+    assert_eq!(eth.ethertype(), EthernetProtocol::Arp);
+    let reply = ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Reply,
+        source_hardware_addr: server_mac,
+        source_protocol_addr: server,
+        target_hardware_addr: eth.src_addr(),
+        target_protocol_addr: me,
+    };
+    let header = EthernetRepr {
+        src_addr: server_mac,
+        dst_addr: eth.src_addr(),
+        ethertype: EthernetProtocol::Arp,
+    };
+    let mut frame = vec![0u8; 14 + reply.buffer_len()];
+    let mut out = EthernetFrame::new_unchecked(&mut frame[..]);
+    header.emit(&mut out);
+    reply.emit(&mut ArpPacket::new_unchecked(out.payload_mut()));
+    fleet.route(now, Frame::from(frame));
+    fleet.service(0, now + Duration::from_millis(1));
+    let sent: Vec<_> = fleet.tx.drain(..).collect();
+    assert_eq!(sent.len(), 1, "the ACK, once");
+    let (_, dst_mac, _, dst_port, payload) = udp_of(&sent[0]);
+    assert_eq!((dst_mac, dst_port, payload), (server_mac, 41000, ack));
+    // Then the socket is gone.
+    assert!(fleet.slots[0].tftp_closing.is_none());
+    assert_eq!(fleet.slots[0].sockets.iter().count(), 0);
+}
