@@ -60,6 +60,37 @@ fn machines(n: usize) -> Vec<Client> {
         .collect()
 }
 
+/// Answer the ARP request machine `me` sent first (for `server`'s MAC).
+fn answer_arp(
+    fleet: &mut Fleet,
+    now: Duration,
+    me: Ipv4Addr,
+    server: Ipv4Addr,
+    server_mac: EthernetAddress,
+) {
+    use smoltcp::wire::{ArpOperation, ArpRepr};
+    let arp = fleet.tx.drain(..).next().expect("an ARP request");
+    let eth = EthernetFrame::new_checked(&arp[..]).unwrap();
+    assert_eq!(eth.ethertype(), EthernetProtocol::Arp);
+    let reply = ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Reply,
+        source_hardware_addr: server_mac,
+        source_protocol_addr: server,
+        target_hardware_addr: eth.src_addr(),
+        target_protocol_addr: me,
+    };
+    let header = EthernetRepr {
+        src_addr: server_mac,
+        dst_addr: eth.src_addr(),
+        ethertype: EthernetProtocol::Arp,
+    };
+    let mut frame = vec![0u8; 14 + reply.buffer_len()];
+    let mut out = EthernetFrame::new_unchecked(&mut frame[..]);
+    header.emit(&mut out);
+    reply.emit(&mut ArpPacket::new_unchecked(out.payload_mut()));
+    fleet.route(now, Frame::from(frame));
+}
+
 #[test]
 fn raw_frames_are_valid_udp_with_checksums() {
     let d = Datagram {
@@ -184,7 +215,7 @@ fn the_buffer_of_every_frame_read_goes_back_to_the_wire() {
 /// earlier run's and a Linux server takes it as a new connection even inside an old 4-tuple.
 #[test]
 fn http_syn_carries_a_wall_clock_timestamp() {
-    use smoltcp::wire::{ArpOperation, ArpRepr, TcpPacket, TcpRepr};
+    use smoltcp::wire::{TcpPacket, TcpRepr};
     let mut fleet = Fleet::new(machines(1), 7);
     let me = Ipv4Addr::new(10, 97, 1, 5);
     let server = Ipv4Addr::new(10, 97, 0, 2);
@@ -209,27 +240,7 @@ fn http_syn_carries_a_wall_clock_timestamp() {
         },
     );
     fleet.service(0, now);
-    // First the machine asks for the server's MAC; answer it.
-    let arp = fleet.tx.drain(..).next().expect("an ARP request");
-    let eth = EthernetFrame::new_checked(&arp[..]).unwrap();
-    assert_eq!(eth.ethertype(), EthernetProtocol::Arp);
-    let reply = ArpRepr::EthernetIpv4 {
-        operation: ArpOperation::Reply,
-        source_hardware_addr: server_mac,
-        source_protocol_addr: server,
-        target_hardware_addr: eth.src_addr(),
-        target_protocol_addr: me,
-    };
-    let header = EthernetRepr {
-        src_addr: server_mac,
-        dst_addr: eth.src_addr(),
-        ethertype: EthernetProtocol::Arp,
-    };
-    let mut frame = vec![0u8; 14 + reply.buffer_len()];
-    let mut out = EthernetFrame::new_unchecked(&mut frame[..]);
-    header.emit(&mut out);
-    reply.emit(&mut ArpPacket::new_unchecked(out.payload_mut()));
-    fleet.route(now, Frame::from(frame));
+    answer_arp(&mut fleet, now, me, server, server_mac);
     let before = tsval();
     fleet.service(0, now + Duration::from_millis(1));
     let syn = fleet.tx.drain(..).next().expect("a SYN");
@@ -293,7 +304,6 @@ fn an_oversized_udp_frame_is_counted_not_delivered() {
 /// port until its retries run out).
 #[test]
 fn the_last_tftp_ack_leaves_after_the_transfer_closes() {
-    use smoltcp::wire::{ArpOperation, ArpRepr};
     let mut fleet = Fleet::new(machines(1), 7);
     let me = Ipv4Addr::new(10, 97, 1, 5);
     let server = Ipv4Addr::new(10, 97, 0, 2);
@@ -320,27 +330,7 @@ fn the_last_tftp_ack_leaves_after_the_transfer_closes() {
     );
     fleet.execute(0, now, Output::TftpClose);
     fleet.service(0, now);
-    // The machine first asks for the server's MAC; answer it.
-    let arp = fleet.tx.drain(..).next().expect("an ARP request");
-    let eth = EthernetFrame::new_checked(&arp[..]).unwrap();
-    assert_eq!(eth.ethertype(), EthernetProtocol::Arp);
-    let reply = ArpRepr::EthernetIpv4 {
-        operation: ArpOperation::Reply,
-        source_hardware_addr: server_mac,
-        source_protocol_addr: server,
-        target_hardware_addr: eth.src_addr(),
-        target_protocol_addr: me,
-    };
-    let header = EthernetRepr {
-        src_addr: server_mac,
-        dst_addr: eth.src_addr(),
-        ethertype: EthernetProtocol::Arp,
-    };
-    let mut frame = vec![0u8; 14 + reply.buffer_len()];
-    let mut out = EthernetFrame::new_unchecked(&mut frame[..]);
-    header.emit(&mut out);
-    reply.emit(&mut ArpPacket::new_unchecked(out.payload_mut()));
-    fleet.route(now, Frame::from(frame));
+    answer_arp(&mut fleet, now, me, server, server_mac);
     fleet.service(0, now + Duration::from_millis(1));
     let sent: Vec<_> = fleet.tx.drain(..).collect();
     assert_eq!(sent.len(), 1, "the ACK, once");
