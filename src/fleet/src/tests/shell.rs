@@ -60,6 +60,26 @@ fn machines(n: usize) -> Vec<Client> {
         .collect()
 }
 
+/// The one machine of [`addressed_machine`], the server it talks to and the server's MAC.
+const ME: Ipv4Addr = Ipv4Addr::new(10, 97, 1, 5);
+const SERVER: Ipv4Addr = Ipv4Addr::new(10, 97, 0, 2);
+const SERVER_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 2]);
+
+/// A fleet of one machine with its address ([`ME`], /21) set.
+fn addressed_machine() -> Fleet {
+    let mut fleet = Fleet::new(machines(1), 7);
+    fleet.execute(
+        0,
+        Duration::from_millis(5),
+        Output::SetIp {
+            ip: ME,
+            prefix: 21,
+            router: None,
+        },
+    );
+    fleet
+}
+
 /// Answer the ARP request machine `me` sent first (for `server`'s MAC).
 fn answer_arp(
     fleet: &mut Fleet,
@@ -216,20 +236,8 @@ fn the_buffer_of_every_frame_read_goes_back_to_the_wire() {
 #[test]
 fn http_syn_carries_a_wall_clock_timestamp() {
     use smoltcp::wire::{TcpPacket, TcpRepr};
-    let mut fleet = Fleet::new(machines(1), 7);
-    let me = Ipv4Addr::new(10, 97, 1, 5);
-    let server = Ipv4Addr::new(10, 97, 0, 2);
-    let server_mac = EthernetAddress([2, 0, 0, 0, 0, 2]);
-    let now = Duration::from_millis(5);
-    fleet.execute(
-        0,
-        now,
-        Output::SetIp {
-            ip: me,
-            prefix: 21,
-            router: None,
-        },
-    );
+    let (mut fleet, now) = (addressed_machine(), Duration::from_millis(5));
+    let (me, server, server_mac) = (ME, SERVER, SERVER_MAC);
     fleet.execute(
         0,
         now,
@@ -304,20 +312,8 @@ fn an_oversized_udp_frame_is_counted_not_delivered() {
 /// port until its retries run out).
 #[test]
 fn the_last_tftp_ack_leaves_after_the_transfer_closes() {
-    let mut fleet = Fleet::new(machines(1), 7);
-    let me = Ipv4Addr::new(10, 97, 1, 5);
-    let server = Ipv4Addr::new(10, 97, 0, 2);
-    let server_mac = EthernetAddress([2, 0, 0, 0, 0, 2]);
-    let now = Duration::from_millis(5);
-    fleet.execute(
-        0,
-        now,
-        Output::SetIp {
-            ip: me,
-            prefix: 21,
-            router: None,
-        },
-    );
+    let (mut fleet, now) = (addressed_machine(), Duration::from_millis(5));
+    let (me, server, server_mac) = (ME, SERVER, SERVER_MAC);
     fleet.execute(0, now, Output::TftpOpen);
     let ack = vec![0, 4, 0, 7];
     fleet.execute(
