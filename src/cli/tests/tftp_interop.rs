@@ -1,6 +1,7 @@
 //! TFTP against real clients on loopback: tftp-hpa (no options), atftp (blksize, windowsize,
 //! tsize, and the non-numeric `tsize enable`), curl (tsize, blksize, timeout); WRQ and path
-//! traversal refused with the right codes; a flood of garbage leaves the service answering.
+//! traversal refused with the right codes; a flood of garbage leaves the service answering; a
+//! killed client ends its transfer at once.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -299,4 +300,54 @@ fn single_port_mode_serves_concurrent_clients() {
         .args(["--option", "windowsize 16", "127.0.0.1", &port]));
     assert!(ok, "{log}");
     same(&out, &want, "single-port atftp windowsize 16");
+}
+
+/// curl killed mid-download (33 MiB, lock-step, curl's negotiated 6 s timeout): its port is
+/// gone, the server's next DATA is answered with an ICMP port unreachable and the transfer ends
+/// there, as failed "client_gone", its slot free. Retrying into the closed port would hold it
+/// for five 6 s timeouts and end as "timeout".
+#[test]
+fn a_killed_client_ends_its_transfer_at_once() {
+    require("curl");
+    let e = env(&[]);
+    let mut child = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null"])
+        .arg(format!("tftp://127.0.0.1:{}/big.bin", e.port))
+        .spawn()
+        .unwrap();
+    let active = "rackboot_tftp_active_transfers";
+    let gone = "rackboot_tftp_transfers_total{kind=\"failed\",detail=\"client_gone\"}";
+    // Kill it once its transfer is under way.
+    let mut m = String::new();
+    for _ in 0..200 {
+        m = e.server.get("/metrics");
+        if metric(&m, active) >= 1.0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(
+        metric(&m, active),
+        1.0,
+        "curl's transfer never started: {m}"
+    );
+    child.kill().unwrap();
+    let _ = child.wait();
+    for _ in 0..200 {
+        m = e.server.get("/metrics");
+        if metric(&m, gone) >= 1.0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(metric(&m, gone), 1.0, "{m}");
+    assert_eq!(metric(&m, active), 0.0, "the slot is free: {m}");
+    assert_eq!(
+        metric(
+            &m,
+            "rackboot_tftp_transfers_total{kind=\"failed\",detail=\"timeout\"}"
+        ),
+        0.0,
+        "{m}"
+    );
 }

@@ -8,7 +8,7 @@
 
 use crate::files::{BootFiles, FileError};
 use crate::metrics::Metrics;
-use crate::tftp_send::Sender;
+use crate::tftp_send::{is_port_unreachable, Sender};
 use rackboot_tftp::{
     error_packet, handle_initial, EngineConfig, ErrorCode, Initial, Outcome, Rejection, Transfer,
 };
@@ -285,6 +285,9 @@ impl TftpService {
         let mut rx = vec![0u8; 65536];
         loop {
             tx.flush(&sock, &mut t).await;
+            if tx.take_port_unreachable() {
+                t.handle_port_unreachable();
+            }
             if t.is_finished() {
                 break;
             }
@@ -292,11 +295,11 @@ impl TftpService {
                 break;
             };
             tokio::select! {
-                r = sock.recv(&mut rx) => {
-                    if let Ok(n) = r {
-                        t.handle_datagram(&rx[..n], Instant::now());
-                    }
-                }
+                r = sock.recv(&mut rx) => match r {
+                    Ok(n) => t.handle_datagram(&rx[..n], Instant::now()),
+                    Err(e) if is_port_unreachable(&e) => t.handle_port_unreachable(),
+                    Err(_) => {}
+                },
                 _ = tokio::time::sleep_until(deadline.into()) => t.handle_timeout(Instant::now()),
             }
         }
@@ -318,6 +321,9 @@ impl TftpService {
         let mut read_timeout = THREAD_TICK;
         loop {
             tx.flush_blocking(sock, &mut t);
+            if tx.take_port_unreachable() {
+                t.handle_port_unreachable();
+            }
             if t.is_finished() {
                 break;
             }
@@ -331,9 +337,16 @@ impl TftpService {
             // awake for a moment: a lock-step transfer's rate is set by the wake-ups on both
             // sides, and an ACK usually comes back within tens of microseconds.
             if threaded.load(Ordering::Relaxed) < cores {
-                if let Some(n) = spin_recv(sock, &mut rx) {
-                    t.handle_datagram(&rx[..n], Instant::now());
-                    continue;
+                match spin_recv(sock, &mut rx) {
+                    Spin::Got(n) => {
+                        t.handle_datagram(&rx[..n], Instant::now());
+                        continue;
+                    }
+                    Spin::PortUnreachable => {
+                        t.handle_port_unreachable();
+                        continue;
+                    }
+                    Spin::Nothing => {}
                 }
             }
             // Wake at the deadline itself when it is closer than a tick (adaptive timeouts
@@ -346,7 +359,9 @@ impl TftpService {
             }
             match sock.recv(&mut rx) {
                 Ok(n) => t.handle_datagram(&rx[..n], Instant::now()),
-                // A tick without a datagram, or an ICMP error: retransmit when it is time.
+                Err(e) if is_port_unreachable(&e) => t.handle_port_unreachable(),
+                // A tick without a datagram, or another ICMP error (a host unreachable may
+                // pass): retransmit when it is time.
                 Err(_) => {
                     let now = Instant::now();
                     if now >= deadline {
@@ -376,6 +391,14 @@ impl TftpService {
                 let label = match r {
                     rackboot_tftp::FailReason::TimedOut => "timeout",
                     rackboot_tftp::FailReason::ClientError { .. } => "client_error",
+                    // Every block went out and the client left: its final ACK was lost, the
+                    // file most likely arrived whole. Not a failure to alarm anyone about.
+                    rackboot_tftp::FailReason::ClientGone { all_sent: true } => {
+                        tracing::debug!("tftp client left after the last block, final ACK missing");
+                        self.count("unconfirmed", "client_gone");
+                        return;
+                    }
+                    rackboot_tftp::FailReason::ClientGone { all_sent: false } => "client_gone",
                 };
                 tracing::info!(reason = ?r, "tftp transfer failed");
                 self.count("failed", label);
@@ -460,17 +483,27 @@ impl TftpService {
 /// How long [`spin_recv`] polls before the transfer sleeps in `recv`.
 const SPIN: std::time::Duration = std::time::Duration::from_micros(100);
 
+/// What [`spin_recv`] found.
+enum Spin {
+    Got(usize),
+    /// The client's port is closed (ICMP port unreachable).
+    PortUnreachable,
+    /// Nothing arrived in time (or another error): sleep in `recv` instead.
+    Nothing,
+}
+
 /// Poll `sock` without sleeping for up to [`SPIN`], yielding the core between polls (the peer
-/// may be waiting for it). `None`: nothing arrived (or an error), sleep in `recv` instead.
-fn spin_recv(sock: &std::net::UdpSocket, rx: &mut [u8]) -> Option<usize> {
+/// may be waiting for it).
+fn spin_recv(sock: &std::net::UdpSocket, rx: &mut [u8]) -> Spin {
     use nix::sys::socket::{recv, MsgFlags};
     use std::os::fd::AsRawFd;
     let until = Instant::now() + SPIN;
     loop {
         match recv(sock.as_raw_fd(), rx, MsgFlags::MSG_DONTWAIT) {
-            Ok(n) => return Some(n),
+            Ok(n) => return Spin::Got(n),
             Err(nix::errno::Errno::EAGAIN) if Instant::now() < until => std::thread::yield_now(),
-            Err(_) => return None,
+            Err(nix::errno::Errno::ECONNREFUSED) => return Spin::PortUnreachable,
+            Err(_) => return Spin::Nothing,
         }
     }
 }
@@ -587,6 +620,10 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "tftp_gone_tests.rs"]
+mod gone_tests;
 
 #[cfg(test)]
 mod windowed_tests {

@@ -8,9 +8,11 @@
 //! the request and send the whole batch as one datagram: see [`kernel_has_gso`]). Single-port
 //! mode (`tftp.single_port`) sends one datagram per call.
 //!
-//! A send that fails for the peer's sake (a stale ICMP unreachable) ends the flush: the batch's
-//! datagrams count as sent and lost (the engine's retransmission recovers them, as for loss on
-//! the wire); the datagram taken from the engine after them is kept for the next flush.
+//! A send that fails for the peer's sake ends the flush: the batch's datagrams count as sent and
+//! lost (the engine's retransmission recovers them, as for loss on the wire); the datagram taken
+//! from the engine after them is kept for the next flush. When the failure was the client's
+//! port refusing (`ECONNREFUSED`, an ICMP port unreachable), [`Sender::take_port_unreachable`]
+//! says so once: the driver ends the transfer instead of retrying into a closed port.
 
 use nix::sys::socket::{getsockopt, sendmsg, sockopt, ControlMessage, MsgFlags};
 use rackboot_tftp::Transfer;
@@ -96,6 +98,8 @@ pub struct Sender {
     gso: bool,
     /// Datagrams that went out in GSO sends of two or more.
     pub coalesced: u64,
+    /// A send failed with `ECONNREFUSED` since the last [`Sender::take_port_unreachable`].
+    port_unreachable: bool,
 }
 
 impl Sender {
@@ -105,11 +109,18 @@ impl Sender {
             out: Vec::with_capacity(1500),
             gso,
             coalesced: 0,
+            port_unreachable: false,
         }
     }
 
+    /// True once after a send found the client's port closed (see the module documentation).
+    pub fn take_port_unreachable(&mut self) -> bool {
+        std::mem::take(&mut self.port_unreachable)
+    }
+
     /// Send everything `t` has due on the connected blocking socket `sock`. An error ends the
-    /// flush (an ICMP unreachable from a vanished client: the timeout logic ends the transfer).
+    /// flush: loss for the engine's timers, or the client's port closed
+    /// ([`Sender::take_port_unreachable`]).
     pub fn flush_blocking(&mut self, sock: &std::net::UdpSocket, t: &mut Transfer) {
         loop {
             let more = self.fill(t);
@@ -193,7 +204,8 @@ impl Sender {
     /// for the next flush. True when the flush is to end.
     fn end_batch(&mut self, r: io::Result<()>, more: bool) -> bool {
         self.batch.clear();
-        if r.is_err() {
+        if let Err(e) = r {
+            self.port_unreachable |= is_port_unreachable(&e);
             if more {
                 self.batch.push(&self.out);
             }
@@ -235,6 +247,11 @@ async fn send_each(sock: &tokio::net::UdpSocket, b: &Batch) -> io::Result<()> {
         sock.send(d).await?;
     }
     Ok(())
+}
+
+/// The error a connected UDP socket reports after an ICMP port unreachable from its peer.
+pub fn is_port_unreachable(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::ConnectionRefused
 }
 
 /// Errors that say "not this way" rather than "not to this peer".

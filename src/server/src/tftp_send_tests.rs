@@ -128,9 +128,16 @@ fn after_a_failed_send_the_next_datagram_waits_in_the_batch() {
     assert!(s.end_batch(gone, true), "the flush ends");
     let kept: Vec<&[u8]> = s.batch.datagrams().collect();
     assert_eq!(kept, vec![&[2u8; 516][..]]);
+    assert!(s.take_port_unreachable(), "the refusal is reported");
+    assert!(!s.take_port_unreachable(), "once");
     // Sent fine: the batch is empty, the flush goes on.
     assert!(!s.end_batch(Ok(()), true));
     assert!(s.batch.is_empty());
+    assert!(!s.take_port_unreachable());
+    // Other failures (no route, a full buffer) are loss, not a closed port.
+    let lost = Err(io::Error::from_raw_os_error(nix::libc::EHOSTUNREACH));
+    assert!(s.end_batch(lost, false));
+    assert!(!s.take_port_unreachable());
 }
 
 /// The kernel here has UDP GSO (the tests of the service need it).

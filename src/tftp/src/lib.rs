@@ -66,6 +66,10 @@
 //!   last block sent again, once (a tail loss probe, after RFC 8985): a lost
 //!   last block is reported by no one, and would cost the whole timeout.
 //!   [`EngineConfig::tail_probe`] turns it off.
+//! - An ICMP port unreachable from the client's host (the shell's connected socket
+//!   reports `ECONNREFUSED`) ends the transfer at once with
+//!   [`FailReason::ClientGone`], sending nothing more
+//!   ([`Transfer::handle_port_unreachable`]).
 //! - An ERROR 8 from the client in answer to the OACK ends the transfer with
 //!   [`Outcome::AbortedAfterOack`]: the normal end of a `tsize` probe (OVMF).
 //!   Any other client ERROR ends it with [`FailReason::ClientError`].

@@ -56,6 +56,13 @@ pub enum FailReason {
     },
     /// No progress after `max_retries` retransmissions.
     TimedOut,
+    /// The client's port is closed: its host answered our datagram with an ICMP port
+    /// unreachable (see [`Transfer::handle_port_unreachable`]).
+    ClientGone {
+        /// Every DATA block, the last included, had been sent at least once: the client most
+        /// likely has the whole file and only its final ACK was lost.
+        all_sent: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -489,6 +496,25 @@ impl Transfer {
         self.rto = srtt
             .saturating_add(rttvar.saturating_mul(4))
             .clamp(self.min_timeout, self.negotiated.timeout);
+    }
+
+    /// The client's host refused a datagram of this transfer (ICMP port unreachable: on a
+    /// connected socket, `ECONNREFUSED` from `send` or `recv`). Nobody listens on the client's
+    /// port any more, so resending cannot help: the transfer ends at once with
+    /// [`FailReason::ClientGone`] and nothing more is sent (tftpd-hpa ends it too). Without
+    /// this a client that left after its final ACK was lost, or one that dropped a `tsize`
+    /// probe without an ERROR, held its transfer slot through every retry. Does nothing once
+    /// the transfer has ended.
+    pub fn handle_port_unreachable(&mut self) {
+        let all_sent = match &self.state {
+            State::Done { .. } => return,
+            State::AwaitOackAck { .. } => false,
+            State::Sending(w) => w.sent_end > self.last_block,
+        };
+        self.state = State::Done {
+            outcome: Outcome::Failed(FailReason::ClientGone { all_sent }),
+            pending: None,
+        };
     }
 
     /// How the transfer ended, once it has.

@@ -1,6 +1,7 @@
 //! Unit tests (fake clock: a base `Instant` plus `Duration`s).
 
 mod fuzz;
+mod gone;
 mod initial;
 mod negotiation;
 mod path;

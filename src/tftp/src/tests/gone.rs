@@ -1,0 +1,88 @@
+//! A client whose port is closed (ICMP port unreachable): the transfer ends at once.
+
+use super::{ack, cfg, data_blocks, drain, file_of, ms, rrq, t0};
+use crate::{FailReason, Outcome, Transfer};
+
+fn gone(all_sent: bool) -> Option<Outcome> {
+    Some(Outcome::Failed(FailReason::ClientGone { all_sent }))
+}
+
+#[test]
+fn refused_after_the_last_window_went_out_ends_as_all_sent() {
+    let now = t0();
+    // 3 blocks of 512 and an empty fourth: one window of 4 holds them all.
+    let mut t = Transfer::new(
+        &rrq("f", &[("windowsize", "4")]),
+        file_of(1536),
+        &cfg(),
+        now,
+    );
+    drain(&mut t);
+    t.handle_datagram(&ack(0), now + ms(1));
+    assert_eq!(data_blocks(&drain(&mut t)), vec![1, 2, 3, 4]);
+    // The final ACK was lost; the client left. The timeout resends the window and the
+    // client's host answers with port unreachable.
+    t.handle_timeout(now + ms(2000));
+    assert_eq!(drain(&mut t).len(), 4);
+    t.handle_port_unreachable();
+    assert_eq!(t.outcome(), gone(true).as_ref());
+    assert!(t.is_finished(), "nothing (no ERROR) is left to send");
+    assert!(drain(&mut t).is_empty());
+    assert_eq!(t.poll_timeout(), None);
+}
+
+#[test]
+fn refused_mid_file_ends_as_not_all_sent() {
+    let now = t0();
+    let mut t = Transfer::new(
+        &rrq("f", &[("windowsize", "4")]),
+        file_of(100_000),
+        &cfg(),
+        now,
+    );
+    drain(&mut t);
+    t.handle_datagram(&ack(0), now);
+    assert_eq!(data_blocks(&drain(&mut t)), vec![1, 2, 3, 4]);
+    t.handle_datagram(&ack(4), now + ms(1));
+    assert_eq!(data_blocks(&drain(&mut t)), vec![5, 6, 7, 8]);
+    t.handle_port_unreachable();
+    assert_eq!(t.outcome(), gone(false).as_ref());
+    assert!(drain(&mut t).is_empty());
+}
+
+#[test]
+fn refused_oack_ends_a_probe_the_client_dropped_without_an_error() {
+    let now = t0();
+    let mut t = Transfer::new(&rrq("f", &[("tsize", "0")]), file_of(5000), &cfg(), now);
+    assert_eq!(drain(&mut t).len(), 1);
+    t.handle_port_unreachable();
+    assert_eq!(t.outcome(), gone(false).as_ref());
+    assert!(t.is_finished());
+}
+
+#[test]
+fn lockstep_refusal_of_the_last_block_counts_it_sent() {
+    let now = t0();
+    let mut t = Transfer::new(&rrq("f", &[]), file_of(700), &cfg(), now);
+    assert_eq!(data_blocks(&drain(&mut t)), vec![1]);
+    t.handle_port_unreachable();
+    assert_eq!(t.outcome(), gone(false).as_ref(), "block 2 was never sent");
+    let mut t = Transfer::new(&rrq("f", &[]), file_of(700), &cfg(), now);
+    drain(&mut t);
+    t.handle_datagram(&ack(1), now + ms(1));
+    assert_eq!(data_blocks(&drain(&mut t)), vec![2]);
+    t.handle_port_unreachable();
+    assert_eq!(t.outcome(), gone(true).as_ref());
+}
+
+#[test]
+fn an_ended_transfer_keeps_its_outcome() {
+    let now = t0();
+    let mut t = Transfer::new(&rrq("f", &[]), file_of(10), &cfg(), now);
+    drain(&mut t);
+    t.handle_datagram(&ack(1), now + ms(3));
+    let done = t.outcome().cloned();
+    assert!(matches!(done, Some(Outcome::Completed { .. })));
+    t.handle_port_unreachable();
+    assert_eq!(t.outcome().cloned(), done);
+}
