@@ -59,8 +59,9 @@ pub enum FailReason {
     /// The client's port is closed: its host answered our datagram with an ICMP port
     /// unreachable (see [`Transfer::handle_port_unreachable`]).
     ClientGone {
-        /// Every DATA block, the last included, had been sent at least once: the client most
-        /// likely has the whole file and only its final ACK was lost.
+        /// Every DATA block, the last included, had been sent, and more datagrams after it: the
+        /// client most likely has the whole file and only its final ACK was lost (the refusal
+        /// answered a resend).
         all_sent: bool,
     },
 }
@@ -143,6 +144,8 @@ pub struct Transfer {
     tail_probe: bool,
     /// Tail probes sent.
     probes: u64,
+    /// `datagrams_sent` just after the last block first went out.
+    last_block_sent_at: Option<u64>,
 }
 
 impl Transfer {
@@ -191,6 +194,7 @@ impl Transfer {
             resent_from: None,
             tail_probe: cfg.tail_probe,
             probes: 0,
+            last_block_sent_at: None,
             negotiated,
         }
     }
@@ -228,6 +232,9 @@ impl Transfer {
                     self.retransmits += 1;
                 } else {
                     w.sent_end = idx + 1;
+                    if idx == self.last_block {
+                        self.last_block_sent_at = Some(self.datagrams_sent + 1);
+                    }
                 }
                 let bs = u64::from(self.negotiated.blksize);
                 let len = self.file.len() as u64;
@@ -506,11 +513,15 @@ impl Transfer {
     /// probe without an ERROR, held its transfer slot through every retry. Does nothing once
     /// the transfer has ended.
     pub fn handle_port_unreachable(&mut self) {
-        let all_sent = match &self.state {
-            State::Done { .. } => return,
-            State::AwaitOackAck { .. } => false,
-            State::Sending(w) => w.sent_end > self.last_block,
-        };
+        if matches!(self.state, State::Done { .. }) {
+            return;
+        }
+        // A client that had the last block still listened when it arrived: the refused datagram
+        // went out after it (a resend or a tail probe). A refusal with nothing sent after the
+        // last block's first copy may be that copy's own: the client never had it.
+        let all_sent = self
+            .last_block_sent_at
+            .is_some_and(|at| self.datagrams_sent > at);
         self.state = State::Done {
             outcome: Outcome::Failed(FailReason::ClientGone { all_sent }),
             pending: None,

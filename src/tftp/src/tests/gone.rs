@@ -20,6 +20,21 @@ fn refused_after_the_last_window_went_out_ends_as_all_sent() {
     drain(&mut t);
     t.handle_datagram(&ack(0), now + ms(1));
     assert_eq!(data_blocks(&drain(&mut t)), vec![1, 2, 3, 4]);
+    let mut early = Transfer::new(
+        &rrq("f", &[("windowsize", "4")]),
+        file_of(1536),
+        &cfg(),
+        now,
+    );
+    drain(&mut early);
+    early.handle_datagram(&ack(0), now + ms(1));
+    drain(&mut early);
+    early.handle_port_unreachable();
+    assert_eq!(
+        early.outcome(),
+        gone(false).as_ref(),
+        "refused before any resend"
+    );
     // The final ACK was lost; the client left. The timeout resends the window and the
     // client's host answers with port unreachable.
     t.handle_timeout(now + ms(2000));
@@ -61,15 +76,29 @@ fn refused_oack_ends_a_probe_the_client_dropped_without_an_error() {
 }
 
 #[test]
-fn lockstep_refusal_of_the_last_block_counts_it_sent() {
+fn lockstep_refusal_counts_all_sent_only_after_a_resend_of_the_last_block() {
     let now = t0();
     let mut t = Transfer::new(&rrq("f", &[]), file_of(700), &cfg(), now);
     assert_eq!(data_blocks(&drain(&mut t)), vec![1]);
     t.handle_port_unreachable();
     assert_eq!(t.outcome(), gone(false).as_ref(), "block 2 was never sent");
+    // Block 2 went out once and was refused: the client was gone before it arrived.
     let mut t = Transfer::new(&rrq("f", &[]), file_of(700), &cfg(), now);
     drain(&mut t);
     t.handle_datagram(&ack(1), now + ms(1));
+    assert_eq!(data_blocks(&drain(&mut t)), vec![2]);
+    t.handle_port_unreachable();
+    assert_eq!(
+        t.outcome(),
+        gone(false).as_ref(),
+        "only its first copy went out"
+    );
+    // Block 2 resent after a timeout, then refused: the client left after having it.
+    let mut t = Transfer::new(&rrq("f", &[]), file_of(700), &cfg(), now);
+    drain(&mut t);
+    t.handle_datagram(&ack(1), now + ms(1));
+    drain(&mut t);
+    t.handle_timeout(now + ms(2000));
     assert_eq!(data_blocks(&drain(&mut t)), vec![2]);
     t.handle_port_unreachable();
     assert_eq!(t.outcome(), gone(true).as_ref());
