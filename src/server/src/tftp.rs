@@ -562,10 +562,7 @@ mod tests {
     }
 
     /// A service on loopback for files in `root`, without per-client limits.
-    pub(super) async fn loopback_service(
-        root: &std::path::Path,
-        metrics: &Arc<Metrics>,
-    ) -> TftpService {
+    async fn loopback_service(root: &std::path::Path, metrics: &Arc<Metrics>) -> TftpService {
         TftpService::new(
             UdpSocket::bind("127.0.0.1:0").await.unwrap(),
             Arc::new(BootFiles::new(root.to_path_buf())),
@@ -579,16 +576,48 @@ mod tests {
         )
     }
 
+    /// A service on loopback running on the files given (name, bytes), in a temporary root.
+    pub(super) struct Running {
+        _dir: tempfile::TempDir,
+        pub metrics: Arc<Metrics>,
+        pub addr: SocketAddr,
+        stop: watch::Sender<bool>,
+        server: tokio::task::JoinHandle<()>,
+    }
+
+    impl Running {
+        pub async fn start(files: &[(&str, &[u8])], gso: bool) -> Running {
+            let dir = tempfile::tempdir().unwrap();
+            for (name, bytes) in files {
+                std::fs::write(dir.path().join(name), bytes).unwrap();
+            }
+            let metrics = Arc::new(Metrics::new());
+            let svc = loopback_service(dir.path(), &metrics).await.with_gso(gso);
+            let addr = svc.local_addr().unwrap();
+            let (stop, rx) = watch::channel(false);
+            let server = tokio::spawn(svc.run(rx));
+            Running {
+                _dir: dir,
+                metrics,
+                addr,
+                stop,
+                server,
+            }
+        }
+
+        /// Stop the service and return its metrics text.
+        pub async fn stop(self) -> String {
+            let _ = self.stop.send(true);
+            self.server.await.unwrap();
+            self.metrics.render(0)
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn threaded_and_task_transfers_complete_and_retransmit() {
-        let dir = tempfile::tempdir().unwrap();
         let file: Vec<u8> = (0..300_000u32).map(|i| (i * 31 % 255) as u8).collect();
-        std::fs::write(dir.path().join("f.bin"), &file).unwrap();
-        let metrics = Arc::new(Metrics::new());
-        let svc = loopback_service(dir.path(), &metrics).await;
-        let addr = svc.local_addr().unwrap();
-        let (stop, rx) = watch::channel(false);
-        let server = tokio::spawn(svc.run(rx));
+        let svc = Running::start(&[("f.bin", &file)], true).await;
+        let addr = svc.addr;
         // More transfers at once than THREADED_TRANSFERS: both kinds run; two lose an ACK.
         let n = THREADED_TRANSFERS + 8;
         let got = tokio::task::spawn_blocking(move || {
@@ -606,9 +635,7 @@ mod tests {
         for g in &got {
             assert!(*g == file, "a transfer differs ({} bytes)", g.len());
         }
-        let _ = stop.send(true);
-        server.await.unwrap();
-        let text = metrics.render(0);
+        let text = svc.stop().await;
         let completed = text
             .lines()
             .find(|l| l.contains("kind=\"completed\"") && l.contains("detail=\"\""))
@@ -628,7 +655,7 @@ mod gone_tests;
 #[cfg(test)]
 mod windowed_tests {
     #![allow(clippy::unwrap_used)]
-    use super::tests::loopback_service;
+    use super::tests::Running;
     use super::*;
     use crate::tftp_send::tests::fetch_windowed;
 
@@ -656,17 +683,11 @@ mod windowed_tests {
     /// 40 windowed transfers at once (windowsize 8 and 4); every file checked. Returns the
     /// coalesced-datagram counter and the number of blocks sent.
     async fn windowed_transfers(gso: bool) -> (u64, u64) {
-        let dir = tempfile::tempdir().unwrap();
         let odd: Vec<u8> = (0..300_001u32).map(|i| (i * 7 % 251) as u8).collect();
         // 199 full blocks and an empty one: the last window of 4 (197–200) ends in it.
         let even: Vec<u8> = (0..1024 * 199u32).map(|i| (i % 253) as u8).collect();
-        std::fs::write(dir.path().join("odd.bin"), &odd).unwrap();
-        std::fs::write(dir.path().join("even.bin"), &even).unwrap();
-        let metrics = Arc::new(Metrics::new());
-        let svc = loopback_service(dir.path(), &metrics).await.with_gso(gso);
-        let addr = svc.local_addr().unwrap();
-        let (stop, rx) = watch::channel(false);
-        let server = tokio::spawn(svc.run(rx));
+        let svc = Running::start(&[("odd.bin", &odd), ("even.bin", &even)], gso).await;
+        let addr = svc.addr;
         let n = THREADED_TRANSFERS + 8;
         // Every transfer is open before any sends data: 8 of them run as tasks.
         let start = Arc::new(std::sync::Barrier::new(n));
@@ -693,9 +714,7 @@ mod windowed_tests {
         })
         .await
         .unwrap();
-        let _ = stop.send(true);
-        server.await.unwrap();
-        let text = metrics.render(0);
+        let text = svc.stop().await;
         let coalesced = text
             .lines()
             .find(|l| l.starts_with("rackboot_tftp_coalesced_datagrams_total "))

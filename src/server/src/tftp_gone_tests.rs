@@ -2,7 +2,7 @@
 //! in both transfer drivers (threaded and task), instead of retrying into a closed port.
 
 #![allow(clippy::unwrap_used)]
-use super::tests::loopback_service;
+use super::tests::Running;
 use super::*;
 use std::time::Duration;
 
@@ -58,14 +58,9 @@ fn counter(text: &str, labels: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transfers_end_when_the_clients_port_is_closed() {
-    let dir = tempfile::tempdir().unwrap();
     let file: Vec<u8> = (0..100_000u32).map(|i| (i % 249) as u8).collect();
-    std::fs::write(dir.path().join("f.bin"), &file).unwrap();
-    let metrics = Arc::new(Metrics::new());
-    let svc = loopback_service(dir.path(), &metrics).await;
-    let addr = svc.local_addr().unwrap();
-    let (stop, rx) = watch::channel(false);
-    let server = tokio::spawn(svc.run(rx));
+    let svc = Running::start(&[("f.bin", &file)], true).await;
+    let addr = svc.addr;
     // More than THREADED_TRANSFERS: 8 run as tasks.
     let n = THREADED_TRANSFERS + 8;
     let start = Arc::new(std::sync::Barrier::new(n));
@@ -87,14 +82,13 @@ async fn transfers_end_when_the_clients_port_is_closed() {
     let gone = "detail=\"client_gone\"";
     let mut text = String::new();
     for _ in 0..300 {
-        text = metrics.render(0);
+        text = svc.metrics.render(0);
         if counter(&text, gone) + counter(&text, "detail=\"timeout\"") >= n as u64 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let _ = stop.send(true);
-    server.await.unwrap();
+    svc.stop().await;
     let half = (n / 2) as u64;
     assert_eq!(
         counter(&text, "kind=\"failed\",detail=\"client_gone\""),

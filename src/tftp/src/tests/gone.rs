@@ -2,33 +2,28 @@
 
 use super::{ack, cfg, data_blocks, drain, file_of, ms, rrq, t0};
 use crate::{FailReason, Outcome, Transfer};
+use std::time::Instant;
 
 fn gone(all_sent: bool) -> Option<Outcome> {
     Some(Outcome::Failed(FailReason::ClientGone { all_sent }))
+}
+
+/// A windowsize-4 transfer of `len` bytes past its OACK, and the blocks of its first window.
+fn first_window(len: usize, now: Instant) -> (Transfer, Vec<u16>) {
+    let mut t = Transfer::new(&rrq("f", &[("windowsize", "4")]), file_of(len), &cfg(), now);
+    drain(&mut t);
+    t.handle_datagram(&ack(0), now + ms(1));
+    let blocks = data_blocks(&drain(&mut t));
+    (t, blocks)
 }
 
 #[test]
 fn refused_after_the_last_window_went_out_ends_as_all_sent() {
     let now = t0();
     // 3 blocks of 512 and an empty fourth: one window of 4 holds them all.
-    let mut t = Transfer::new(
-        &rrq("f", &[("windowsize", "4")]),
-        file_of(1536),
-        &cfg(),
-        now,
-    );
-    drain(&mut t);
-    t.handle_datagram(&ack(0), now + ms(1));
-    assert_eq!(data_blocks(&drain(&mut t)), vec![1, 2, 3, 4]);
-    let mut early = Transfer::new(
-        &rrq("f", &[("windowsize", "4")]),
-        file_of(1536),
-        &cfg(),
-        now,
-    );
-    drain(&mut early);
-    early.handle_datagram(&ack(0), now + ms(1));
-    drain(&mut early);
+    let (mut t, window) = first_window(1536, now);
+    assert_eq!(window, vec![1, 2, 3, 4]);
+    let (mut early, _) = first_window(1536, now);
     early.handle_port_unreachable();
     assert_eq!(
         early.outcome(),
@@ -49,15 +44,8 @@ fn refused_after_the_last_window_went_out_ends_as_all_sent() {
 #[test]
 fn refused_mid_file_ends_as_not_all_sent() {
     let now = t0();
-    let mut t = Transfer::new(
-        &rrq("f", &[("windowsize", "4")]),
-        file_of(100_000),
-        &cfg(),
-        now,
-    );
-    drain(&mut t);
-    t.handle_datagram(&ack(0), now);
-    assert_eq!(data_blocks(&drain(&mut t)), vec![1, 2, 3, 4]);
+    let (mut t, window) = first_window(100_000, now);
+    assert_eq!(window, vec![1, 2, 3, 4]);
     t.handle_datagram(&ack(4), now + ms(1));
     assert_eq!(data_blocks(&drain(&mut t)), vec![5, 6, 7, 8]);
     t.handle_port_unreachable();
