@@ -29,8 +29,8 @@ const BATCH: usize = 32;
 /// A frame at least this long is handed out in the buffer it was received in (the buffer comes
 /// back through [`Wire::reuse`]); a shorter one is copied, which costs less than a buffer kept.
 const HAND_OUT_FROM: usize = 2048;
-/// Receive buffers kept for reuse at most (each [`FRAME_ROOM`] long): beyond this many large
-/// frames in one round, frames are copied.
+/// Receive buffers handed out at most (each [`FRAME_ROOM`] long): the simulator stops reading
+/// when they may run out (`Wire::saturated`), and copies large frames only if they do.
 const SPARE_MAX: usize = 512;
 /// Receive buffer asked for (with CAP_NET_ADMIN, above `rmem_max`): every server's window of
 /// data in flight at once must fit, or the servers retransmit.
@@ -209,6 +209,10 @@ impl Wire for PacketWire {
 
     fn dropped(&self) -> u64 {
         u64::from(self.dropped)
+    }
+
+    fn saturated(&self) -> bool {
+        self.queued.is_empty() && self.out + BATCH > SPARE_MAX
     }
 
     fn wait(&mut self, timeout: Duration) {

@@ -81,6 +81,11 @@ pub trait Wire {
     fn dropped(&self) -> u64 {
         0
     }
+    /// True when the next read could not hand frames out in pooled buffers (too many are out):
+    /// the caller should process what it holds, so that the buffers come back, before reading on.
+    fn saturated(&self) -> bool {
+        false
+    }
 }
 
 /// smoltcp's TAP device.
@@ -321,7 +326,9 @@ impl Fleet {
         loop {
             let now = clock();
             let mut n = 0;
-            while n < 8192 {
+            // Read until the wire is empty, or its pooled buffers are all out (then the frames
+            // held are processed first, which gives them back, instead of being copied).
+            while n < 8192 && !(n > 0 && wire.saturated()) {
                 let Some(frame) = wire.recv() else { break };
                 self.stats.frames_in += 1;
                 self.route(now, frame);

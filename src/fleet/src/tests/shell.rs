@@ -10,11 +10,19 @@ struct FakeWire {
     sent: Vec<Vec<u8>>,
     /// Buffers of processed frames handed back.
     reused: usize,
+    /// Pretend to pool this many receive buffers (`saturated` once they are all out).
+    pool: Option<usize>,
+    /// Frames handed out and not back yet; the most at once.
+    out: usize,
+    max_out: usize,
 }
 
 impl Wire for FakeWire {
     fn recv(&mut self) -> Option<Frame> {
-        self.inbound.pop_front().map(Frame::from)
+        let frame = self.inbound.pop_front().map(Frame::from)?;
+        self.out += 1;
+        self.max_out = self.max_out.max(self.out);
+        Some(frame)
     }
     fn send(&mut self, frame: &[u8]) {
         self.sent.push(frame.to_vec());
@@ -22,7 +30,11 @@ impl Wire for FakeWire {
     fn wait(&mut self, _: Duration) {}
     fn reuse(&mut self, spent: &mut Vec<Vec<u8>>) {
         self.reused += spent.len();
+        self.out = self.out.saturating_sub(spent.len());
         spent.clear();
+    }
+    fn saturated(&self) -> bool {
+        self.pool.is_some_and(|p| self.out >= p)
     }
 }
 
@@ -228,6 +240,36 @@ fn the_buffer_of_every_frame_read_goes_back_to_the_wire() {
     assert_eq!(fleet.stats.frames_in, 4);
     assert_eq!(fleet.stats.frames_unrouted, 1);
     assert_eq!(wire.reused, 4);
+}
+
+/// A wire whose pooled buffers are all out is not read further until the frames held have been
+/// processed and their buffers given back (no frame is then copied out of a full pool).
+#[test]
+fn reading_pauses_while_the_wires_buffers_are_all_out() {
+    let mut fleet = Fleet::new(machines(3), 0);
+    let mut wire = FakeWire {
+        pool: Some(2),
+        ..FakeWire::default()
+    };
+    let stack = Datagram {
+        src: SocketAddrV4::new(Ipv4Addr::new(10, 97, 0, 2), 69),
+        dst: SocketAddrV4::new(Ipv4Addr::new(10, 97, 1, 9), 50000),
+        dst_mac: Some([0x52, 0x54, 0, 0, 0, 3]),
+        payload: vec![0; 64],
+    };
+    for _ in 0..7 {
+        wire.inbound
+            .push_back(raw_frame([2, 0, 0, 0, 0, 1], &stack).unwrap());
+    }
+    let t = Cell::new(Duration::ZERO);
+    let clock = || {
+        t.set(t.get() + Duration::from_millis(1));
+        t.get()
+    };
+    fleet.run(&mut wire, &clock, Duration::from_millis(20));
+    assert_eq!(fleet.stats.frames_in, 7);
+    assert_eq!(wire.reused, 7);
+    assert_eq!(wire.max_out, 2);
 }
 
 /// A machine's HTTP connection opens with a SYN that carries the TCP timestamp option (as
