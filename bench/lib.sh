@@ -45,4 +45,8 @@ pair() {
 }
 wait_http() { for _ in $(seq 100); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
 wait_file() { for _ in $(seq 100); do [ -e "$1" ] && return 0; sleep 0.1; done; return 1; }
-ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.2f}' if b else 'n/a')" "$1" "$2"; }
+ratio() { python3 -c "
+import sys
+try: a, b = float(sys.argv[1]), float(sys.argv[2])
+except ValueError: a = b = 0  # a side that failed or did not run
+print(f'{a/b:.2f}' if b else 'n/a')" "$1" "$2"; }
