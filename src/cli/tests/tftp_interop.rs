@@ -308,8 +308,19 @@ fn single_port_mode_serves_concurrent_clients() {
 /// for five 6 s timeouts and end as "timeout".
 #[test]
 fn a_killed_client_ends_its_transfer_at_once() {
+    killed_client_ends_its_transfer(&[]);
+}
+
+/// The same in single-port mode, where the socket is shared and not connected: the refusal
+/// comes through its error queue (IP_RECVERR).
+#[test]
+fn a_killed_client_ends_its_single_port_transfer_at_once() {
+    killed_client_ends_its_transfer(&["--tftp-single-port", "true"]);
+}
+
+fn killed_client_ends_its_transfer(extra: &[&str]) {
     require("curl");
-    let e = env(&[]);
+    let e = env(extra);
     let mut child = Command::new("curl")
         .args(["-sS", "-o", "/dev/null"])
         .arg(format!("tftp://127.0.0.1:{}/big.bin", e.port))

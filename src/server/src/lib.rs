@@ -23,6 +23,7 @@ mod serve;
 #[cfg(test)]
 mod test_support;
 pub mod tftp;
+mod tftp_icmp;
 mod tftp_send;
 pub mod web;
 

@@ -4,10 +4,13 @@
 //! socket on an ephemeral port (RFC 1350's transfer id) and runs as a task; with `single_port`
 //! every transfer is served from the listening socket, demultiplexed by peer address (for
 //! firewalled segments). Files come from [`BootFiles`], one shared copy each. Global and
-//! per-client limits bound the number of transfers; a refused request gets an ERROR.
+//! per-client limits bound the number of transfers; a refused request gets an ERROR. A transfer
+//! whose client's port is closed ends at once: `ECONNREFUSED` on its own connected socket, or
+//! in single-port mode the listening socket's queued ICMP error (`tftp_icmp`).
 
 use crate::files::{BootFiles, FileError};
 use crate::metrics::Metrics;
+use crate::tftp_icmp;
 use crate::tftp_send::{is_port_unreachable, Sender};
 use rackboot_tftp::{
     error_packet, handle_initial, EngineConfig, ErrorCode, Initial, Outcome, Rejection, Transfer,
@@ -50,6 +53,8 @@ pub struct TftpService {
     gso: bool,
     metrics: Arc<Metrics>,
     active: Arc<Mutex<HashMap<IpAddr, u32>>>,
+    /// Single-port mode: a send failed on a queued ICMP error (see [`TftpService::send_listen`]).
+    refusal_pending: AtomicBool,
 }
 
 /// Decrements the transfer counts when a transfer ends, however it ends.
@@ -90,6 +95,19 @@ impl TftpService {
             gso: true,
             metrics,
             active: Arc::default(),
+            refusal_pending: AtomicBool::new(false),
+        }
+    }
+
+    /// Send from the listening socket. In single-port mode a queued ICMP error, for whichever
+    /// peer, fails one send and that datagram does not go: note the error (the single-port loop
+    /// drains the queue, [`TftpService::end_refused`]) and send again.
+    async fn send_listen(&self, pkt: &[u8], peer: SocketAddr) {
+        if let Err(e) = self.socket.send_to(pkt, peer).await {
+            if is_port_unreachable(&e) {
+                self.refusal_pending.store(true, Ordering::Relaxed);
+                let _ = self.socket.send_to(pkt, peer).await;
+            }
         }
     }
 
@@ -134,7 +152,7 @@ impl TftpService {
             Initial::Reply(pkt, why) => {
                 self.count("refused", rejection_label(&why));
                 tracing::debug!(%peer, reason = %why, "tftp request refused");
-                let _ = self.socket.send_to(&pkt, peer).await;
+                self.send_listen(&pkt, peer).await;
                 return None;
             }
             Initial::Drop(why) => {
@@ -146,9 +164,7 @@ impl TftpService {
             Ok(s) => s,
             Err(msg) => {
                 self.count("refused", "limit");
-                let _ = self
-                    .socket
-                    .send_to(&error_packet(ErrorCode::NotDefined, msg), peer)
+                self.send_listen(&error_packet(ErrorCode::NotDefined, msg), peer)
                     .await;
                 return None;
             }
@@ -165,9 +181,7 @@ impl TftpService {
                 };
                 self.count("refused", label);
                 tracing::debug!(%peer, path = %req.path, error = %e, "tftp file refused");
-                let _ = self
-                    .socket
-                    .send_to(&error_packet(code, &e.to_string()), peer)
+                self.send_listen(&error_packet(code, &e.to_string()), peer)
                     .await;
                 return None;
             }
@@ -408,6 +422,10 @@ impl TftpService {
     }
 
     async fn run_single_port(self, mut shutdown: watch::Receiver<bool>) {
+        let ipv6 = self.socket.local_addr().is_ok_and(|a| a.is_ipv6());
+        if let Err(e) = tftp_icmp::enable(&self.socket, ipv6) {
+            tracing::warn!(error = %e, "tftp: no ICMP errors on the single-port socket (IP_RECVERR): a transfer to a client that left runs until its retries end");
+        }
         let mut transfers: HashMap<SocketAddr, (Transfer, Slot)> = HashMap::new();
         let mut rx = vec![0u8; 65536];
         let mut out = Vec::with_capacity(1500);
@@ -415,15 +433,19 @@ impl TftpService {
         let mut draining: Option<Instant> = None;
         loop {
             // Flush every transfer's output, retire finished ones.
-            let mut done = Vec::new();
             for (peer, (t, _)) in transfers.iter_mut() {
                 while t.poll_transmit(&mut out) {
-                    let _ = self.socket.send_to(&out, *peer).await;
-                }
-                if t.is_finished() {
-                    done.push(*peer);
+                    self.send_listen(&out, *peer).await;
                 }
             }
+            if self.refusal_pending.swap(false, Ordering::Relaxed) {
+                self.end_refused(&mut transfers);
+            }
+            let done: Vec<SocketAddr> = transfers
+                .iter()
+                .filter(|(_, (t, _))| t.is_finished())
+                .map(|(p, _)| *p)
+                .collect();
             for p in done {
                 if let Some((t, _slot)) = transfers.remove(&p) {
                     self.finish(&t, 0);
@@ -454,7 +476,11 @@ impl TftpService {
             };
             tokio::select! {
                 r = self.socket.recv_from(&mut rx) => {
-                    let Ok((n, peer)) = r else { continue };
+                    let Ok((n, peer)) = r else {
+                        // With IP_RECVERR, an ICMP error for any peer fails one receive.
+                        self.end_refused(&mut transfers);
+                        continue;
+                    };
                     if let Some((t, _)) = transfers.get_mut(&peer) {
                         t.handle_datagram(&rx[..n], Instant::now());
                     } else if draining.is_none() {
@@ -475,6 +501,18 @@ impl TftpService {
                     }
                     draining = Some(Instant::now() + DRAIN);
                 }
+            }
+        }
+    }
+}
+
+impl TftpService {
+    /// End the single-port transfers whose clients' ports refused a datagram (the socket's
+    /// queued ICMP errors), as a connected transfer socket's `ECONNREFUSED` ends its own.
+    fn end_refused(&self, transfers: &mut HashMap<SocketAddr, (Transfer, Slot)>) {
+        for peer in tftp_icmp::refused_peers(&self.socket) {
+            if let Some((t, _)) = transfers.get_mut(&peer) {
+                t.handle_port_unreachable();
             }
         }
     }
@@ -562,7 +600,11 @@ mod tests {
     }
 
     /// A service on loopback for files in `root`, without per-client limits.
-    async fn loopback_service(root: &std::path::Path, metrics: &Arc<Metrics>) -> TftpService {
+    async fn loopback_service(
+        root: &std::path::Path,
+        metrics: &Arc<Metrics>,
+        single_port: bool,
+    ) -> TftpService {
         TftpService::new(
             UdpSocket::bind("127.0.0.1:0").await.unwrap(),
             Arc::new(BootFiles::new(root.to_path_buf())),
@@ -571,7 +613,7 @@ mod tests {
                 max_transfers: 1024,
                 max_per_client: 1024,
             },
-            false,
+            single_port,
             metrics.clone(),
         )
     }
@@ -587,12 +629,23 @@ mod tests {
 
     impl Running {
         pub async fn start(files: &[(&str, &[u8])], gso: bool) -> Running {
+            Running::start_in(files, gso, false).await
+        }
+
+        /// The same, in single-port mode (every transfer served from the listening socket).
+        pub async fn start_single_port(files: &[(&str, &[u8])]) -> Running {
+            Running::start_in(files, true, true).await
+        }
+
+        async fn start_in(files: &[(&str, &[u8])], gso: bool, single_port: bool) -> Running {
             let dir = tempfile::tempdir().unwrap();
             for (name, bytes) in files {
                 std::fs::write(dir.path().join(name), bytes).unwrap();
             }
             let metrics = Arc::new(Metrics::new());
-            let svc = loopback_service(dir.path(), &metrics).await.with_gso(gso);
+            let svc = loopback_service(dir.path(), &metrics, single_port)
+                .await
+                .with_gso(gso);
             let addr = svc.local_addr().unwrap();
             let (stop, rx) = watch::channel(false);
             let server = tokio::spawn(svc.run(rx));

@@ -1,5 +1,6 @@
 //! Clients that leave mid-transfer: their transfers end on the ICMP port unreachable, at once,
-//! in both transfer drivers (threaded and task), instead of retrying into a closed port.
+//! in both transfer drivers (threaded and task) and in single-port mode, instead of retrying
+//! into a closed port.
 
 #![allow(clippy::unwrap_used)]
 use super::tests::Running;
@@ -58,11 +59,29 @@ fn counter(text: &str, labels: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transfers_end_when_the_clients_port_is_closed() {
-    let file: Vec<u8> = (0..100_000u32).map(|i| (i % 249) as u8).collect();
+    let file = file();
     let svc = Running::start(&[("f.bin", &file)], true).await;
-    let addr = svc.addr;
     // More than THREADED_TRANSFERS: 8 run as tasks.
-    let n = THREADED_TRANSFERS + 8;
+    clients_leave(svc, THREADED_TRANSFERS + 8).await;
+}
+
+/// The single-port socket is not connected: it learns of the refusals from its error queue
+/// (IP_RECVERR), and ends the same transfers the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_port_transfers_end_when_the_clients_port_is_closed() {
+    let file = file();
+    let svc = Running::start_single_port(&[("f.bin", &file)]).await;
+    clients_leave(svc, 16).await;
+}
+
+fn file() -> Vec<u8> {
+    (0..100_000u32).map(|i| (i % 249) as u8).collect()
+}
+
+/// `n` clients leave `svc`, half after the first window and half with every block but no
+/// final ACK; every transfer must end as client_gone (failed, and unconfirmed), none by timeout.
+async fn clients_leave(svc: Running, n: usize) {
+    let addr = svc.addr;
     let start = Arc::new(std::sync::Barrier::new(n));
     tokio::task::spawn_blocking(move || {
         let clients: Vec<_> = (0..n)
