@@ -284,7 +284,7 @@ stop ${STACK_PIDS[0]}
 declare -A R
 # One storm: `storm N STACK ROUND`. Round 1 keeps everything (the tables, per-stage details, CSV
 # and plot); later rounds only add their all-booted time to T, for the median below.
-declare -A T ST PK
+declare -A T ST PK CS
 storm() { # N STACK ROUND SEED [SET: a suffix keeping these rounds apart, e.g. another CC]
     local n=$1 stack=$2 round=$3 seed=$4 key=$2-$1${5:-}
     local tag=$stack-$n csv="$OUT/$STAMP-fleet-$stack-$n.csv"
@@ -293,14 +293,20 @@ storm() { # N STACK ROUND SEED [SET: a suffix keeping these rounds apart, e.g. a
     # sends replies to a MAC that is gone until the kernel re-probes, seconds later).
     for ns in $SITE $APPL; do ip -n $ns neigh flush all; done
     site_dhcp $tag
+    # Cold start: from the stack's launch to serving both HTTP and TFTP, by a poller (0.5 ms
+    # period) running, in the boot server host, before the launch (bench/ready.py).
+    ip netns exec $APPL python3 $ROOT/bench/ready.py $HTTP $SRV:69 > $W/$tag.ready & local rp=$!
+    for _ in $(seq 500); do grep -q armed $W/$tag.ready 2>/dev/null && break; sleep 0.01; done
     t0=$(now)
     case $stack in
       rackboot) start_rackboot $tag ;;
       hybrid) start_hybrid $tag ;;
       *) start_reference $tag ;;
     esac
+    wait $rp || true
+    local up; up=$(sed -n 2p $W/$tag.ready)
+    cold=$([ -n "$up" ] && python3 -c "print(f'{($up - $t0) * 1000:.1f}')" || echo -)
     for _ in $(seq 300); do http_up && [ -s $W/site-$tag.pid ] && break; sleep 0.02; done
-    cold=$(python3 -c "print(f'{($(now) - $t0) * 1000:.0f}')")
     sleep 1
     KEY=VmRSS; idle=$(rss_kb "${STACK_PIDS[@]}" $(pgrep -P "${STACK_PIDS[-1]}" || true))
     if [ -n "${FLEET_PCAP:-}" ]; then # debugging: DHCP/TFTP-control traffic on the bridge
@@ -330,6 +336,7 @@ storm() { # N STACK ROUND SEED [SET: a suffix keeping these rounds apart, e.g. a
     get() { awk -F= -v k="$1" '$1==k{print $2}' $W/$tag.sum; }
     T[$key]="${T[$key]:-} $(get all_booted_s)"
     ST[$key]="${ST[$key]:-} $stolen"
+    CS[$key]="${CS[$key]:-} $cold"
     # TCP segments per packet the boot server host sent (its GSO/TSO size): the HTTP stage's
     # cost for the simulator, which reads one frame per packet.
     PK[$key]="${PK[$key]:-} $(grep -o '([0-9.n/a]* per packet)' $W/$tag.md | head -1 | tr -d '(' | cut -d' ' -f1)"
@@ -380,14 +387,15 @@ echo "Client retries: datagrams the simulated machines sent again after a firmwa
 echo
 echo "The simulator shares the machine's 2 cores with the servers and the kernel: in T seconds they have 2T core-seconds between them, of which the simulator's column is its own part."
 echo
-echo "| stack | clients | all booted, each of $ROUNDS rounds (s) | median (s) | CPU stolen by the host, each round (s) | TCP segments per packet sent by the boot server host, each round |"
-echo "|---|---|---|---|---|---|"
+echo "| stack | clients | all booted, each of $ROUNDS rounds (s) | median (s) | CPU stolen by the host, each round (s) | TCP segments per packet sent by the boot server host, each round | cold start, each round (ms) | cold start, median (ms) |"
+echo "|---|---|---|---|---|---|---|---|"
 # Median of a round list, or "-" when any round did not boot every machine.
 median() { python3 -c 'import sys,statistics as s; v=sys.argv[1:]; print("-" if not v or "-" in v else f"{s.median(map(float, v)):.3f}")' "$@"; }
-declare -A MED
+declare -A MED COLD
 for n in $SIZES; do for stack in $STACKS; do
   MED[$stack-$n]=$(median ${T[$stack-$n]:-})
-  echo "| $stack | $n | $(echo ${T[$stack-$n]:-} | sed 's/ /, /g') | ${MED[$stack-$n]} | $(echo ${ST[$stack-$n]:-} | sed 's/ /, /g') | $(echo ${PK[$stack-$n]:-} | sed 's/ /, /g') |"
+  COLD[$stack-$n]=$(median ${CS[$stack-$n]:-})
+  echo "| $stack | $n | $(echo ${T[$stack-$n]:-} | sed 's/ /, /g') | ${MED[$stack-$n]} | $(echo ${ST[$stack-$n]:-} | sed 's/ /, /g') | $(echo ${PK[$stack-$n]:-} | sed 's/ /, /g') | $(echo ${CS[$stack-$n]:-} | sed 's/ /, /g') | ${COLD[$stack-$n]} |"
 done; done
 echo
 echo "Round 1 is the run every other table here describes; the stacks took turns in each round (their order reversed every other round). CPU stolen: time the hypervisor ran other guests on this VM's CPUs during the storm (steal in /proc/stat, all CPUs); the storm is CPU-bound, so a round with much steal is slow for reasons outside both stacks."
@@ -397,16 +405,22 @@ for n in $SIZES; do
   [ -n "$ra" ] && [ -n "$rb" ] || continue
   echo "- $n clients: all-booted time ratio dnsmasq+nginx / rackboot (medians of $ROUNDS rounds) = $( [ "$ra" != - ] && [ "$rb" != - ] && ratio $rb $ra || echo 'n/a (not all booted in every round)')"
 done
+ca=$(median $(for n in $SIZES; do echo ${CS[rackboot-$n]:-}; done)); cb=$(median $(for n in $SIZES; do echo ${CS[dnsmasq-$n]:-}; done))
+if [ "$ca" != - ] && [ "$cb" != - ]; then
+  echo "- cold start to serving HTTP and TFTP, dnsmasq+nginx / rackboot (medians of every launch above: rackboot $ca ms, dnsmasq+nginx $cb ms) = $(ratio $cb $ca)"
+fi
+echo
+echo "Cold start: from the stack's launch (its data directory new each time) until it answers both an HTTP GET of /ipxe/init.ipxe and a TFTP read request, from a poller in the boot server host started before the launch (bench/ready.py, 0.5 ms period)."
 echo
 echo "Physical bound (measured in this run): loopback TCP $(python3 -c "print(round($LO_BPS/1e9,2))") GB/s, RTT across the segment $RTT_MS ms, at least $ROUND_TRIPS round trips in sequence for the slowest machine kind of the mix (see bench/fleet.sh); bound = max(bytes ÷ bandwidth, round trips × RTT); goal: all booted within 1.2× the bound."
 echo
-echo "| stack | clients | bytes moved (MB) | bytes ÷ loopback bandwidth (s) | round trips × RTT (s) | physical bound (s) | all booted (s) | all booted ÷ bound | CPU work ÷ $CORES cores (s) | all booted ÷ CPU work |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
+echo "| stack | clients | bytes moved (MB) | bytes ÷ loopback bandwidth (s) | round trips × RTT (s) | physical bound (s) | all booted (s) | all booted ÷ bound | CPU work ÷ $CORES cores (s) | all booted ÷ CPU work | all booted, median of $ROUNDS rounds (s) | median ÷ bound |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 for n in $SIZES; do for stack in $STACKS; do
   set -- ${R[$stack-$n]}
-  python3 - "$stack" "$n" "${11:-0}" "$LO_BPS" "$ROUND_TRIPS" "$RTT_MS" "$4" "${10:-0}" "${12:-0}" "$CORES" <<'PY'
+  python3 - "$stack" "$n" "${11:-0}" "$LO_BPS" "$ROUND_TRIPS" "$RTT_MS" "$4" "${10:-0}" "${12:-0}" "$CORES" "${MED[$stack-$n]:--}" <<'PY'
 import sys
-stack, n, nbytes, bps, rts, rtt, done, srv_cpu, sim_cpu, cores = sys.argv[1:11]
+stack, n, nbytes, bps, rts, rtt, done, srv_cpu, sim_cpu, cores, med = sys.argv[1:12]
 nbytes, bps, rts, rtt = int(nbytes), float(bps), int(rts), float(rtt)
 a, b = nbytes / bps, rts * rtt / 1000
 bound = max(a, b)
@@ -414,7 +428,8 @@ booted = done not in ("-", "")
 ratio = f"{float(done) / bound:.1f}" if booted and bound > 0 else "n/a (not all booted)"
 work = (float(srv_cpu) + float(sim_cpu)) / int(cores)
 wratio = f"{float(done) / work:.2f}" if booted and work > 0 else "n/a"
-print(f"| {stack} | {n} | {nbytes / 1e6:.1f} | {a:.3f} | {b:.3f} | {bound:.3f} | {done} | {ratio} | {work:.2f} | {wratio} |")
+mratio = f"{float(med) / bound:.1f}" if med not in ("-", "") and bound > 0 else "n/a"
+print(f"| {stack} | {n} | {nbytes / 1e6:.1f} | {a:.3f} | {b:.3f} | {bound:.3f} | {done} | {ratio} | {work:.2f} | {wratio} | {med} | {mratio} |")
 PY
 done; done
 echo
