@@ -29,7 +29,12 @@ cpu_ticks() { awk '{print $14 + $15}' /proc/$1/stat; }
 # UDP datagrams a namespace's sockets dropped because their receive buffer was full.
 rcvbuf_drops() { ip netns exec $1 awk '/^Udp:/{if(!n){n=split($0,k);next} for(i=1;i<=n;i++) if(k[i]=="RcvbufErrors") print $i}' /proc/net/snmp; }
 RES=()
-for target in rackboot dnsmasq; do
+# DHCP_ROUNDS rounds (default 3), the servers taking turns (order reversed every round); each
+# table shows the median of every column over the rounds, and each round's offers/s.
+DROUNDS=${DHCP_ROUNDS:-3}
+for round in $(seq $DROUNDS); do
+order="rackboot dnsmasq"; [ $((round % 2)) = 0 ] && order="dnsmasq rackboot"
+for target in $order; do
   if [ $target = rackboot ]; then
     mkdir -p $WORK/dhcp-assets/tftp
     bg ip netns exec ${P}s $PIN_SERVER "$BIN" serve --interface eth0 --advertise-addr 10.98.0.2 --data-dir $WORK/dhcp-data \
@@ -65,31 +70,57 @@ CONF
   done
   kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true; unset 'PIDS[-1]'
 done
-echo "| target | offered rate (/s) | DISCOVERs sent | OFFERs received | offers/s | avg delay (ms) | max delay (ms) |"
-echo "|---|---|---|---|---|---|---|"
-declare -A OPS
-for r in "${RES[@]}"; do
-  set -- $r
-  ops=$(python3 -c "print(round($4/5))")
-  OPS[$1-$2]=$ops
-  echo "| $1 | $2 | $3 | $4 | $ops | $5 | $6 |"
 done
+# Lines "target rate v…" of every round → per (target, rate), in first-seen order: the median of
+# each value column, then the values of column EACH (1-based among the values) round by round.
+agg() { # EACH < lines
+  python3 -c '
+import sys, statistics
+each = int(sys.argv[1]) - 1
+rows = {}
+for line in sys.stdin:
+    f = line.split()
+    if len(f) > 2:
+        rows.setdefault((f[0], f[1]), []).append(f[2:])
+def med(col):
+    v = [float(x) for x in col if x.replace(".", "", 1).isdigit()]
+    if not v:
+        return "n/a"
+    m = statistics.median(v)
+    if all("." not in x for x in col):  # counts: whole, or halfway between two rounds
+        return str(int(m)) if m == int(m) else f"{m:.1f}"
+    return f"{m:.3f}"
+for (t, r), runs in rows.items():
+    cols = list(zip(*runs))
+    print(t, r, *[med(c) for c in cols], ",".join(x[each] for x in runs))' "$1"
+}
+echo "| target | offered rate (/s) | DISCOVERs sent | OFFERs received | offers/s | avg delay (ms) | max delay (ms) | offers/s, each round |"
+echo "|---|---|---|---|---|---|---|---|"
+declare -A OPS
+while read -r t rate sent recv avg max each; do
+  ops=$(python3 -c "print(round($recv/5))")
+  OPS[$t-$rate]=$ops
+  echo "| $t | $rate | $sent | $recv | $ops | $avg | $max | $(python3 -c "print(', '.join(str(round(int(x)/5)) for x in '$each'.split(',')))") |"
+done < <(printf '%s\n' "${RES[@]}" | agg 2)
 echo
 for rate in $RATES; do
   echo "- at $rate/s offered: rackboot/dnsmasq offers-per-second ratio = $(ratio ${OPS[rackboot-$rate]} ${OPS[dnsmasq-$rate]})"
 done
 echo
-echo "rackboot-dhcp-load (open loop, 5 s per rate, 1,000 machines):"
+echo "Medians of $DROUNDS rounds, the servers taking turns (order reversed every round)."
 echo
-echo "| target | offered rate (/s) | DISCOVERs sent | OFFERs received | offers/s | lost | p50 delay (ms) | p99 delay (ms) | max delay (ms) | server CPU per 1,000 offers (ms) | dropped by the server's full socket | dropped by the generator's full socket |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "rackboot-dhcp-load (open loop, 5 s per rate, 1,000 machines; medians of $DROUNDS rounds, taking turns):"
+echo
+echo "| target | offered rate (/s) | DISCOVERs sent | OFFERs received | offers/s | lost | p50 delay (ms) | p99 delay (ms) | max delay (ms) | server CPU per 1,000 offers (ms) | dropped by the server's full socket | dropped by the generator's full socket | offers/s, each round |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 declare -A CAP CPU
-for r in "${LRES[@]}"; do
-  set -- $r
-  echo "| $1 | $2 | $3 | $4 | $5 | $6 | $7 | $8 | $9 | ${10} | ${11} | ${12} |"
-  [ "${CAP[$1]:-0}" -ge "$5" ] || CAP[$1]=$5
+while read -r -a f; do
+  set -- "${f[@]}"
+  echo "| $1 | $2 | $3 | $4 | $5 | $6 | $7 | $8 | $9 | ${10} | ${11} | ${12} | ${13//,/, } |"
+  ops=${5%.*}
+  [ "${CAP[$1]:-0}" -ge "$ops" ] || CAP[$1]=$ops
   CPU[$1-$2]=${10}
-done
+done < <(printf '%s\n' "${LRES[@]}" | agg 3)
 echo
 echo "The generator sends and receives in batches of 64 (sendmmsg/recvmmsg) with a 64 MiB receive buffer, so that a lost offer is the server's: the last column should stay 0."
 echo
