@@ -30,37 +30,65 @@ sleep 1
 # one warm-up fetch each, and the medians are compared: a slow moment of the shared VM then falls
 # on both, or on one round of one, not on every run of one server.
 ROUNDS=${TFTP_ROUNDS:-5}
-once() { # command → seconds, or "failed"
-  local s=$EPOCHREALTIME
-  eval "$1" >/dev/null 2>&1 || { echo failed; return; }
-  awk -v s=$s -v e=$EPOCHREALTIME 'BEGIN { printf "%.4f", e - s }'
+S_RB=${PIDS[0]} S_HPA=${PIDS[1]} S_AT=${PIDS[2]}
+once() { # server pid, command → "wall_s client_cpu_s server_cpu_s", or "failed"
+  python3 - "$@" <<'PY'
+import os, resource, shlex, subprocess, sys, time
+pid, cmd = sys.argv[1], shlex.split(sys.argv[2])
+tck = os.sysconf("SC_CLK_TCK")
+def server():  # user + system of the server process, all its threads
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / tck
+def client():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+s0, c0, t0 = server(), client(), time.perf_counter()
+ok = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+t1, c1 = time.perf_counter(), client()
+print(f"{t1 - t0:.4f} {c1 - c0:.3f} {server() - s0:.2f}" if ok else "failed")
+PY
 }
 med() { python3 -c 'import sys,statistics as s; v=[float(x) for x in sys.argv[1:] if x != "failed"]; print(f"{s.median(v):.4f}" if v else "failed")' "$@"; }
-pair() { # rackboot command, peer command → sets RA RB (medians) and EA EB (every run)
-  local a=() b=() r
-  once "$1" >/dev/null; once "$2" >/dev/null
+col() { # n, runs… → the n-th field of each run ("failed" stays)
+  local n=$1; shift; for r in "$@"; do if [ "$r" = failed ]; then echo failed; else echo $r | cut -d' ' -f$n; fi; done
+}
+CPU_ROWS=()
+pair() { # case, rackboot command, peer pid, peer command → sets RA RB (median seconds), EA EB
+  local a=() b=() r ca cb
+  once $S_RB "$2" >/dev/null; once $3 "$4" >/dev/null
   for r in $(seq $ROUNDS); do
-    if [ $((r % 2)) = 1 ]; then a+=("$(once "$1")"); b+=("$(once "$2")")
-    else b+=("$(once "$2")"); a+=("$(once "$1")"); fi
+    if [ $((r % 2)) = 1 ]; then a+=("$(once $S_RB "$2")"); b+=("$(once $3 "$4")")
+    else b+=("$(once $3 "$4")"); a+=("$(once $S_RB "$2")"); fi
   done
-  RA=$(med "${a[@]}"); RB=$(med "${b[@]}"); EA="${a[*]}"; EB="${b[*]}"
+  RA=$(med $(col 1 "${a[@]}")); RB=$(med $(col 1 "${b[@]}"))
+  EA=$(col 1 "${a[@]}" | xargs); EB=$(col 1 "${b[@]}" | xargs)
+  # tftpd-hpa serves each transfer in a child it forks and does not wait for: its CPU is not seen.
+  local sb; sb=$([ $3 = $S_HPA ] && echo "n/a" || med $(col 3 "${b[@]}"))
+  CPU_ROWS+=("| $1 | $(med $(col 3 "${a[@]}")) | $(med $(col 2 "${a[@]}")) | $sb | $(med $(col 2 "${b[@]}")) |")
 }
 echo "| case (64 MiB) | rackboot (s) | peer | peer (s) | speed-up | each run, rackboot (s) | each run, peer (s) |"
 echo "|---|---|---|---|---|---|---|"
 for bs in 512 1468; do
-  pair "curl -s -o /dev/null --tftp-blksize $bs tftp://127.0.0.1:6970/big.bin" \
-       "curl -s -o /dev/null --tftp-blksize $bs tftp://127.0.0.1:6971/big.bin"
+  pair "curl, blksize $bs, lock-step (peer tftpd-hpa)" \
+       "curl -s -o /dev/null --tftp-blksize $bs tftp://127.0.0.1:6970/big.bin" \
+       $S_HPA "curl -s -o /dev/null --tftp-blksize $bs tftp://127.0.0.1:6971/big.bin"
   echo "| curl, blksize $bs, lock-step | $RA | tftpd-hpa | $RB | $(ratio $RB $RA)× | $EA | $EB |"
 done
 b_ls=$RB # tftpd-hpa, lock-step, blksize 1468 (it does not do windowsize)
 for w in 8 16; do
   get="atftp -g -r big.bin -l /dev/null --option 'blksize 1468' --option 'windowsize $w' 127.0.0.1"
-  pair "$get 6970" "$get 6972"
+  pair "atftp, blksize 1468, windowsize $w (peer atftpd)" "$get 6970" $S_AT "$get 6972"
   echo "| atftp, blksize 1468, windowsize $w | $RA | atftpd | $RB | $(ratio $RB $RA)× | $EA | $EB |"
   echo "| rackboot windowsize $w vs tftpd-hpa lock-step 1468 (curl) | $RA | tftpd-hpa | $b_ls | $(ratio $b_ls $RA)× | | |"
 done
 echo
 echo "Medians of $ROUNDS runs each after a warm-up fetch, the two servers taking turns (order reversed every round)."
+echo
+echo "| CPU per 64 MiB transfer, medians (s) | rackboot | its client | peer | peer's client |"
+echo "|---|---|---|---|---|"
+printf '%s\n' "${CPU_ROWS[@]}"
+echo
+echo "Server CPU: user + system of the server process, all threads (10 ms ticks; n/a for tftpd-hpa, whose forked child per transfer is not counted). Client CPU: the client process's own. rackboot's only transfer waits for each ACK awake (polling, a core to spare), so its server CPU is close to the transfer's wall time; the client's share of the wall time is what the client itself costs, the rest is the hand-off between the two processes for every window or block."
 echo
 conc() { # port → "seconds failures"
   local start end fails
