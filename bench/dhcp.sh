@@ -37,6 +37,7 @@ order="rackboot dnsmasq"; [ $((round % 2)) = 0 ] && order="dnsmasq rackboot"
 for target in $order; do
   if [ $target = rackboot ]; then
     mkdir -p $WORK/dhcp-assets/tftp
+    rm -rf $WORK/dhcp-data # every round starts from an empty inventory
     bg ip netns exec ${P}s $PIN_SERVER "$BIN" serve --interface eth0 --advertise-addr 10.98.0.2 --data-dir $WORK/dhcp-data \
        --assets-dir $WORK/dhcp-assets --admin-listen 127.0.0.1:8080 --boot-http-listen 10.98.0.2:50042 --tftp-listen off --log-level warn
     sleep 1

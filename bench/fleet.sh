@@ -378,7 +378,7 @@ if [ "$HOST_ROUNDS" -gt 0 ]; then
 fi
 
 # --- report -----------------------------------------------------------------------------------------
-echo "Boot server host: TCP congestion control $CC for both stacks (this machine's default: $HOST_CC; see the end of this section)."
+echo "Boot server host: TCP congestion control $CC for both stacks (this machine's default: $HOST_CC; see the end of this section). Segment bridge: net.bridge.bridge-nf-call-iptables = $(ip netns exec $SW sysctl -n net.bridge.bridge-nf-call-iptables 2>/dev/null || echo 'n/a (no br_netfilter)') in its namespace (FLEET_BRIDGE_NF)."
 echo
 echo "Fleet: \`$(basename "$FLEET") ${WIRE_ARGS[*]} --http-window-kib $WINDOW_KIB --clients N --mix $MIX\` (all power on at once; firmware retry 4/8/16/32 s); agent images ${KERNEL_MB} MiB kernel + ${INITRD_MB} MiB initrd, iPXE NBPs from Debian's ipxe package. Segment 10.97.0.0/21: dnsmasq address-only site DHCP (10.97.0.1), boot server 10.97.0.2; ARP gc_thresh raised to 4096/8192/16384 and net.core.rmem_default to $((RMEM_RUN / 1024)) KiB (from $((RMEM_OLD / 1024)) KiB) for the run."
 echo
@@ -416,6 +416,8 @@ done
 ca=$(median $(for n in $SIZES; do echo ${CS[rackboot-$n]:-}; done)); cb=$(median $(for n in $SIZES; do echo ${CS[dnsmasq-$n]:-}; done))
 if [ "$ca" != - ] && [ "$cb" != - ]; then
   echo "- cold start to serving HTTP and TFTP, dnsmasq+nginx / rackboot (medians of every launch above: rackboot $ca ms, dnsmasq+nginx $cb ms) = $(ratio $cb $ca)"
+elif [[ " $STACKS " == *" rackboot "* && " $STACKS " == *" dnsmasq "* ]]; then
+  echo "- cold start ratio: n/a (a launch was not seen serving within 10 s: \"-\" above)"
 fi
 echo
 echo "Cold start: from the stack's launch (its data directory new each time) until it answers both an HTTP GET of /ipxe/init.ipxe and a TFTP read request, from a poller in the boot server host started before the launch (bench/ready.py, 0.5 ms period)."

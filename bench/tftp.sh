@@ -36,8 +36,11 @@ once() { # server pid, command → "wall_s client_cpu_s server_cpu_s", or "faile
 import os, resource, shlex, subprocess, sys, time
 pid, cmd = sys.argv[1], shlex.split(sys.argv[2])
 tck = os.sysconf("SC_CLK_TCK")
-def server():  # user + system of the server process, all its threads
-    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+def server():  # user + system of the server process, all its threads (None: it is gone)
+    try:
+        f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
     return (int(f[11]) + int(f[12])) / tck
 def client():
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -45,7 +48,8 @@ def client():
 s0, c0, t0 = server(), client(), time.perf_counter()
 ok = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
 t1, c1 = time.perf_counter(), client()
-print(f"{t1 - t0:.4f} {c1 - c0:.3f} {server() - s0:.2f}" if ok else "failed")
+s1 = server()
+print(f"{t1 - t0:.4f} {c1 - c0:.3f} {s1 - s0:.2f}" if ok and s0 is not None and s1 is not None else "failed")
 PY
 }
 med() { python3 -c 'import sys,statistics as s; v=[float(x) for x in sys.argv[1:] if x != "failed"]; print(f"{s.median(v):.4f}" if v else "failed")' "$@"; }
@@ -53,7 +57,7 @@ col() { # n, runs… → the n-th field of each run ("failed" stays)
   local n=$1; shift; for r in "$@"; do if [ "$r" = failed ]; then echo failed; else echo $r | cut -d' ' -f$n; fi; done
 }
 CPU_ROWS=()
-pair() { # case, rackboot command, peer pid, peer command → sets RA RB (median seconds), EA EB
+turns() { # case, rackboot command, peer pid, peer command → sets RA RB (median seconds), EA EB
   local a=() b=() r ca cb
   once $S_RB "$2" >/dev/null; once $3 "$4" >/dev/null
   for r in $(seq $ROUNDS); do
@@ -69,7 +73,7 @@ pair() { # case, rackboot command, peer pid, peer command → sets RA RB (median
 echo "| case (64 MiB) | rackboot (s) | peer | peer (s) | speed-up | each run, rackboot (s) | each run, peer (s) |"
 echo "|---|---|---|---|---|---|---|"
 for bs in 512 1468; do
-  pair "curl, blksize $bs, lock-step (peer tftpd-hpa)" \
+  turns "curl, blksize $bs, lock-step (peer tftpd-hpa)" \
        "curl -s -o /dev/null --tftp-blksize $bs tftp://127.0.0.1:6970/big.bin" \
        $S_HPA "curl -s -o /dev/null --tftp-blksize $bs tftp://127.0.0.1:6971/big.bin"
   echo "| curl, blksize $bs, lock-step | $RA | tftpd-hpa | $RB | $(ratio $RB $RA)× | $EA | $EB |"
@@ -77,7 +81,7 @@ done
 b_ls=$RB # tftpd-hpa, lock-step, blksize 1468 (it does not do windowsize)
 for w in 8 16; do
   get="atftp -g -r big.bin -l /dev/null --option 'blksize 1468' --option 'windowsize $w' 127.0.0.1"
-  pair "atftp, blksize 1468, windowsize $w (peer atftpd)" "$get 6970" $S_AT "$get 6972"
+  turns "atftp, blksize 1468, windowsize $w (peer atftpd)" "$get 6970" $S_AT "$get 6972"
   echo "| atftp, blksize 1468, windowsize $w | $RA | atftpd | $RB | $(ratio $RB $RA)× | $EA | $EB |"
   echo "| rackboot windowsize $w vs tftpd-hpa lock-step 1468 (curl) | $RA | tftpd-hpa | $b_ls | $(ratio $b_ls $RA)× | | |"
 done
