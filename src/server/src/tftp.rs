@@ -23,6 +23,10 @@ use std::time::Instant;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
+/// Attempts at one send from the listening socket ([`TftpService::send_listen`]): with 1 ms
+/// sleeps while the send buffer is full, a datagram waits at most this many milliseconds.
+const SEND_TRIES: usize = 50;
+
 /// How long a shutdown (SIGTERM) waits for the TFTP transfers in flight before cutting them.
 pub const DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -54,7 +58,7 @@ pub struct TftpService {
     metrics: Arc<Metrics>,
     active: Arc<Mutex<HashMap<IpAddr, u32>>>,
     /// Single-port mode: a send failed on a queued ICMP error (see [`TftpService::send_listen`]).
-    refusal_pending: AtomicBool,
+    icmp_error_pending: AtomicBool,
 }
 
 /// Decrements the transfer counts when a transfer ends, however it ends.
@@ -95,20 +99,34 @@ impl TftpService {
             gso: true,
             metrics,
             active: Arc::default(),
-            refusal_pending: AtomicBool::new(false),
+            icmp_error_pending: AtomicBool::new(false),
         }
     }
 
     /// Send from the listening socket. In single-port mode a queued ICMP error, for whichever
-    /// peer, fails one send and that datagram does not go: note the error (the single-port loop
-    /// drains the queue, [`TftpService::end_refused`]) and send again.
+    /// peer and of whichever kind (port or host unreachable, too big), fails one send and that
+    /// datagram does not go: note the error (the single-port loop then drains the queue,
+    /// [`TftpService::end_refused`]) and send again. A full send buffer is waited out in short
+    /// sleeps, not with `writable()`: once the socket has reported an error, the runtime takes it
+    /// as writable for good (mio maps EPOLLERR to "write closed", a final state), and waiting on
+    /// that would spin.
     async fn send_listen(&self, pkt: &[u8], peer: SocketAddr) {
-        if let Err(e) = self.socket.send_to(pkt, peer).await {
-            if is_port_unreachable(&e) {
-                self.refusal_pending.store(true, Ordering::Relaxed);
-                let _ = self.socket.send_to(pkt, peer).await;
+        let mut failed = false;
+        for _ in 0..SEND_TRIES {
+            match self.socket.try_send_to(pkt, peer) {
+                Ok(_) => return,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+                // A second failure is this datagram's own (a bad address): give up.
+                Err(_) if failed => return,
+                Err(_) => {
+                    self.icmp_error_pending.store(true, Ordering::Relaxed);
+                    failed = true;
+                }
             }
         }
+        // Still not sent: the transfer's retransmission (or the client's) makes up for it.
     }
 
     /// Send each window's blocks in one UDP GSO send (default), or one datagram per send.
@@ -433,19 +451,19 @@ impl TftpService {
         let mut draining: Option<Instant> = None;
         loop {
             // Flush every transfer's output, retire finished ones.
+            let mut done = Vec::new();
             for (peer, (t, _)) in transfers.iter_mut() {
                 while t.poll_transmit(&mut out) {
                     self.send_listen(&out, *peer).await;
                 }
+                if t.is_finished() {
+                    done.push(*peer);
+                }
             }
-            if self.refusal_pending.swap(false, Ordering::Relaxed) {
-                self.end_refused(&mut transfers);
+            if self.icmp_error_pending.load(Ordering::Relaxed) {
+                self.icmp_error_pending.store(false, Ordering::Relaxed);
+                done.extend(self.end_refused(&mut transfers));
             }
-            let done: Vec<SocketAddr> = transfers
-                .iter()
-                .filter(|(_, (t, _))| t.is_finished())
-                .map(|(p, _)| *p)
-                .collect();
             for p in done {
                 if let Some((t, _slot)) = transfers.remove(&p) {
                     self.finish(&t, 0);
@@ -484,6 +502,9 @@ impl TftpService {
                     if let Some((t, _)) = transfers.get_mut(&peer) {
                         t.handle_datagram(&rx[..n], Instant::now());
                     } else if draining.is_none() {
+                        // A refusal still queued from an earlier transfer of this address and
+                        // port must not end the new one: take the queue first.
+                        self.end_refused(&mut transfers);
                         if let Some(new) = self.accept(&rx[..n], peer).await {
                             transfers.insert(peer, new);
                         }
@@ -508,13 +529,22 @@ impl TftpService {
 
 impl TftpService {
     /// End the single-port transfers whose clients' ports refused a datagram (the socket's
-    /// queued ICMP errors), as a connected transfer socket's `ECONNREFUSED` ends its own.
-    fn end_refused(&self, transfers: &mut HashMap<SocketAddr, (Transfer, Slot)>) {
+    /// queued ICMP errors), as a connected transfer socket's `ECONNREFUSED` ends its own; the
+    /// peers of the transfers it ended.
+    fn end_refused(
+        &self,
+        transfers: &mut HashMap<SocketAddr, (Transfer, Slot)>,
+    ) -> Vec<SocketAddr> {
+        let mut ended = Vec::new();
         for peer in tftp_icmp::refused_peers(&self.socket) {
             if let Some((t, _)) = transfers.get_mut(&peer) {
                 t.handle_port_unreachable();
+                if t.is_finished() {
+                    ended.push(peer);
+                }
             }
         }
+        ended
     }
 }
 
