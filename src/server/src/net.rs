@@ -7,6 +7,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 /// Receive buffer asked for on the UDP services' sockets.
 const UDP_RCVBUF: usize = 4 * 1024 * 1024;
+/// Send buffer asked for on them (granted up to net.core.wmem_max): single-port TFTP sends
+/// every transfer's windows from its one listening socket.
+const UDP_SNDBUF: usize = 4 * 1024 * 1024;
 
 /// A non-blocking tokio UDP socket bound to `addr`, optionally to one interface
 /// (`SO_BINDTODEVICE`) and allowed to send broadcasts.
@@ -26,6 +29,7 @@ pub fn bind_udp(
     }
     // Bursts of boot traffic: a larger receive buffer loses fewer requests.
     let _ = s.set_recv_buffer_size(UDP_RCVBUF);
+    let _ = s.set_send_buffer_size(UDP_SNDBUF);
     // Linux reports twice what it grants; it grants at most net.core.rmem_max.
     if let Ok(got) = s.recv_buffer_size() {
         if got < UDP_RCVBUF {
