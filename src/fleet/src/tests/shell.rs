@@ -38,6 +38,16 @@ impl Wire for FakeWire {
     }
 }
 
+/// Run `fleet` on `wire` for 20 ms of a fake clock that moves 1 ms each time it is read.
+fn run_20ms(fleet: &mut Fleet, wire: &mut FakeWire) {
+    let t = Cell::new(Duration::ZERO);
+    let clock = || {
+        t.set(t.get() + Duration::from_millis(1));
+        t.get()
+    };
+    fleet.run(wire, &clock, Duration::from_millis(20));
+}
+
 fn udp_of(frame: &[u8]) -> (EthernetAddress, EthernetAddress, u16, u16, Vec<u8>) {
     let eth = EthernetFrame::new_checked(frame).unwrap();
     let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
@@ -143,12 +153,7 @@ fn raw_frames_are_valid_udp_with_checksums() {
 fn every_machine_discovers_from_its_own_mac_and_replies_reach_the_right_one() {
     let mut fleet = Fleet::new(machines(3), 0);
     let mut wire = FakeWire::default();
-    let t = Cell::new(Duration::ZERO);
-    let clock = || {
-        t.set(t.get() + Duration::from_millis(1));
-        t.get()
-    };
-    fleet.run(&mut wire, &clock, Duration::from_millis(20));
+    run_20ms(&mut fleet, &mut wire);
     let mut from: Vec<[u8; 6]> = wire
         .sent
         .iter()
@@ -231,12 +236,7 @@ fn the_buffer_of_every_frame_read_goes_back_to_the_wire() {
         wire.inbound
             .push_back(raw_frame([2, 0, 0, 0, 0, 1], d).unwrap());
     }
-    let t = Cell::new(Duration::ZERO);
-    let clock = || {
-        t.set(t.get() + Duration::from_millis(1));
-        t.get()
-    };
-    fleet.run(&mut wire, &clock, Duration::from_millis(20));
+    run_20ms(&mut fleet, &mut wire);
     assert_eq!(fleet.stats.frames_in, 4);
     assert_eq!(fleet.stats.frames_unrouted, 1);
     assert_eq!(wire.reused, 4);
@@ -261,12 +261,7 @@ fn reading_pauses_while_the_wires_buffers_are_all_out() {
         wire.inbound
             .push_back(raw_frame([2, 0, 0, 0, 0, 1], &stack).unwrap());
     }
-    let t = Cell::new(Duration::ZERO);
-    let clock = || {
-        t.set(t.get() + Duration::from_millis(1));
-        t.get()
-    };
-    fleet.run(&mut wire, &clock, Duration::from_millis(20));
+    run_20ms(&mut fleet, &mut wire);
     assert_eq!(fleet.stats.frames_in, 7);
     assert_eq!(wire.reused, 7);
     assert_eq!(wire.max_out, 2);
