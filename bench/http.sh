@@ -104,6 +104,11 @@ q=lambda p: lat[min(len(lat)-1,int(p*len(lat)))]
 print(sys.argv[2], round(len(rows)/((end-start)/1e6)), round(q(.5),3), round(q(.99),3), round(q(.999),3), round(lat[-1],3), bad)
 PY
 }
+# rackboot's own view of the same requests: its boot.ipxe histogram (time from the parsed request
+# to the rendered answer) over the rate rounds, to tell the server's share of the latency from
+# the client's and the machine's.
+script_hist() { $X curl -sf http://127.0.0.1:8082/metrics | awk '/^rackboot_boot_script_seconds_sum /{s=$2} /^rackboot_boot_script_seconds_count /{c=$2} /^rackboot_boot_script_seconds_bucket\{le="0.0005"\} /{b=$2} END {print s+0, c+0, b+0}'; }
+read -r hs0 hc0 hb0 < <(script_hist)
 declare -A H
 for i in $(seq $HTTP_ROUNDS); do
   order="rackboot nginx"; [ $((i % 2)) = 0 ] && order="nginx rackboot"
@@ -122,6 +127,8 @@ echo "| rackboot /ipxe/boot.ipxe | $o1 | $(row rackboot) |"
 echo "| nginx, static copy | $o1 | $(row nginx) |"
 echo
 echo "- boot.ipxe p99 at $o1 req/s: $q99a ms (goal < 2 ms: $(python3 -c "print('met' if float('$q99a')<2 else 'not met')"))"
+read -r hs1 hc1 hb1 < <(script_hist)
+echo "- rackboot's own time per boot.ipxe answer in these rounds (its \`rackboot_boot_script_seconds\` histogram: parsed request to rendered script, without the socket I/O): $(python3 -c "n=$hc1-$hc0; print(f'mean {($hs1-$hs0)/n*1e6:.1f} µs over {n:.0f} answers, {($hb1-$hb0)/n*100:.2f} % within 0.5 ms' if n > 0 else 'n/a')")"
 echo
 # The two download rows: HTTP_ROUNDS rounds (default 3), the servers taking turns (order reversed
 # every other round: the one measured second had found the cores warmer or busier), medians
