@@ -70,42 +70,85 @@ impl Paced {
         self.paced(self.inner.set_pxe_boot(how)).await
     }
 
-    /// Send a power action; for on/off, wait until the BMC reports the new state. Returns the
-    /// state seen last.
+    /// Send a power action and wait until the BMC reports the state it leads to: on after
+    /// on, cycle and reset; off after off. Returns the state seen last. A soft off is sent and
+    /// the state reported, not awaited (the OS may take minutes, or ignore it).
+    ///
+    /// - A cycle or reset of a machine that is off powers it on instead: many BMCs do nothing
+    ///   for those on an off chassis (IPMI allows it; iLO refuses with a 400).
+    /// - A command the BMC refuses because it is already done (iDRAC answers a second On with
+    ///   409 "already powered on") succeeds when the state shows the wanted one.
+    /// - A failed state read while verifying (a BMC busy right after a power change answers
+    ///   503 or "node busy") is read again at the next poll, until `verify_timeout`.
     ///
     /// Verification only reads the state, except once: if the state has not changed by half
-    /// of `verify_timeout`, the command is sent a second time. A BMC still applying a reset can
-    /// drop a power command it accepted (sushy-emulator ignores an Off while it believes the
-    /// machine is already off with a restart pending, then completes the restart; real BMCs
-    /// refuse power commands during a reset). One re-send late enough does not postpone a
-    /// change that is merely slow.
+    /// of `verify_timeout`, the command is sent a second time (a cycle or reset as an On). A
+    /// BMC still applying a reset can drop a power command it accepted (sushy-emulator ignores
+    /// an Off while it believes the machine is already off with a restart pending, then
+    /// completes the restart; real BMCs refuse power commands during a reset). One re-send
+    /// late enough does not postpone a change that is merely slow.
     pub async fn power(&self, action: PowerAction) -> Result<PowerState, BmcError> {
-        self.paced(self.inner.power(action)).await?;
-        let want = match action {
-            PowerAction::On => PowerState::On,
-            PowerAction::Off => PowerState::Off,
-            // Cycle/reset/soft: the state is reported, not awaited.
-            _ => return self.power_state().await,
+        let (send, want) = match action {
+            PowerAction::On => (action, PowerState::On),
+            PowerAction::Off => (action, PowerState::Off),
+            PowerAction::Soft => {
+                self.paced(self.inner.power(action)).await?;
+                return self.power_state().await;
+            }
+            PowerAction::Cycle | PowerAction::Reset => match self.power_state().await {
+                Ok(PowerState::Off) => {
+                    tracing::info!(bmc = %self.describe(), ?action, "machine is off: powering it on instead");
+                    (PowerAction::On, PowerState::On)
+                }
+                _ => (action, PowerState::On),
+            },
         };
+        if let Err(e) = self.paced(self.inner.power(send)).await {
+            return match self.power_state().await {
+                Ok(state) if state == want => {
+                    tracing::info!(bmc = %self.describe(), ?action, error = %e, "BMC refused the command, but the machine is already {state:?}");
+                    Ok(state)
+                }
+                _ => Err(e),
+            };
+        }
         let started = Instant::now();
         let mut resent = false;
+        let mut last: Result<PowerState, BmcError> = Err(BmcError::Timeout(Duration::ZERO));
         loop {
-            let state = self.power_state().await?;
-            if state == want {
-                return Ok(state);
-            }
+            last = match self.power_state().await {
+                Ok(state) if state == want => return Ok(state),
+                Ok(state) => Ok(state),
+                Err(e) => {
+                    tracing::debug!(bmc = %self.describe(), error = %e, "power state unreadable while verifying; reading again");
+                    // Keep the last state seen, if any: it says more than the read error.
+                    match last {
+                        Ok(state) => Ok(state),
+                        Err(_) => Err(e),
+                    }
+                }
+            };
             if !resent && started.elapsed() >= self.cfg.verify_timeout / 2 {
                 resent = true;
-                tracing::info!(bmc = %self.describe(), ?action, ?state, "power state unchanged: sending the command again");
-                self.paced(self.inner.power(action)).await?;
+                let again = match send {
+                    PowerAction::Cycle | PowerAction::Reset => PowerAction::On,
+                    other => other,
+                };
+                tracing::info!(bmc = %self.describe(), ?action, state = ?last.as_ref().ok(), "power state unchanged: sending {again:?}");
+                if let Err(e) = self.paced(self.inner.power(again)).await {
+                    tracing::info!(bmc = %self.describe(), error = %e, "power command sent again: refused");
+                }
                 continue;
             }
             if started.elapsed() >= self.cfg.verify_timeout {
-                return Err(BmcError::NotApplied {
-                    action,
-                    state,
-                    waited: started.elapsed(),
-                });
+                return match last {
+                    Ok(state) => Err(BmcError::NotApplied {
+                        action,
+                        state,
+                        waited: started.elapsed(),
+                    }),
+                    Err(e) => Err(e),
+                };
             }
             tokio::time::sleep(self.cfg.verify_poll).await;
         }
@@ -133,6 +176,12 @@ mod tests {
         powers: AtomicU32,
         /// The next this many power commands are accepted and dropped.
         drop_commands: AtomicU32,
+        /// The next this many power commands are refused (an error, nothing done).
+        refuse_commands: AtomicU32,
+        /// The next this many state reads fail.
+        fail_reads: AtomicU32,
+        /// Every power command received, in order.
+        actions: StdMutex<Vec<PowerAction>>,
     }
 
     impl FakeBmc {
@@ -146,6 +195,9 @@ mod tests {
                 starts: StdMutex::new(Vec::new()),
                 powers: AtomicU32::new(0),
                 drop_commands: AtomicU32::new(0),
+                refuse_commands: AtomicU32::new(0),
+                fail_reads: AtomicU32::new(0),
+                actions: StdMutex::new(Vec::new()),
             })
         }
         async fn enter(&self) {
@@ -161,6 +213,9 @@ mod tests {
         fn power_state(&self) -> BmcFuture<'_, PowerState> {
             Box::pin(async move {
                 self.enter().await;
+                if take_one(&self.fail_reads) {
+                    return Err(BmcError::Refused("503 busy".into()));
+                }
                 let mut p = self.pending.lock().unwrap();
                 if let Some((s, n)) = *p {
                     if n == 0 {
@@ -177,15 +232,18 @@ mod tests {
             Box::pin(async move {
                 self.enter().await;
                 self.powers.fetch_add(1, Ordering::SeqCst);
-                let target = if action == PowerAction::On {
-                    PowerState::On
-                } else {
-                    PowerState::Off
+                self.actions.lock().unwrap().push(action);
+                if take_one(&self.refuse_commands) {
+                    return Err(BmcError::Refused("409 conflict".into()));
+                }
+                let now = *self.state.lock().unwrap();
+                let target = match action {
+                    PowerAction::On => PowerState::On,
+                    // Like many BMCs: a cycle or reset of an off chassis does nothing.
+                    PowerAction::Cycle | PowerAction::Reset => now,
+                    _ => PowerState::Off,
                 };
-                let dropped = self
-                    .drop_commands
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                    .is_ok();
+                let dropped = take_one(&self.drop_commands);
                 if let (Some(n), false) = (self.apply_after, dropped) {
                     *self.pending.lock().unwrap() = Some((target, n));
                 }
@@ -201,6 +259,11 @@ mod tests {
         fn describe(&self) -> String {
             "fake".into()
         }
+    }
+
+    fn take_one(n: &AtomicU32) -> bool {
+        n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
     }
 
     fn cfg() -> PacingConfig {
@@ -285,6 +348,57 @@ mod tests {
             PowerState::Off
         );
         assert_eq!(fake.powers.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cycle_or_reset_of_an_off_machine_powers_it_on() {
+        for action in [PowerAction::Cycle, PowerAction::Reset] {
+            let fake = FakeBmc::new(Some(1));
+            let paced = Paced::new(Box::new(fake.clone()), cfg());
+            assert_eq!(paced.power(action).await.unwrap(), PowerState::On);
+            assert_eq!(*fake.actions.lock().unwrap(), [PowerAction::On]);
+        }
+        // A machine that is on gets the cycle itself.
+        let fake = FakeBmc::new(Some(0));
+        *fake.state.lock().unwrap() = PowerState::On;
+        let paced = Paced::new(Box::new(fake.clone()), cfg());
+        assert_eq!(
+            paced.power(PowerAction::Cycle).await.unwrap(),
+            PowerState::On
+        );
+        assert_eq!(*fake.actions.lock().unwrap(), [PowerAction::Cycle]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_command_is_fine_when_the_state_is_already_right() {
+        let fake = FakeBmc::new(Some(0));
+        *fake.state.lock().unwrap() = PowerState::On;
+        fake.refuse_commands.store(1, Ordering::SeqCst);
+        let paced = Paced::new(Box::new(fake.clone()), cfg());
+        assert_eq!(paced.power(PowerAction::On).await.unwrap(), PowerState::On);
+        // Refused while the state is not the wanted one: the refusal is the answer.
+        fake.refuse_commands.store(1, Ordering::SeqCst);
+        match paced.power(PowerAction::Off).await {
+            Err(BmcError::Refused(why)) => assert!(why.contains("409"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_state_reads_while_verifying_are_read_again() {
+        let fake = FakeBmc::new(Some(3));
+        fake.fail_reads.store(2, Ordering::SeqCst);
+        let paced = Paced::new(Box::new(fake.clone()), cfg());
+        assert_eq!(paced.power(PowerAction::On).await.unwrap(), PowerState::On);
+        assert_eq!(fake.powers.load(Ordering::SeqCst), 1);
+        // Reads that never succeed end with the read error, not a made-up state.
+        let fake = FakeBmc::new(None);
+        fake.fail_reads.store(u32::MAX, Ordering::SeqCst);
+        let paced = Paced::new(Box::new(fake.clone()), cfg());
+        match paced.power(PowerAction::On).await {
+            Err(BmcError::Refused(why)) => assert!(why.contains("503"), "{why}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[tokio::test(start_paused = true)]

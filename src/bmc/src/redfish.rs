@@ -45,6 +45,19 @@ pub struct Redfish {
     system: Mutex<Option<String>>,
 }
 
+/// A 3xx is not success: with redirects off, ureq hands it back as a response (a
+/// `redfish+http://` BMC redirecting to HTTPS would otherwise "accept" every command).
+fn not_redirected(r: ureq::Response) -> Result<ureq::Response, BmcError> {
+    if (300..400).contains(&r.status()) {
+        let to = r.header("Location").map(parse::clean).unwrap_or_default();
+        return Err(BmcError::Refused(format!(
+            "HTTP {}: redirected to {to:?}; use the BMC's final URL (https: redfish://)",
+            r.status()
+        )));
+    }
+    Ok(r)
+}
+
 fn transport(e: ureq::Error) -> BmcError {
     match e {
         ureq::Error::Status(401 | 403, _) => BmcError::Auth,
@@ -268,15 +281,24 @@ impl Redfish {
             .set("Accept", "application/json")
     }
 
+    /// A resource and its ETag: the `ETag` header, or the `@odata.etag` property some AMI
+    /// and Gigabyte firmware put in the body instead.
     fn get(&self, path: &str) -> Result<(Value, Option<String>), BmcError> {
         let r = self
             .auth(self.agent.get(&format!("{}{path}", self.base)))
             .call()
-            .map_err(transport)?;
-        let etag = r.header("ETag").map(str::to_string);
+            .map_err(transport)
+            .and_then(not_redirected)?;
+        let header = r.header("ETag").map(str::to_string);
         let v = r
             .into_json::<Value>()
             .map_err(|e| BmcError::Protocol(format!("{path}: invalid JSON: {e}")))?;
+        let etag = header.or_else(|| {
+            v.get("@odata.etag")
+                .and_then(Value::as_str)
+                .filter(|t| t.len() <= 256 && !t.chars().any(char::is_control))
+                .map(str::to_string)
+        });
         Ok((v, etag))
     }
 
@@ -310,10 +332,21 @@ impl Redfish {
                 allowed.join(", ")
             ))
         })?;
+        // The power button toggles: press it only when it leads to the wanted state.
+        if reset_type == "PushPowerButton" {
+            let want = if action == PowerAction::On {
+                PowerState::On
+            } else {
+                PowerState::Off
+            };
+            if parse::power_state(&v)? == want {
+                return Ok(());
+            }
+        }
         let r = self
             .auth(self.agent.post(&format!("{}{target}", self.base)))
             .send_json(json!({ "ResetType": reset_type }));
-        r.map(|_| ()).map_err(transport)
+        r.map_err(transport).and_then(not_redirected).map(drop)
     }
 
     fn blocking_pxe(&self, how: PxeBoot) -> Result<(), BmcError> {
@@ -328,26 +361,37 @@ impl Redfish {
             if let Some(t) = etag {
                 req = req.set("If-Match", t);
             }
-            req.send_json(body.clone()).map(|_| ()).map_err(Box::new)
+            req.send_json(body.clone()).map_err(Box::new)
         };
-        let body = if self.opts.send_boot_mode {
+        let mut body = if self.opts.send_boot_mode {
             &with_mode
         } else {
             &without_mode
         };
-        match patch(body, None).map_err(|e| *e) {
-            Ok(()) => Ok(()),
-            // The BMC wants the ETag (some AMI BMCs): read it and try again.
-            Err(ureq::Error::Status(412 | 428, _)) => {
-                let (_, etag) = self.get(&sys)?;
-                patch(body, etag.as_deref()).map_err(|e| transport(*e))
+        let mut etag: Option<String> = None;
+        // At most one retry for each of the two refusals below, in either order (an AMI BMC
+        // may want both the ETag and no BootSourceOverrideMode).
+        for _ in 0..3 {
+            match patch(body, etag.as_deref()).map_err(|e| *e) {
+                Ok(r) => return not_redirected(r).map(drop),
+                // The BMC wants the ETag (some AMI BMCs): read it and try again.
+                Err(ureq::Error::Status(412 | 428, r)) if etag.is_none() => {
+                    etag = self.get(&sys)?.1;
+                    if etag.is_none() {
+                        return Err(transport(ureq::Error::Status(r.status(), r)));
+                    }
+                }
+                // Some BMCs reject BootSourceOverrideMode: retry without it.
+                Err(ureq::Error::Status(400, _)) if std::ptr::eq(body, &with_mode) => {
+                    tracing::info!(bmc = %self.base, uefi = how.efi, "BMC refused BootSourceOverrideMode: boot override sent without it");
+                    body = &without_mode;
+                }
+                Err(e) => return Err(transport(e)),
             }
-            // Some BMCs reject BootSourceOverrideMode: retry without it.
-            Err(ureq::Error::Status(400, _)) if self.opts.send_boot_mode => {
-                patch(&without_mode, None).map_err(|e| transport(*e))
-            }
-            Err(e) => Err(transport(e)),
         }
+        Err(BmcError::Refused(
+            "boot override refused after retries".into(),
+        ))
     }
 }
 
@@ -355,7 +399,7 @@ impl Redfish {
 /// allows (when it lists nothing, the first preference is used).
 pub fn choose_reset_type(action: PowerAction, allowed: &[String]) -> Option<&'static str> {
     let prefs: &[&'static str] = match action {
-        PowerAction::On => &["On", "ForceOn"],
+        PowerAction::On => &["On", "ForceOn", "PushPowerButton"],
         PowerAction::Off => &["ForceOff", "GracefulShutdown", "PushPowerButton"],
         PowerAction::Cycle => &["PowerCycle", "ForceRestart", "GracefulRestart"],
         PowerAction::Reset => &["ForceRestart", "GracefulRestart", "PowerCycle"],
@@ -419,6 +463,10 @@ impl Bmc for Arc<Redfish> {
         format!("redfish {}", self.base)
     }
 }
+
+#[cfg(test)]
+#[path = "redfish_wire_tests.rs"]
+mod wire_tests;
 
 #[cfg(test)]
 mod tests {

@@ -85,14 +85,37 @@ fn state_word(s: rackboot_bmc::PowerState) -> &'static str {
     }
 }
 
-/// The URL without its password, for messages.
+/// The URL without its password, for messages: everything between the scheme (if any) and
+/// the last `@` but the user name is hidden, also in a URL too broken to parse
+/// (`admin:pw@host`, `ipmi:/admin:pw@host`).
 fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let userinfo = &url[s + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
+    let Some(at) = url.rfind('@') else {
+        return url.to_string();
+    };
+    let start = url[..at].find("://").map_or(0, |s| s + 3);
+    let user = url[start..at].split(':').next().unwrap_or("");
+    let user = if user.contains('/') { "" } else { user };
+    format!("{}{user}:***{}", &url[..start], &url[at..])
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact;
+
+    #[test]
+    fn the_password_never_shows_even_in_a_broken_url() {
+        for (url, shown) in [
+            ("ipmi://admin:s3cret@10.0.0.5", "ipmi://admin:***@10.0.0.5"),
+            (
+                "redfish://admin:p@ss@bmc:443",
+                "redfish://admin:***@bmc:443",
+            ),
+            ("admin:s3cret@10.0.0.5", "admin:***@10.0.0.5"),
+            ("ipmi:/admin:s3cret@10.0.0.5", "ipmi:***@10.0.0.5"),
+            ("ipmi://10.0.0.5", "ipmi://10.0.0.5"),
+        ] {
+            assert_eq!(redact(url), shown);
+            assert!(!redact(url).contains("s3cret") && !redact(url).contains("p@ss"));
         }
-        _ => url.to_string(),
     }
 }

@@ -105,10 +105,7 @@ pub fn handle(
     };
 
     let family = Family::of_vendor_class(request.option(code::VENDOR_CLASS).unwrap_or_default());
-    // First option 93 value (client order) that has a boot file.
-    let chosen = request
-        .arches()
-        .find_map(|arch| config.boot_file_for(arch).map(|file| (arch, file)));
+    let chosen = choose_arch(&request, config, family);
     let arch = chosen
         .as_ref()
         .map(|(arch, _)| *arch)
@@ -196,9 +193,39 @@ fn seen(request: &Request, msg_type: u8, arch: Option<u16>, is_ipxe: bool) -> Op
     })
 }
 
-/// Option 97 → SMBIOS UUID: 17 bytes, type 0, not all zero.
+/// The option 93 value (client order) whose boot file the client's family can fetch: a URL for
+/// an `HTTPClient`, a TFTP file for a `PXEClient`; failing that, the first with any boot file.
+fn choose_arch<'c>(
+    request: &Request,
+    config: &'c ProxyConfig,
+    family: Option<Family>,
+) -> Option<(u16, &'c BootFile)> {
+    let wants_url = family == Some(Family::Http);
+    let mut first = None;
+    for arch in request.arches() {
+        if let Some(file) = config.boot_file_for(arch) {
+            if file.is_url() == wants_url {
+                return Some((arch, file));
+            }
+            first.get_or_insert((arch, file));
+        }
+    }
+    first
+}
+
+/// Option 97 → SMBIOS UUID: 17 bytes, type 0, not a placeholder ([`is_placeholder_uuid`]).
 fn uuid(option: Option<&[u8]>) -> Option<[u8; 16]> {
     let (&kind, rest) = option?.split_first()?;
     let uuid: [u8; 16] = rest.try_into().ok()?;
-    (kind == 0 && uuid != [0; 16]).then_some(uuid)
+    (kind == 0 && !is_placeholder_uuid(&uuid)).then_some(uuid)
+}
+
+/// SMBIOS UUIDs that identify no machine: all zero, all `ff` ("not present, settable" in the
+/// SMBIOS specification), and the `03000200-0400-0500-0006-000700080009` that many boards ship
+/// with unset (in either byte order). Machines sending one are known by MAC only, so that two
+/// boards with the same placeholder are not merged into one machine.
+pub fn is_placeholder_uuid(uuid: &[u8; 16]) -> bool {
+    const OEM_DEFAULT: [u8; 16] = [3, 0, 2, 0, 4, 0, 5, 0, 0, 6, 0, 7, 0, 8, 0, 9];
+    const OEM_DEFAULT_SWAPPED: [u8; 16] = [0, 2, 0, 3, 0, 4, 0, 5, 0, 6, 0, 7, 0, 8, 0, 9];
+    *uuid == [0; 16] || *uuid == [0xff; 16] || *uuid == OEM_DEFAULT || *uuid == OEM_DEFAULT_SWAPPED
 }

@@ -70,7 +70,6 @@ pub mod code {
     pub const VENDOR_CLASS: u8 = 60;
     pub const USER_CLASS: u8 = 77;
     pub const CLIENT_ARCH: u8 = 93;
-    pub const CLIENT_NDI: u8 = 94;
     pub const CLIENT_UUID: u8 = 97;
     pub const IPXE_ENCAP: u8 = 175;
 }
@@ -213,8 +212,9 @@ pub fn parse(bytes: &[u8]) -> Result<Request, Malformed> {
     check_len(&options, code::MESSAGE_TYPE, |n| n == 1)?;
     check_len(&options, code::SERVER_ID, |n| n == 4)?;
     check_len(&options, code::CLIENT_ARCH, |n| n >= 2 && n % 2 == 0)?;
-    check_len(&options, code::CLIENT_NDI, |n| n == 3)?;
-    check_len(&options, code::CLIENT_UUID, |n| n == 17)?;
+    // Option 94 (never read) and option 97 are not checked: firmware with a bad one (an Intel
+    // ROM's 16-byte option 97 without its type byte) still boots. Option 97 is echoed as sent
+    // and taken as a UUID only in its 17-byte form.
     request.options = options;
     Ok(request)
 }

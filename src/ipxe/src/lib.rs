@@ -8,8 +8,8 @@
 //!   it loops over the NICs for a bounded number of rounds, then reboots. It uses only commands
 //!   that Debian's iPXE 1.0.0+git-20190125 knows (no `inc`).
 //! - `GET /ipxe/boot.ipxe?uuid=&mac=&arch=` → [`BootQuery::parse`] on the raw query string
-//!   (any [`QueryError`] is a 400; [`QueryError::MissingUuid`] reads "missing uuid"), then the
-//!   server looks the machine up (by uuid, or by mac when [`BootQuery::uuid_is_zero`]), decides
+//!   (any [`QueryError`] is a 400; [`QueryError::MissingUuid`] reads "missing uuid (and no mac)"), then the
+//!   server looks the machine up (by uuid, or by mac when [`BootQuery::uuid_is_placeholder`]), decides
 //!   its [`BootMode`] and calls [`render`] with a [`RenderCtx`]:
 //!   [`Rendered::Script`] is a 200 with that body, [`Rendered::NotFound`] a 404 with that
 //!   reason, and a [`RenderError`] a 400 or 500 ([`RenderError::http_status`]). A server that

@@ -56,9 +56,10 @@ impl fmt::Display for Arch {
 pub struct BootQuery {
     /// SMBIOS UUID, lower case, `8-4-4-4-12`.
     pub uuid: String,
-    /// The UUID is `00000000-0000-0000-0000-000000000000` (some VMs and boards): accepted, but
-    /// it identifies nothing; match the machine by MAC instead.
-    pub uuid_is_zero: bool,
+    /// The UUID identifies nothing: absent (with a `mac`), or a placeholder that many boards
+    /// and VMs ship — all zero, all `f`, or `03000200-0400-0500-0006-000700080009` (in either
+    /// byte order). Accepted, but the machine is matched by MAC instead.
+    pub uuid_is_placeholder: bool,
     /// MAC of the NIC iPXE booted through, lower case, colon form (`52:54:00:99:00:10`).
     pub mac: Option<String>,
     /// iPXE build architecture.
@@ -68,14 +69,13 @@ pub struct BootQuery {
 /// Why a boot query was refused. Every variant maps to HTTP 400.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueryError {
-    /// No `uuid` parameter, or an empty one (iPXE sends `uuid=` when `${uuid}` is unset).
+    /// Neither a `uuid` nor a `mac` (iPXE sends `uuid=` when `${uuid}` is unset, as on boards
+    /// without SMBIOS; the MAC then identifies the machine).
     MissingUuid,
     /// `uuid` is not 8-4-4-4-12 or 32 hex digits.
     InvalidUuid,
     /// `mac` is not six hex pairs separated by `-` or `:`.
     InvalidMac,
-    /// `arch` is not one of i386, x86_64, arm32, arm64, riscv64.
-    InvalidArch,
     /// The parameter's decoded value contains a line break, space, `;`, `$`, `{`, `}`, a quote,
     /// a backslash or another control character.
     UnsafeValue { param: &'static str },
@@ -88,13 +88,10 @@ pub enum QueryError {
 impl fmt::Display for QueryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            QueryError::MissingUuid => f.write_str("missing uuid"),
+            QueryError::MissingUuid => f.write_str("missing uuid (and no mac)"),
             QueryError::InvalidUuid => f.write_str("invalid uuid: expected 8-4-4-4-12 hex digits"),
             QueryError::InvalidMac => {
                 f.write_str("invalid mac: expected six hex pairs separated by '-' or ':'")
-            }
-            QueryError::InvalidArch => {
-                f.write_str("invalid arch: expected i386, x86_64, arm32, arm64 or riscv64")
             }
             QueryError::UnsafeValue { param } => {
                 write!(f, "parameter {param}: value contains forbidden characters")
@@ -111,14 +108,25 @@ impl std::error::Error for QueryError {}
 
 const PARAMS: [&str; 3] = ["uuid", "mac", "arch"];
 
+const NIL_UUID: &str = "00000000-0000-0000-0000-000000000000";
+
+/// See [`BootQuery::uuid_is_placeholder`].
+const PLACEHOLDER_UUIDS: [&str; 4] = [
+    NIL_UUID,
+    "ffffffff-ffff-ffff-ffff-ffffffffffff",
+    "03000200-0400-0500-0006-000700080009",
+    "00020003-0004-0005-0006-000700080009",
+];
+
 impl BootQuery {
     /// Parse the raw query string (what follows `?`; a leading `?` is tolerated).
     ///
     /// Unknown parameters are ignored entirely (they never reach a script). For `uuid`, `mac`
     /// and `arch`: percent-decoding (`+` is a space), then refusal of unsafe characters
     /// ([`QueryError::UnsafeValue`]), then shape validation. Empty `mac=` and `arch=` count as
-    /// absent (iPXE expands an unset setting to nothing); empty `uuid=` is
-    /// [`QueryError::MissingUuid`].
+    /// absent (iPXE expands an unset setting to nothing); so is an `arch` this build does not
+    /// know. An empty `uuid=` is accepted with a `mac` ([`BootQuery::uuid_is_placeholder`]),
+    /// [`QueryError::MissingUuid`] without one.
     pub fn parse(query_string: &str) -> Result<BootQuery, QueryError> {
         let query_string = query_string.strip_prefix('?').unwrap_or(query_string);
         let mut values: [Option<Cow<'_, str>>; 3] = [None, None, None];
@@ -146,25 +154,22 @@ impl BootQuery {
         }
         let [uuid, mac, arch] = values;
 
-        let uuid = match uuid {
-            Some(u) if !u.is_empty() => u,
-            _ => return Err(QueryError::MissingUuid),
-        };
-        let uuid = normalize_uuid(&uuid).ok_or(QueryError::InvalidUuid)?;
-        let uuid_is_zero = uuid.bytes().all(|b| b == b'0' || b == b'-');
         let mac = match mac {
             Some(m) if !m.is_empty() => Some(normalize_mac(&m).ok_or(QueryError::InvalidMac)?),
             _ => None,
         };
-        let arch = match arch {
-            Some(a) if !a.is_empty() => {
-                Some(Arch::from_buildarch(&a).ok_or(QueryError::InvalidArch)?)
-            }
-            _ => None,
+        let uuid = match uuid {
+            Some(u) if !u.is_empty() => normalize_uuid(&u).ok_or(QueryError::InvalidUuid)?,
+            _ if mac.is_some() => NIL_UUID.to_string(),
+            _ => return Err(QueryError::MissingUuid),
         };
+        let uuid_is_placeholder = PLACEHOLDER_UUIDS.contains(&uuid.as_str());
+        // An architecture this build does not know (`riscv32`, `loong64`, ...) counts as absent:
+        // the script's defaults apply rather than refusing the boot.
+        let arch = arch.and_then(|a| Arch::from_buildarch(&a));
         Ok(BootQuery {
             uuid,
-            uuid_is_zero,
+            uuid_is_placeholder,
             mac,
             arch,
         })

@@ -18,7 +18,7 @@ fn full_query_as_ipxe_sends_it() {
         q,
         BootQuery {
             uuid: UUID.into(),
-            uuid_is_zero: false,
+            uuid_is_placeholder: false,
             mac: Some("52:54:00:99:00:10".into()),
             arch: Some(Arch::X86_64),
         }
@@ -49,23 +49,52 @@ fn forms_and_optional_parts() {
 #[test]
 fn missing_uuid() {
     assert_eq!(parse(""), Err(QueryError::MissingUuid));
-    assert_eq!(parse("mac=52-54-00-99-00-10"), Err(QueryError::MissingUuid));
     assert_eq!(
-        parse("uuid=&mac=52-54-00-99-00-10"),
+        parse("uuid=&mac=&arch=x86_64"),
         Err(QueryError::MissingUuid)
     );
     assert_eq!(parse("uuid"), Err(QueryError::MissingUuid));
-    assert_eq!(QueryError::MissingUuid.to_string(), "missing uuid");
+    assert_eq!(
+        QueryError::MissingUuid.to_string(),
+        "missing uuid (and no mac)"
+    );
 }
 
 #[test]
-fn all_zero_uuid_is_flagged() {
+fn missing_uuid_with_a_mac_is_known_by_the_mac() {
+    // What iPXE sends on a board without SMBIOS (`${uuid}` unset).
+    for query in [
+        "uuid=&mac=52-54-00-99-00-10&arch=arm64",
+        "mac=52-54-00-99-00-10",
+    ] {
+        let q = parse(query).unwrap();
+        assert!(q.uuid_is_placeholder, "{query}");
+        assert_eq!(q.uuid, "00000000-0000-0000-0000-000000000000");
+        assert_eq!(q.mac.as_deref(), Some("52:54:00:99:00:10"));
+    }
+}
+
+#[test]
+fn placeholder_uuids_are_flagged() {
     let q = parse("uuid=00000000-0000-0000-0000-000000000000&mac=52-54-00-99-00-10").unwrap();
-    assert!(q.uuid_is_zero);
+    assert!(q.uuid_is_placeholder);
     assert_eq!(q.uuid, "00000000-0000-0000-0000-000000000000");
-    let q = parse("uuid=00000000000000000000000000000000").unwrap();
-    assert!(q.uuid_is_zero);
-    assert!(!parse(&format!("uuid={UUID}")).unwrap().uuid_is_zero);
+    for placeholder in [
+        "00000000000000000000000000000000",
+        "FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF",
+        "ffffffffffffffffffffffffffffffff",
+        "03000200-0400-0500-0006-000700080009",
+        "00020003-0004-0005-0006-000700080009",
+    ] {
+        let q = parse(&format!("uuid={placeholder}")).unwrap();
+        assert!(q.uuid_is_placeholder, "{placeholder}");
+    }
+    assert!(!parse(&format!("uuid={UUID}")).unwrap().uuid_is_placeholder);
+    assert!(
+        !parse("uuid=ffffffff-ffff-ffff-ffff-fffffffffffe")
+            .unwrap()
+            .uuid_is_placeholder
+    );
 }
 
 #[test]
@@ -92,12 +121,10 @@ fn bad_values() {
             "{bad}"
         );
     }
-    for bad in ["x86", "X86_64", "amd64", "efi"] {
-        assert_eq!(
-            parse(&format!("uuid={UUID}&arch={bad}")),
-            Err(QueryError::InvalidArch),
-            "{bad}"
-        );
+    // An architecture this build does not know is treated as absent, not refused.
+    for unknown in ["x86", "X86_64", "amd64", "efi", "riscv32", "loong64"] {
+        let q = parse(&format!("uuid={UUID}&arch={unknown}")).unwrap();
+        assert_eq!(q.arch, None, "{unknown}");
     }
 }
 

@@ -93,7 +93,8 @@ impl BootFiles {
     }
 
     /// The file opened for zero-copy sending (`sendfile`), with its length and modification
-    /// time taken from the open descriptor. Same resolution and size limit as [`Self::get`].
+    /// time taken from the open descriptor. Same resolution as [`Self::get`], without its size
+    /// limit ([`MAX_CACHED_FILE`] is for files held in memory).
     ///
     /// Per request this is an open, one `readlink` of the descriptor's `/proc/self/fd` entry
     /// (the path the kernel actually opened, so a symlink out of the root is refused with no
@@ -138,9 +139,8 @@ impl BootFiles {
         if !meta.is_file() {
             return Err(FileError::NotAFile);
         }
-        if meta.len() > MAX_CACHED_FILE {
-            return Err(FileError::TooLarge);
-        }
+        // No size limit here: nothing is read into memory (a live ISO or rootfs of gigabytes
+        // goes out with sendfile like any other asset).
         Ok((file, meta.len(), meta.modified().ok()))
     }
 
@@ -254,5 +254,17 @@ mod tests {
         // The virtual x86_64/ name falls back to the file at the top.
         let (_, len, _) = f.open("x86_64/ipxe.efi").unwrap();
         assert_eq!(len, 3);
+    }
+
+    /// A file too large to hold in memory is still sent with `sendfile` (sparse: no disk used).
+    #[tokio::test]
+    async fn open_has_no_memory_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = std::fs::File::create(dir.path().join("live.iso")).unwrap();
+        big.set_len(MAX_CACHED_FILE + 4096).unwrap();
+        let f = BootFiles::new(dir.path().to_path_buf());
+        let (_, len, _) = f.open("live.iso").unwrap();
+        assert_eq!(len, MAX_CACHED_FILE + 4096);
+        assert!(matches!(f.get("live.iso").await, Err(FileError::TooLarge)));
     }
 }

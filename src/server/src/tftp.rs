@@ -81,6 +81,23 @@ impl Drop for Slot {
     }
 }
 
+thread_local! {
+    /// The receive buffer of the transfers a runtime thread drives: a waiting transfer holds
+    /// none of its own (a 1,000-machine storm has hundreds waiting at once; 64 KiB each was
+    /// most of the server's memory).
+    static RX: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 65536]);
+}
+
+/// Read one datagram, if one is queued, from a transfer socket that was reported readable.
+fn recv_one(sock: &UdpSocket, t: &mut Transfer) {
+    RX.with_borrow_mut(|rx| match sock.try_recv(rx) {
+        Ok(n) => t.handle_datagram(&rx[..n], Instant::now()),
+        Err(e) if is_port_unreachable(&e) => t.handle_port_unreachable(),
+        // Nothing queued after all (the readiness was stale), or another error: wait again.
+        Err(_) => {}
+    });
+}
+
 impl TftpService {
     pub fn new(
         socket: UdpSocket,
@@ -314,7 +331,6 @@ impl TftpService {
     /// One transfer on its own connected socket.
     async fn drive(&self, sock: UdpSocket, mut t: Transfer) {
         let mut tx = Sender::new(self.gso);
-        let mut rx = vec![0u8; 65536];
         loop {
             tx.flush(&sock, &mut t).await;
             if tx.take_port_unreachable() {
@@ -327,10 +343,8 @@ impl TftpService {
                 break;
             };
             tokio::select! {
-                r = sock.recv(&mut rx) => match r {
-                    Ok(n) => t.handle_datagram(&rx[..n], Instant::now()),
-                    Err(e) if is_port_unreachable(&e) => t.handle_port_unreachable(),
-                    Err(_) => {}
+                r = sock.readable() => if r.is_ok() {
+                    recv_one(&sock, &mut t);
                 },
                 _ = tokio::time::sleep_until(deadline.into()) => t.handle_timeout(Instant::now()),
             }

@@ -25,25 +25,16 @@ pub const MAX_SEGMENTS: usize = 64;
 pub const MAX_BYTES: usize = 65_000;
 
 /// The datagrams of one flush, grouped into runs that can each go out in one send.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Batch {
+    /// Starts empty and grows to the transfer's window on its first sends: a lock-step
+    /// transfer keeps one datagram's room, not a full GSO send's (hundreds are open in a storm).
     buf: Vec<u8>,
     /// Size of every datagram in `buf` but possibly the last.
     seg: usize,
     count: usize,
     /// A datagram shorter than `seg` was added: nothing may follow it in this send.
     closed: bool,
-}
-
-impl Default for Batch {
-    fn default() -> Self {
-        Batch {
-            buf: Vec::with_capacity(16 * 1472),
-            seg: 0,
-            count: 0,
-            closed: false,
-        }
-    }
 }
 
 impl Batch {

@@ -147,7 +147,7 @@ async fn boot_ipxe_inner(s: &BootHttp, q: Option<String>) -> (StatusCode, String
             return (StatusCode::BAD_REQUEST, format!("bad boot query: {e}\n"));
         }
     };
-    let uuid = (!query.uuid_is_zero).then(|| query.uuid.clone());
+    let uuid = (!query.uuid_is_placeholder).then(|| query.uuid.clone());
     let machine = lookup(&s.inventory, uuid.as_deref(), query.mac.as_deref());
     let machine_id = match &machine {
         Some(m) => m.id.clone(),

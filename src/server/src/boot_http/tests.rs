@@ -187,11 +187,55 @@ async fn stored_modes_are_rendered() {
 }
 
 #[tokio::test]
+async fn machines_without_a_real_uuid_are_known_by_mac() {
+    let mut e = env();
+    let ff = "ffffffff-ffff-ffff-ffff-ffffffffffff";
+    e.state
+        .inventory
+        .add(crate::api::NewMachine {
+            macs: vec!["52:54:00:99:00:10".into()],
+            uuid: Some(ff.into()),
+            boot_mode: Some(BootModeSetting::Disk {
+                method: DiskMethod::Sanboot,
+            }),
+            ..Default::default()
+        })
+        .unwrap();
+    let sanboot = "sanboot --no-describe --drive 0x80";
+    // No SMBIOS (`${uuid}` unset): found by its MAC.
+    let (status, _, body) = get(
+        &e,
+        "GET",
+        "/ipxe/boot.ipxe?uuid=&mac=52-54-00-99-00-10&arch=arm64",
+        &[],
+    )
+    .await;
+    let body = String::from_utf8_lossy(&body).to_string();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains(sanboot), "{body}");
+    // Another board with the same all-`f` UUID is not taken for the first one.
+    let (status, _, body) = get(
+        &e,
+        "GET",
+        &format!("/ipxe/boot.ipxe?uuid={ff}&mac=52-54-00-99-00-11&arch=x86_64"),
+        &[],
+    )
+    .await;
+    let body = String::from_utf8_lossy(&body).to_string();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(!body.contains(sanboot), "{body}");
+    assert!(body.contains("rackboot.machine=m-525400990011"), "{body}");
+    let seen = std::iter::from_fn(|| e.rx.try_recv().ok()).collect::<Vec<_>>();
+    assert!(seen.iter().all(|s| s.uuid.is_none()), "{seen:?}");
+    assert!(seen.iter().any(|s| s.mac == [0x52, 0x54, 0, 0x99, 0, 0x11]));
+}
+
+#[tokio::test]
 async fn bad_queries_are_400_and_never_reach_the_script() {
     let e = env();
     for q in [
         "",
-        "mac=52-54-00-99-00-10",
+        "uuid=&arch=x86_64",
         "uuid=nope",
         "uuid=11111111-2222-3333-4444-555555555551%0Ashell",
         &format!("{Q}%0Ashell"),

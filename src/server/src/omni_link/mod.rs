@@ -61,12 +61,22 @@ pub struct OmniShared {
     /// Set when machines boot Talos in agent mode (`omni.agent = "talos"`).
     talos_agent: RwLock<Option<TalosAgent>>,
     /// Agent-mode schematic ids by (appliance address, arch).
-    agent_schematics: Mutex<HashMap<(String, &'static str), String>>,
+    agent_schematics: Mutex<HashMap<AgentKey, String>>,
     /// Held while an agent-mode schematic is registered, so a storm of first agent boots makes
     /// one factory call, not one each.
     agent_registering: tokio::sync::Mutex<()>,
+    /// The last failed registration per key, answered for [`FACTORY_RETRY_AFTER`] without
+    /// another call: with the factory down, a storm of agent boots must not queue one 30 s
+    /// timeout each behind `agent_registering`.
+    agent_failed: Mutex<HashMap<AgentKey, (std::time::Instant, String)>>,
     wake: Notify,
 }
+
+/// An agent-mode schematic's key: the appliance address its kernel arguments name, the arch.
+type AgentKey = (String, &'static str);
+
+/// How long a failed Image Factory registration is answered from memory.
+const FACTORY_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Where the Talos agent-mode boot comes from.
 #[derive(Debug, Clone)]
@@ -168,16 +178,39 @@ impl OmniShared {
                 .get(&key)
                 .cloned()
         };
+        let failed = |me: &Self| {
+            me.agent_failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&key)
+                .filter(|(at, _)| at.elapsed() < FACTORY_RETRY_AFTER)
+                .map(|(_, e)| e.clone())
+        };
         // Fast path without the registration lock; then check again under it (another boot
-        // may have registered the schematic while this one waited).
+        // may have registered the schematic, or failed to, while this one waited).
         let mut found = known(self);
         let _one = match found {
             Some(_) => None,
             None => {
+                if let Some(e) = failed(self) {
+                    return Some(Err(e));
+                }
                 let guard = self.agent_registering.lock().await;
                 found = known(self);
+                if found.is_none() {
+                    if let Some(e) = failed(self) {
+                        return Some(Err(e));
+                    }
+                }
                 Some(guard)
             }
+        };
+        let fail = |e: String| {
+            self.agent_failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key.clone(), (std::time::Instant::now(), e.clone()));
+            Some(Err(e))
         };
         let schematic = match found {
             Some(s) => s,
@@ -191,17 +224,17 @@ impl OmniShared {
                 let url = format!("{}/schematics", t.factory_url);
                 let answer = match sync::blocking_http(&url, Some(yaml)).await {
                     Ok(a) => a,
-                    Err(e) => return Some(Err(e)),
+                    Err(e) => return fail(e),
                 };
                 match rackboot_omni::factory::parse_schematic_id(&answer) {
                     Ok(id) => {
                         self.agent_schematics
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
-                            .insert(key, id.clone());
+                            .insert(key.clone(), id.clone());
                         id
                     }
-                    Err(e) => return Some(Err(format!("{url}: {e}"))),
+                    Err(e) => return fail(format!("{url}: {e}")),
                 }
             }
         };
@@ -444,5 +477,71 @@ impl Backoff {
         let secs = (1u64 << self.0.min(5)).min(30);
         self.0 = self.0.saturating_add(1);
         Duration::from_secs(secs)
+    }
+}
+
+#[cfg(test)]
+mod agent_chain_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// A factory that answers every schematic registration with a 500, counting the calls.
+    fn failing_factory() -> (String, Arc<AtomicUsize>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                seen.fetch_add(1, Ordering::SeqCst);
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf);
+                let _ = conn.write_all(
+                    b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\nconnection: close\r\n\r\ndown",
+                );
+            }
+        });
+        (url, calls)
+    }
+
+    #[tokio::test]
+    async fn a_failed_registration_is_not_retried_by_every_boot() {
+        let (factory_url, calls) = failing_factory();
+        let shared = OmniShared::default();
+        *shared.talos_agent.write().unwrap() = Some(TalosAgent {
+            factory_url,
+            pxe_url: "https://pxe.factory.example".into(),
+            version: "v1.9.0".into(),
+        });
+        let first = shared.talos_agent_chain("10.0.0.2:50042", "amd64").await;
+        assert!(
+            matches!(first, Some(Err(ref e)) if e.contains("500")),
+            "{first:?}"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // A storm of boots right after: answered at once from the failure, no factory call.
+        for _ in 0..20 {
+            let again = shared.talos_agent_chain("10.0.0.2:50042", "amd64").await;
+            assert_eq!(again, first);
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // Another arch is another registration.
+        let arm = shared.talos_agent_chain("10.0.0.2:50042", "arm64").await;
+        assert!(matches!(arm, Some(Err(_))));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        // Once the back-off is over, the next boot asks the factory again.
+        shared
+            .agent_failed
+            .lock()
+            .unwrap()
+            .values_mut()
+            .for_each(|(at, _)| *at = at.checked_sub(FACTORY_RETRY_AFTER).unwrap());
+        let later = shared.talos_agent_chain("10.0.0.2:50042", "amd64").await;
+        assert!(matches!(later, Some(Err(_))));
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
 }
