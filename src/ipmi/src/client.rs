@@ -34,7 +34,10 @@ pub struct ClientConfig {
     pub timeout: Duration,
     /// Retransmissions per request after the first attempt (default 3).
     pub retries: u32,
-    /// Privilege to request (default Administrator).
+    /// Privilege to request (default Administrator). When the BMC refuses Administrator for
+    /// this user in Set Session Privilege Level (an Operator account; OpenBMC limits the
+    /// session to the user's own level), Operator is asked next: enough for chassis control
+    /// and boot options.
     pub privilege: Privilege,
     /// When an established session stops answering, open a new one once and resend (default true).
     pub reestablish: bool,
@@ -141,6 +144,8 @@ pub struct Client {
     results: VecDeque<Result<Response, IpmiError>>,
     rq_seq: u8,
     stats: Stats,
+    /// The level Set Session Privilege Level asks for (lowered once, see `privilege`).
+    privilege: Privilege,
 }
 
 impl fmt::Debug for Client {
@@ -179,6 +184,7 @@ impl Client {
         }
         Ok(Client {
             kuid: crypto::kuid(cfg.password.as_bytes()),
+            privilege: cfg.privilege,
             cfg,
             rng,
             session: SessionState::Idle,
@@ -310,11 +316,11 @@ impl Client {
                             data: sidc.to_le_bytes().to_vec(),
                         };
                         self.send_ipmi(Purpose::Close, req, now);
-                    } else if !privileged && self.cfg.privilege as u8 > Privilege::User as u8 {
+                    } else if !privileged && self.privilege as u8 > Privilege::User as u8 {
                         let req = IpmiRequest {
                             netfn: netfn::APP,
                             cmd: 0x3b,
-                            data: vec![self.cfg.privilege as u8],
+                            data: vec![self.privilege as u8],
                         };
                         self.send_ipmi(Purpose::SetPrivilege, req, now);
                     } else if let Some(step) = job.steps.front() {
@@ -395,6 +401,14 @@ impl Client {
                 self.out = None;
                 match purpose {
                     Purpose::SetPrivilege if cc == 0 => active.privileged = true,
+                    // 0x80/0x81: the level is not available to this user or exceeds its limit;
+                    // 0xd4: insufficient privilege. Ask for Operator (sent by `drive`).
+                    Purpose::SetPrivilege
+                        if self.privilege == Privilege::Administrator
+                            && matches!(cc, 0x80 | 0x81 | 0xd4) =>
+                    {
+                        self.privilege = Privilege::Operator;
+                    }
                     Purpose::SetPrivilege => self.finish(Err(completion_error(cc))),
                     Purpose::Close => {
                         self.session = SessionState::Idle;

@@ -331,6 +331,35 @@ fn completion_codes_are_typed() {
 }
 
 #[test]
+fn an_operator_account_gets_an_operator_session() {
+    let mut bmc = FakeBmc::new(&[17]);
+    bmc.max_privilege = 3;
+    let mut h = Harness::new(cfg(), bmc);
+    assert_eq!(
+        h.run(Command::ChassisControl(ChassisControl::PowerUp)),
+        Ok(Response::Done)
+    );
+    assert!(h.bmc.power_on);
+    let asked: Vec<Vec<u8>> = h
+        .bmc
+        .seen
+        .iter()
+        .filter(|s| (s.netfn, s.cmd) == (6, 0x3b))
+        .map(|s| s.data.clone())
+        .collect();
+    assert_eq!(asked, vec![vec![4], vec![3]]);
+    // A User-only account is refused with the BMC's completion code.
+    let mut bmc = FakeBmc::new(&[17]);
+    bmc.max_privilege = 2;
+    let mut h = Harness::new(cfg(), bmc);
+    assert!(matches!(
+        h.run(Command::ChassisControl(ChassisControl::PowerUp)),
+        Err(IpmiError::Completion { code: 0x81, .. })
+    ));
+    assert!(!h.bmc.power_on);
+}
+
+#[test]
 fn one_command_at_a_time_and_close_without_session() {
     let mut h = Harness::new(cfg(), FakeBmc::new(&[17]));
     h.client.start(Command::GetChassisStatus, h.now).unwrap();

@@ -78,6 +78,8 @@ pub struct FakeBmc {
     pub sessions_opened: u32,
     /// Every reply sent (after drops), for replay/mutation tests.
     pub sent: Vec<Vec<u8>>,
+    /// The user's privilege limit: Set Session Privilege Level above it gets 0x81.
+    pub max_privilege: u8,
 }
 
 impl FakeBmc {
@@ -98,6 +100,7 @@ impl FakeBmc {
             rakp3_status: Vec::new(),
             sessions_opened: 0,
             sent: Vec::new(),
+            max_privilege: 4,
         }
     }
 
@@ -319,6 +322,7 @@ impl FakeBmc {
 
     fn execute(&mut self, q: &Seen) -> (u8, Vec<u8>) {
         match (q.netfn, q.cmd) {
+            (6, 0x3b) if q.data[0] & 0x0f > self.max_privilege => (0x81, vec![]),
             (6, 0x3b) => (0, vec![q.data[0]]),
             (6, 0x3c) => {
                 assert_eq!(q.data, SIDC.to_le_bytes());
