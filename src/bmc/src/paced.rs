@@ -103,9 +103,35 @@ impl Paced {
                 _ => (action, PowerState::On),
             },
         };
+        match self.send_verified(action, send, want).await {
+            // No restart among the BMC's reset types (some offer only On/ForceOff or the
+            // power button): off, then on.
+            Err(BmcError::Unsupported(why))
+                if matches!(send, PowerAction::Cycle | PowerAction::Reset) =>
+            {
+                tracing::info!(bmc = %self.describe(), ?action, %why, "no restart: powering off, then on");
+                self.send_verified(action, PowerAction::Off, PowerState::Off)
+                    .await?;
+                self.send_verified(action, PowerAction::On, PowerState::On)
+                    .await
+            }
+            r => r,
+        }
+    }
+
+    /// Send `send` (for `action`) and wait until the state is `want` (see [`Paced::power`]).
+    async fn send_verified(
+        &self,
+        action: PowerAction,
+        send: PowerAction,
+        want: PowerState,
+    ) -> Result<PowerState, BmcError> {
         if let Err(e) = self.paced(self.inner.power(send)).await {
+            // Only an On or Off can have been "already done"; a refused cycle was not.
+            let settles = matches!(send, PowerAction::On | PowerAction::Off)
+                && matches!(e, BmcError::Refused(_));
             return match self.power_state().await {
-                Ok(state) if state == want => {
+                Ok(state) if settles && state == want => {
                     tracing::info!(bmc = %self.describe(), ?action, error = %e, "BMC refused the command, but the machine is already {state:?}");
                     Ok(state)
                 }
@@ -182,6 +208,8 @@ mod tests {
         fail_reads: AtomicU32,
         /// Every power command received, in order.
         actions: StdMutex<Vec<PowerAction>>,
+        /// Cycle and reset are not offered (a Redfish BMC listing no restart type).
+        no_restart: std::sync::atomic::AtomicBool,
     }
 
     impl FakeBmc {
@@ -198,6 +226,7 @@ mod tests {
                 refuse_commands: AtomicU32::new(0),
                 fail_reads: AtomicU32::new(0),
                 actions: StdMutex::new(Vec::new()),
+                no_restart: Default::default(),
             })
         }
         async fn enter(&self) {
@@ -233,6 +262,11 @@ mod tests {
                 self.enter().await;
                 self.powers.fetch_add(1, Ordering::SeqCst);
                 self.actions.lock().unwrap().push(action);
+                if matches!(action, PowerAction::Cycle | PowerAction::Reset)
+                    && self.no_restart.load(Ordering::SeqCst)
+                {
+                    return Err(BmcError::Unsupported(format!("power {action:?}")));
+                }
                 if take_one(&self.refuse_commands) {
                     return Err(BmcError::Refused("409 conflict".into()));
                 }
@@ -367,6 +401,31 @@ mod tests {
             PowerState::On
         );
         assert_eq!(*fake.actions.lock().unwrap(), [PowerAction::Cycle]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_restart_type_a_cycle_is_off_then_on() {
+        let fake = FakeBmc::new(Some(1));
+        *fake.state.lock().unwrap() = PowerState::On;
+        fake.no_restart.store(true, Ordering::SeqCst);
+        let paced = Paced::new(Box::new(fake.clone()), cfg());
+        assert_eq!(
+            paced.power(PowerAction::Reset).await.unwrap(),
+            PowerState::On
+        );
+        assert_eq!(
+            *fake.actions.lock().unwrap(),
+            [PowerAction::Reset, PowerAction::Off, PowerAction::On]
+        );
+        // A refused (not unsupported) cycle of a machine that is on is an error, not "done".
+        let fake = FakeBmc::new(Some(0));
+        *fake.state.lock().unwrap() = PowerState::On;
+        fake.refuse_commands.store(1, Ordering::SeqCst);
+        let paced = Paced::new(Box::new(fake.clone()), cfg());
+        assert!(matches!(
+            paced.power(PowerAction::Cycle).await,
+            Err(BmcError::Refused(_))
+        ));
     }
 
     #[tokio::test(start_paused = true)]
