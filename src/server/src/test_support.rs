@@ -49,20 +49,31 @@ pub fn admin_state(loopback: bool, token: &str) -> (tempfile::TempDir, AdminStat
 
 /// A one-file HTTP server on 127.0.0.1 counting requests (answers slowly, to overlap them).
 pub fn upstream(body: &'static [u8]) -> (String, Arc<AtomicUsize>) {
+    let (base, hits) = http_server("200 OK", body, Duration::from_millis(300));
+    (format!("{base}/vmlinuz"), hits)
+}
+
+/// An HTTP server on 127.0.0.1 answering every request with `status` and `body` after
+/// `delay`, counting requests: its base URL and the count.
+pub fn http_server(
+    status: &'static str,
+    body: &'static [u8],
+    delay: Duration,
+) -> (String, Arc<AtomicUsize>) {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/vmlinuz", l.local_addr().unwrap());
+    let url = format!("http://{}", l.local_addr().unwrap());
     let hits = Arc::new(AtomicUsize::new(0));
     let h = hits.clone();
     std::thread::spawn(move || {
         for s in l.incoming() {
             let Ok(mut s) = s else { continue };
             h.fetch_add(1, Ordering::SeqCst);
-            let mut req = [0u8; 1024];
+            let mut req = [0u8; 4096];
             let _ = s.read(&mut req);
-            std::thread::sleep(Duration::from_millis(300));
+            std::thread::sleep(delay);
             let _ = write!(
                 s,
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                 body.len()
             );
             let _ = s.write_all(body);

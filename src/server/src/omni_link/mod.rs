@@ -484,33 +484,13 @@ impl Backoff {
 mod agent_chain_tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use std::io::{Read, Write};
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-
-    /// A factory that answers every schematic registration with a 500, counting the calls.
-    fn failing_factory() -> (String, Arc<AtomicUsize>) {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let calls = Arc::new(AtomicUsize::new(0));
-        let seen = calls.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { continue };
-                seen.fetch_add(1, Ordering::SeqCst);
-                let mut buf = [0u8; 4096];
-                let _ = conn.read(&mut buf);
-                let _ = conn.write_all(
-                    b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\nconnection: close\r\n\r\ndown",
-                );
-            }
-        });
-        (url, calls)
-    }
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
 
     #[tokio::test]
     async fn a_failed_registration_is_not_retried_by_every_boot() {
-        let (factory_url, calls) = failing_factory();
+        let (factory_url, calls) =
+            crate::test_support::http_server("500 Internal Server Error", b"down", Duration::ZERO);
         let shared = OmniShared::default();
         *shared.talos_agent.write().unwrap() = Some(TalosAgent {
             factory_url,
