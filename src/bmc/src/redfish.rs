@@ -370,8 +370,9 @@ impl Redfish {
         };
         let mut etag: Option<String> = None;
         // At most one retry for each of the two refusals below, in either order (an AMI BMC
-        // may want both the ETag and no BootSourceOverrideMode).
-        for _ in 0..3 {
+        // may want both the ETag and no BootSourceOverrideMode): each guard holds once, so the
+        // loop ends by the third send.
+        loop {
             match patch(body, etag.as_deref()).map_err(|e| *e) {
                 Ok(r) => return not_redirected(r).map(drop),
                 // The BMC wants the ETag (some AMI BMCs): read it and try again.
@@ -389,9 +390,6 @@ impl Redfish {
                 Err(e) => return Err(transport(e)),
             }
         }
-        Err(BmcError::Refused(
-            "boot override refused after retries".into(),
-        ))
     }
 }
 
