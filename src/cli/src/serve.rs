@@ -61,6 +61,8 @@ fn flags(a: &ServeArgs) -> RawConfig {
 }
 
 pub fn serve(a: ServeArgs) -> Result<i32> {
+    // Before any thread starts: one malloc arena per core (see rackboot_malloc).
+    let arenas = rackboot_malloc::limit_arenas(rackboot_malloc::server_arenas());
     let file = match &a.config {
         Some(p) => Some((
             p.clone(),
@@ -82,6 +84,7 @@ pub fn serve(a: ServeArgs) -> Result<i32> {
     let config =
         rackboot_config::finish(&raw, file.as_ref().map(|(p, t)| (p.as_path(), t.as_str())))?;
     init_logging(config.log_format, &config.log_level);
+    tracing::debug!(?arenas, "malloc arenas");
     match rackboot_server::fd_limit::raise_open_files() {
         Ok((_, now)) if now < rackboot_server::fd_limit::COMFORTABLE => tracing::warn!(
             limit = now,

@@ -81,11 +81,15 @@ impl Drop for Slot {
     }
 }
 
+/// Receive buffer of a transfer socket. A read-only server's client sends it ACKs (4 bytes)
+/// and ERRORs; an ERROR longer than this is read cut short, which still ends the transfer
+/// with its code and the start of its message.
+const TRANSFER_RX: usize = 2048;
+
 thread_local! {
     /// The receive buffer of the transfers a runtime thread drives: a waiting transfer holds
-    /// none of its own (a 1,000-machine storm has hundreds waiting at once; 64 KiB each was
-    /// most of the server's memory).
-    static RX: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 65536]);
+    /// none of its own (a 1,000-machine storm has hundreds waiting at once).
+    static RX: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; TRANSFER_RX]);
 }
 
 /// Read one datagram, if one is queued, from a transfer socket that was reported readable.
@@ -333,6 +337,8 @@ impl TftpService {
         let mut tx = Sender::new(self.gso);
         loop {
             tx.flush(&sock, &mut t).await;
+            // Waiting for the client: hold no send buffers meanwhile (see `Sender::release`).
+            tx.release();
             if tx.take_port_unreachable() {
                 t.handle_port_unreachable();
             }
@@ -362,7 +368,7 @@ impl TftpService {
         threaded: &std::sync::atomic::AtomicUsize,
     ) {
         let mut tx = Sender::new(self.gso);
-        let mut rx = vec![0u8; 65536];
+        let mut rx = vec![0u8; TRANSFER_RX];
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut read_timeout = THREAD_TICK;
         loop {

@@ -30,6 +30,9 @@ pub struct Batch {
     /// Starts empty and grows to the transfer's window on its first sends: a lock-step
     /// transfer keeps one datagram's room, not a full GSO send's (hundreds are open in a storm).
     buf: Vec<u8>,
+    /// The room `buf` had grown to before [`Batch::release`]: taken again at once on the next
+    /// send, instead of growing through the sizes a window needs one doubling at a time.
+    room: usize,
     /// Size of every datagram in `buf` but possibly the last.
     seg: usize,
     count: usize,
@@ -50,6 +53,9 @@ impl Batch {
 
     /// Add a datagram; the caller has checked [`Batch::fits`].
     pub fn push(&mut self, datagram: &[u8]) {
+        if self.buf.capacity() == 0 {
+            self.buf.reserve_exact(self.room.max(datagram.len()));
+        }
         if self.count == 0 {
             self.seg = datagram.len();
         } else if datagram.len() < self.seg {
@@ -70,6 +76,14 @@ impl Batch {
     /// The datagrams one by one.
     pub fn datagrams(&self) -> impl Iterator<Item = &[u8]> {
         self.buf.chunks(self.seg.max(1))
+    }
+
+    /// Free the buffer of an empty batch (see [`Sender::release`]).
+    fn release(&mut self) {
+        if self.count == 0 && self.buf.capacity() > 0 {
+            self.room = self.buf.capacity();
+            self.buf = Vec::new();
+        }
     }
 
     fn clear(&mut self) {
@@ -102,6 +116,15 @@ impl Sender {
             coalesced: 0,
             port_unreachable: false,
         }
+    }
+
+    /// Free the send buffers while the transfer waits for its client: a storm has hundreds
+    /// of task transfers waiting at once and only a few sending, so each flush allocating
+    /// its own (a window of up to 64 datagrams) costs far less memory than each transfer
+    /// keeping them. A datagram kept for the next flush (after a failed send) stays.
+    pub fn release(&mut self) {
+        self.batch.release();
+        self.out = Vec::new();
     }
 
     /// True once after a send found the client's port closed (see the module documentation).

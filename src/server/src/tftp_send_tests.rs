@@ -140,6 +140,38 @@ fn after_a_failed_send_the_next_datagram_waits_in_the_batch() {
     assert!(!s.take_port_unreachable());
 }
 
+/// A waiting transfer holds no send buffers, but a datagram kept after a failed send stays, and
+/// the next send takes the room the batch had grown to at once.
+#[test]
+fn release_frees_the_buffers_but_keeps_a_waiting_datagram() {
+    let mut s = Sender::new(true);
+    for _ in 0..4 {
+        s.batch.push(&[3u8; 1468]);
+    }
+    let grown = s.batch.buf.capacity();
+    assert!(grown >= 4 * 1468);
+    assert!(!s.end_batch(Ok(()), false));
+    s.release();
+    assert_eq!((s.batch.buf.capacity(), s.out.capacity()), (0, 0));
+    s.batch.push(&[4u8; 1468]);
+    assert_eq!(
+        s.batch.buf.capacity(),
+        grown,
+        "the earlier room, in one allocation"
+    );
+
+    s.out = vec![5u8; 516];
+    let gone = Err(io::Error::from_raw_os_error(nix::libc::ECONNREFUSED));
+    assert!(s.end_batch(gone, true));
+    s.release();
+    let kept: Vec<&[u8]> = s.batch.datagrams().collect();
+    assert_eq!(
+        kept,
+        vec![&[5u8; 516][..]],
+        "the datagram for the next flush stays"
+    );
+}
+
 /// The kernel here has UDP GSO (the tests of the service need it).
 #[test]
 fn this_kernel_has_udp_gso() {
