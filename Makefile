@@ -18,7 +18,7 @@ TEST_PKGS := $(RUN_PKGS) ethtool gnupg chromium chromium-driver iproute2 openipm
 # Sans-IO crates: must never depend on tokio (checked by `make check`).
 SANS_IO_CRATES := rackboot-tftp rackboot-dhcp rackboot-ipxe rackboot-config rackboot-store rackboot-lifecycle rackboot-ipmi rackboot-tunnel
 
-.PHONY: help deps deps-test build release run serve check test test-assets bench assets image clean
+.PHONY: help deps deps-test build release run serve check test test-assets bench hot-functions assets image clean
 
 help:
 	@echo "make run    (root) a virtual rack: segment, site DHCP, rackboot, SERVERS=$(SERVERS) VMs with BMCs;"
@@ -129,10 +129,21 @@ BENCH_PKGS := $(TEST_PKGS) hyperfine wrk nginx-light xxd gnuplot-nox nghttp2-cli
 
 # Benchmarks against real peers (dnsmasq, tftpd-hpa, atftpd, nginx) in one run, as ratios;
 # writes bench/results/<date>.md. Needs root (network namespaces).
+# rackboot is built alone, as `make release` builds it: built with another package, shared
+# crates may get other features, hence other symbol names than src/cli/link/hot-functions.txt.
 bench: deps-test
 	$(call apt_install,$(BENCH_PKGS))
-	$(CARGO) build --release -p rackboot -p rackboot-fleet
+	$(CARGO) build --release -p rackboot
+	$(CARGO) build --release -p rackboot-fleet
 	bench/run.sh
+
+# The functions start-up and a boot storm run (callgrind), which the release link places
+# together (src/cli/build.rs): writes src/cli/link/hot-functions.txt. Needs root.
+hot-functions: deps-test
+	$(call apt_install,$(BENCH_PKGS) valgrind)
+	$(CARGO) build --release -p rackboot
+	$(CARGO) build --release -p rackboot-fleet
+	bench/hot-functions.sh
 
 # Appliance disk image (image/build.sh): rackboot.img, .qcow2, .efi in $(IMAGE_DIR).
 image: deps release

@@ -446,6 +446,24 @@ echo
 echo "CPU work is the server's and the simulator's CPU time (the two CPU columns above) spread over the machine's $CORES cores: the storm cannot end sooner on this machine, because the simulated clients run on the same cores (kernel work in softirq threads is in neither column, so this is a lower bound). A ratio near 1 means the run was CPU-bound, not waiting on timers or the network."
 echo
 echo "- rackboot binary: $(( $(stat -c %s "$BIN") / 1048576 )) MiB ($(stat -c %s "$BIN") bytes, release with debug=1); stripped: $(( $(strip -o $W/rackboot.stripped "$BIN" && stat -c %s $W/rackboot.stripped) / 1048576 )) MiB"
+hot=$ROOT/src/cli/link/hot-functions.txt
+if [ -s "$hot" ] && nm -S --defined-only "$BIN" > $W/rackboot.nm 2>/dev/null; then
+  echo "- code layout: $(python3 - "$hot" $W/rackboot.nm <<'PY'
+import sys
+want = set(open(sys.argv[1]).read().split())
+spans = {}
+for line in open(sys.argv[2]):
+    f = line.split()
+    if len(f) == 4 and f[3] in want:
+        a = int(f[0], 16)
+        spans[f[3]] = (a, a + int(f[1], 16))
+size = sum(z - a for a, z in spans.values())
+span = max(z for _, z in spans.values()) - min(a for a, _ in spans.values()) if spans else 0
+print(f"{len(spans)} of the {len(want)} functions start-up and a storm run (src/cli/link/hot-functions.txt) "
+      f"are in this binary: {size // 1024} KiB of code within {span // 1024} KiB of .text")
+PY
+) (src/cli/build.rs places them together; make hot-functions lists them again)"
+fi
 echo
 for n in $SIZES; do for stack in $STACKS; do
   echo "<details><summary>$stack, $n clients: per-stage latency</summary>"; echo

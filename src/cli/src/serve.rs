@@ -63,6 +63,8 @@ fn flags(a: &ServeArgs) -> RawConfig {
 pub fn serve(a: ServeArgs) -> Result<i32> {
     // Before any thread starts: one malloc arena per core (see rackboot_malloc).
     let arenas = rackboot_malloc::limit_arenas(rackboot_malloc::server_arenas());
+    // Free pages between live allocations go back to the kernel while the server is busy.
+    let trimmer = rackboot_malloc::spawn_trimmer(rackboot_malloc::TRIM_EVERY);
     let file = match &a.config {
         Some(p) => Some((
             p.clone(),
@@ -85,6 +87,9 @@ pub fn serve(a: ServeArgs) -> Result<i32> {
         rackboot_config::finish(&raw, file.as_ref().map(|(p, t)| (p.as_path(), t.as_str())))?;
     init_logging(config.log_format, &config.log_level);
     tracing::debug!(?arenas, "malloc arenas");
+    if let Err(e) = trimmer {
+        tracing::warn!(error = %e, "cannot start the heap trimmer: freed memory stays resident");
+    }
     match rackboot_server::fd_limit::raise_open_files() {
         Ok((_, now)) if now < rackboot_server::fd_limit::COMFORTABLE => tracing::warn!(
             limit = now,

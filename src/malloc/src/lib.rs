@@ -11,6 +11,13 @@
 //!
 //! An operator's `MALLOC_ARENA_MAX` in the environment wins: glibc reads it itself, and
 //! [`limit_arenas`] then leaves the setting alone. On other C libraries this does nothing.
+//!
+//! glibc gives freed memory back to the kernel only from the top of a heap; pages of free
+//! chunks between live ones stay resident. [`spawn_trimmer`] releases them while the process
+//! is busy (see [`trim`]).
+
+mod trim;
+pub use trim::{spawn_trimmer, trim, TRIM_EVERY};
 
 /// Arenas for the server when the environment does not say: one per core, at most 8.
 pub fn server_arenas() -> i32 {
