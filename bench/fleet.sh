@@ -445,6 +445,8 @@ done; done
 echo
 echo "CPU work is the server's and the simulator's CPU time (the two CPU columns above) spread over the machine's $CORES cores: the storm cannot end sooner on this machine, because the simulated clients run on the same cores (kernel work in softirq threads is in neither column, so this is a lower bound). A ratio near 1 means the run was CPU-bound, not waiting on timers or the network."
 echo
+# (Not when RACKBOOT_BIN is a wrapper script, as in bench/hot-functions.sh.)
+if readelf -h "$BIN" > /dev/null 2>&1; then
 echo "- rackboot binary: $(( $(stat -c %s "$BIN") / 1048576 )) MiB ($(stat -c %s "$BIN") bytes, release with debug=1); stripped: $(( $(strip -o $W/rackboot.stripped "$BIN" && stat -c %s $W/rackboot.stripped) / 1048576 )) MiB"
 hot=$ROOT/src/cli/link/hot-functions.txt
 if [ -s "$hot" ] && nm -S --defined-only "$BIN" > $W/rackboot.nm 2>/dev/null; then
@@ -463,6 +465,7 @@ print(f"{len(spans)} of the {len(want)} functions start-up and a storm run (src/
       f"are in this binary: {size // 1024} KiB of code within {span // 1024} KiB of .text")
 PY
 ) (src/cli/build.rs places them together; make hot-functions lists them again)"
+fi
 fi
 echo
 for n in $SIZES; do for stack in $STACKS; do

@@ -15,23 +15,25 @@ rm -rf "$W"; mkdir -p "$W"
 # What fleet.sh starts as rackboot: the release binary under callgrind (same PID, same signals).
 cat > "$W/rackboot" <<WRAP
 #!/bin/sh
-exec valgrind --tool=callgrind --demangle=no --callgrind-out-file=$W/callgrind.%p $BIN "\$@" 2>>$W/valgrind.log
+exec valgrind --tool=callgrind --demangle=no --callgrind-out-file="$W/callgrind.%p" "$BIN" "\$@" 2>>"$W/valgrind.log"
 WRAP
 chmod +x "$W/rackboot"
 # The first callgrind start of a newly linked binary can outlast fleet.sh's wait for the server
 # to come up (fleet.sh then stops without a storm): a second try.
+# fleet.sh's first table: | rackboot | clients | booted | ...
+booted() { awk -F'|' '$2 ~ /^ rackboot $/ && $4 ~ /^ [0-9]+ $/ {print $4 + 0; exit}' "$W/fleet.md"; }
 runs=0
-for try in 1 2; do
+for _ in 1 2; do
   rm -f "$W"/callgrind.*
   RACKBOOT_BIN=$W/rackboot FLEET_SIZES=${HOT_CLIENTS:-200} FLEET_STACKS=rackboot FLEET_ROUNDS=1 \
     FLEET_HOST_CC_ROUNDS=0 FLEET_OUT=$W bench/fleet.sh > "$W/fleet.md" 2> "$W/fleet.log" || true
-  runs=$(ls "$W"/callgrind.* 2>/dev/null | wc -l)
-  [ "$runs" -ge 2 ] && grep -q '^| rackboot | ' "$W/fleet.md" && break
+  runs=$(find "$W" -maxdepth 1 -name 'callgrind.*' | wc -l)
+  [ "$runs" -ge 2 ] && [ "$(booted)" -gt 0 ] 2>/dev/null && break
 done
-if [ "$runs" -lt 2 ] || ! grep -q '^| rackboot | ' "$W/fleet.md"; then
+if [ "$runs" -lt 2 ] || ! [ "$(booted)" -gt 0 ] 2>/dev/null; then
   echo "hot-functions: the storm did not run under callgrind ($runs runs; see $W/fleet.log, $W/valgrind.log); $OUT unchanged" >&2
   exit 1
 fi
 bench/hot_functions.py "$BIN" "$W"/callgrind.* > "$W/hot-functions.txt"
 mv "$W/hot-functions.txt" $OUT
-echo "$OUT: $(wc -l < $OUT) functions (callgrind runs: $(ls "$W"/callgrind.* | wc -l); storm: $W/fleet.md)"
+echo "$OUT: $(wc -l < $OUT) functions (callgrind runs: $runs; $(booted) machines booted: $W/fleet.md)"

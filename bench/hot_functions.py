@@ -5,10 +5,11 @@ count), one mangled name per line: lld's --symbol-ordering-file (see src/cli/bui
 usage: hot_functions.py BINARY CALLGRIND_OUT...
 """
 import collections
+import os
 import re
 import sys
 
-binary, outs = sys.argv[1], sys.argv[2:]
+binary, outs = os.path.realpath(sys.argv[1]), sys.argv[2:]
 LINE = re.compile(r"^(ob|cob|fn|cfn)=\((\d+)\)(?: (.*))?$")
 cost = collections.Counter()
 ran = set()
@@ -47,12 +48,12 @@ for path in outs:
                     cost[fn] += int(parts[1])
                 ran.add(fn)
 
-# valgrind tells apart two functions of one name with a suffix ('2); functions without a
-# name ("0x...", "(below main)") cannot be listed.
+# callgrind marks a function's recursion levels with a suffix ('2, --separate-recs); functions
+# without a name ("0x...", "(below main)") cannot be listed.
 SYMBOL = re.compile(r"^[A-Za-z_.$][A-Za-z0-9_.$]*$")
 best = collections.Counter()
 for obj, name in ran:
-    if obj == binary and name:
+    if obj and name and os.path.realpath(obj) == binary:
         name = re.sub(r"'\d+$", "", name)
         if SYMBOL.match(name):
             best[name] = max(best[name], cost[(obj, name)] + cost[(obj, name + "'2")])

@@ -14,7 +14,7 @@
 //!
 //! glibc gives freed memory back to the kernel only from the top of a heap; pages of free
 //! chunks between live ones stay resident. [`spawn_trimmer`] releases them while the process
-//! is busy (see [`trim`]).
+//! is busy (see [`trim()`]).
 
 mod trim;
 pub use trim::{spawn_trimmer, trim, TRIM_EVERY};

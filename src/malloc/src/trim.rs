@@ -63,11 +63,11 @@ pub fn spawn_trimmer(every: Duration) -> std::io::Result<std::thread::JoinHandle
             let mut last = cpu_time();
             loop {
                 std::thread::sleep(every);
-                let now = cpu_time();
-                if busy(last, now) {
+                if busy(last, cpu_time()) {
                     trim();
                 }
-                last = now;
+                // After the trim: its own CPU time does not make the next look busy.
+                last = cpu_time();
             }
         })
 }
