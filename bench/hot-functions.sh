@@ -22,15 +22,14 @@ chmod +x "$W/rackboot"
 # to come up (fleet.sh then stops without a storm): a second try.
 # fleet.sh's first table: | rackboot | clients | booted | ...
 booted() { awk -F'|' '$2 ~ /^ rackboot $/ && $4 ~ /^ [0-9]+ $/ {print $4 + 0; exit}' "$W/fleet.md"; }
-runs=0
+ran() { runs=$(find "$W" -maxdepth 1 -name 'callgrind.*' | wc -l); [ "$runs" -ge 2 ] && [ "$(booted)" -gt 0 ] 2>/dev/null; }
 for _ in 1 2; do
   rm -f "$W"/callgrind.*
   RACKBOOT_BIN=$W/rackboot FLEET_SIZES=${HOT_CLIENTS:-200} FLEET_STACKS=rackboot FLEET_ROUNDS=1 \
     FLEET_HOST_CC_ROUNDS=0 FLEET_OUT=$W bench/fleet.sh > "$W/fleet.md" 2> "$W/fleet.log" || true
-  runs=$(find "$W" -maxdepth 1 -name 'callgrind.*' | wc -l)
-  [ "$runs" -ge 2 ] && [ "$(booted)" -gt 0 ] 2>/dev/null && break
+  ran && break
 done
-if [ "$runs" -lt 2 ] || ! [ "$(booted)" -gt 0 ] 2>/dev/null; then
+if ! ran; then
   echo "hot-functions: the storm did not run under callgrind ($runs runs; see $W/fleet.log, $W/valgrind.log); $OUT unchanged" >&2
   exit 1
 fi

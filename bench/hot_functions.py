@@ -54,9 +54,9 @@ SYMBOL = re.compile(r"^[A-Za-z_.$][A-Za-z0-9_.$]*$")
 best = collections.Counter()
 for obj, name in ran:
     if obj and name and os.path.realpath(obj) == binary:
-        name = re.sub(r"'\d+$", "", name)
-        if SYMBOL.match(name):
-            best[name] = max(best[name], cost[(obj, name)] + cost[(obj, name + "'2")])
+        symbol = re.sub(r"'\d+$", "", name)
+        if SYMBOL.match(symbol):
+            best[symbol] += cost[(obj, name)]
 if not best:
     sys.exit(f"hot_functions.py: callgrind saw no function of {binary} run")
 for name in sorted(best, key=lambda n: (-best[n], n)):

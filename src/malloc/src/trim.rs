@@ -18,13 +18,9 @@ const BUSY: Duration = Duration::from_millis(1);
 
 /// Release the free pages of every arena to the kernel (glibc's `malloc_trim(0)`). Returns
 /// whether glibc released anything. Does nothing on other C libraries.
-pub fn trim() -> bool {
-    malloc_trim()
-}
-
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
-fn malloc_trim() -> bool {
+pub fn trim() -> bool {
     // SAFETY: malloc_trim takes an integer (the top padding to keep) and only returns free
     // pages of the allocator's own heaps to the kernel (madvise); it takes each arena's lock,
     // so it is safe to call while other threads allocate (malloc_trim(3)).
@@ -32,7 +28,7 @@ fn malloc_trim() -> bool {
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn malloc_trim() -> bool {
+pub fn trim() -> bool {
     false
 }
 
